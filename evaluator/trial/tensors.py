@@ -1,0 +1,532 @@
+"""Decode the tensors of an smdebug ``Event`` payload straight from the wire format.
+
+The path is ``Event.summary`` (5) -> ``Summary.value`` (1, repeated) -> ``Value.tag`` (1) and
+``Value.tensor`` (8, a TensorFlow ``TensorProto``). Everything else (wall time, step, the plugin
+metadata carrying the mode) is skipped by length: the index already gives the mode and step.
+
+A ``TensorProto`` carries its numbers either as raw little-endian ``tensor_content`` (what
+smdebug always writes for numbers) or in a typed repeated field (what TensorFlow writes for
+small or constant tensors, packed or not). Both are read, for every dtype, and the result is
+exact: int8 stays signed (smdebug's reader returns uint8), bfloat16 widens losslessly to float32,
+and half-precision bit patterns become float16.
+
+Where a singular field appears twice the last one wins (protobuf would merge two sub-messages;
+no writer emits that). Strings become a NumPy ``str`` array, which cannot hold trailing NULs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from evaluator.trial.protowire import (
+    FIXED32,
+    FIXED64,
+    LEN,
+    VARINT,
+    Buffer,
+    WireError,
+    decode_packed_fixed,
+    decode_packed_varints,
+    iter_fields,
+    read_varint,
+    to_int32,
+    wire_type_name,
+)
+
+__all__ = [
+    "DTYPE_NAMES",
+    "TensorDecodeError",
+    "decode_event_tensors",
+    "decode_tensor_proto",
+]
+
+Array = npt.NDArray[Any]
+
+
+class TensorDecodeError(ValueError):
+    """A well-formed message whose tensor cannot be turned into an array (wrong element count,
+    unsupported dtype, undecodable string)."""
+
+
+# DataType numbers from tensorflow/core/framework/types.proto (checked against smdebug's copy).
+DT_INVALID: Final = 0
+DT_FLOAT: Final = 1
+DT_DOUBLE: Final = 2
+DT_INT32: Final = 3
+DT_UINT8: Final = 4
+DT_INT16: Final = 5
+DT_INT8: Final = 6
+DT_STRING: Final = 7
+DT_COMPLEX64: Final = 8
+DT_INT64: Final = 9
+DT_BOOL: Final = 10
+DT_BFLOAT16: Final = 14
+DT_UINT16: Final = 17
+DT_COMPLEX128: Final = 18
+DT_HALF: Final = 19
+DT_UINT32: Final = 22
+DT_UINT64: Final = 23
+
+DTYPE_NAMES: Final = {
+    0: "DT_INVALID",
+    1: "DT_FLOAT",
+    2: "DT_DOUBLE",
+    3: "DT_INT32",
+    4: "DT_UINT8",
+    5: "DT_INT16",
+    6: "DT_INT8",
+    7: "DT_STRING",
+    8: "DT_COMPLEX64",
+    9: "DT_INT64",
+    10: "DT_BOOL",
+    11: "DT_QINT8",
+    12: "DT_QUINT8",
+    13: "DT_QINT32",
+    14: "DT_BFLOAT16",
+    15: "DT_QINT16",
+    16: "DT_QUINT16",
+    17: "DT_UINT16",
+    18: "DT_COMPLEX128",
+    19: "DT_HALF",
+    20: "DT_RESOURCE",
+    21: "DT_VARIANT",
+    22: "DT_UINT32",
+    23: "DT_UINT64",
+    24: "DT_FLOAT8_E5M2",
+    25: "DT_FLOAT8_E4M3FN",
+}
+"""Names for error messages, including the types this reader does not decode."""
+
+# TensorProto's typed repeated fields (dtype 1, tensor_shape 2 and tensor_content 4 are read
+# with literal numbers in the hot loop).
+_FLOAT_VAL: Final = 5
+_DOUBLE_VAL: Final = 6
+_INT_VAL: Final = 7
+_STRING_VAL: Final = 8
+_SCOMPLEX_VAL: Final = 9
+_INT64_VAL: Final = 10
+_BOOL_VAL: Final = 11
+_DCOMPLEX_VAL: Final = 12
+_HALF_VAL: Final = 13
+_UINT32_VAL: Final = 16
+_UINT64_VAL: Final = 17
+
+_TYPED_FIELD_NAMES: Final = {
+    _FLOAT_VAL: "float_val",
+    _DOUBLE_VAL: "double_val",
+    _INT_VAL: "int_val",
+    _STRING_VAL: "string_val",
+    _SCOMPLEX_VAL: "scomplex_val",
+    _INT64_VAL: "int64_val",
+    _BOOL_VAL: "bool_val",
+    _DCOMPLEX_VAL: "dcomplex_val",
+    _HALF_VAL: "half_val",
+    _UINT32_VAL: "uint32_val",
+    _UINT64_VAL: "uint64_val",
+}
+_FIXED32_FIELDS: Final = frozenset({_FLOAT_VAL, _SCOMPLEX_VAL})
+_FIXED64_FIELDS: Final = frozenset({_DOUBLE_VAL, _DCOMPLEX_VAL})
+
+_MAX_ELEMENTS: Final = 1 << 48
+"""Far more elements than any real tensor: a shape beyond this is corrupt, not just large."""
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How one DataType is stored: its raw dtype in ``tensor_content`` and its typed fields."""
+
+    content: np.dtype[Any] | None
+    fields: tuple[int, ...]
+    result: np.dtype[Any]
+
+
+def _kind(content: str | None, fields: tuple[int, ...], result: str) -> _Kind:
+    return _Kind(None if content is None else np.dtype(content), fields, np.dtype(result))
+
+
+_KINDS: Final = {
+    DT_FLOAT: _kind("<f4", (_FLOAT_VAL,), "<f4"),
+    DT_DOUBLE: _kind("<f8", (_DOUBLE_VAL,), "<f8"),
+    DT_INT32: _kind("<i4", (_INT_VAL,), "<i4"),
+    DT_UINT8: _kind("u1", (_INT_VAL,), "u1"),
+    DT_INT16: _kind("<i2", (_INT_VAL,), "<i2"),
+    DT_INT8: _kind("i1", (_INT_VAL,), "i1"),
+    DT_STRING: _kind(None, (_STRING_VAL,), "U"),
+    DT_COMPLEX64: _kind("<c8", (_SCOMPLEX_VAL,), "<c8"),
+    DT_INT64: _kind("<i8", (_INT64_VAL,), "<i8"),
+    # Bools are one byte each in tensor_content; read as bytes so that any non-zero is True.
+    DT_BOOL: _kind("u1", (_BOOL_VAL,), "?"),
+    # bfloat16 bits are the upper half of a float32: widened, not rounded.
+    DT_BFLOAT16: _kind("<u2", (_HALF_VAL, _INT_VAL), "<f4"),
+    DT_UINT16: _kind("<u2", (_INT_VAL,), "<u2"),
+    DT_COMPLEX128: _kind("<c16", (_DCOMPLEX_VAL,), "<c16"),
+    # Older TensorFlow writers put half bit patterns in int_val rather than half_val.
+    DT_HALF: _kind("<f2", (_HALF_VAL, _INT_VAL), "<f2"),
+    DT_UINT32: _kind("<u4", (_UINT32_VAL,), "<u4"),
+    DT_UINT64: _kind("<u8", (_UINT64_VAL,), "<u8"),
+}
+_CONTENT_DTYPES: Final = {
+    dtype: kind.content for dtype, kind in _KINDS.items() if kind.content is not None
+}
+_F32: Final = np.dtype("<f4")
+_F64: Final = np.dtype("<f8")
+_U2: Final = np.dtype("<u2")
+
+
+def decode_event_tensors(
+    payload: memoryview[Any] | bytes, wanted: Callable[[str], bool] | None = None
+) -> list[tuple[str, Array]]:
+    """``(tag, array)`` for every tensor value of an Event whose tag ``wanted`` accepts.
+
+    Unwanted tensors are skipped by their length prefix, never decoded. Arrays built from
+    ``tensor_content`` are read-only views into ``payload``: they keep it alive, and callers
+    that need to write must copy.
+    """
+    buf = _as_buffer(payload)
+    found: list[tuple[str, Array]] = []
+    for number, wire_type, start, stop in iter_fields(buf, 0, len(buf)):
+        if number == 5:
+            _expect(wire_type, LEN, "Event.summary")
+            _summary_tensors(buf, start, stop, wanted, found)
+    return found
+
+
+def decode_tensor_proto(buf: memoryview[Any] | bytes) -> Array:
+    """The array a serialized ``TensorProto`` holds, shaped as its ``tensor_shape`` says."""
+    view = _as_buffer(buf)
+    return _tensor(view, 0, len(view))
+
+
+def _as_buffer(payload: memoryview[Any] | bytes) -> Buffer:
+    """Bytes stay bytes; a memoryview becomes a flat, contiguous view of unsigned bytes."""
+    if isinstance(payload, memoryview) and (payload.format != "B" or payload.ndim != 1):
+        return payload.cast("B") if payload.c_contiguous else memoryview(payload.tobytes())
+    if isinstance(payload, memoryview) and not payload.c_contiguous:
+        return memoryview(payload.tobytes())
+    return payload
+
+
+def _expect(wire_type: int, expected: int, what: str) -> None:
+    if wire_type != expected:
+        raise _wrong_wire_type(wire_type, expected, what)
+
+
+def _wrong_wire_type(wire_type: int, expected: int, what: str) -> WireError:
+    return WireError(
+        f"{what} has wire type {wire_type_name(wire_type)}, expected "
+        f"{wire_type_name(expected)}: these bytes are not the TensorFlow message they claim to be"
+    )
+
+
+def _summary_tensors(
+    buf: Buffer,
+    start: int,
+    stop: int,
+    wanted: Callable[[str], bool] | None,
+    found: list[tuple[str, Array]],
+) -> None:
+    for number, wire_type, first, end in iter_fields(buf, start, stop):
+        if number == 1:
+            _expect(wire_type, LEN, "Summary.value")
+            item = _value_tensor(buf, first, end, wanted)
+            if item is not None:
+                found.append(item)
+
+
+def _value_tensor(
+    buf: Buffer, start: int, stop: int, wanted: Callable[[str], bool] | None
+) -> tuple[str, Array] | None:
+    """The ``(tag, array)`` of one ``Summary.Value``, or None if it has no tensor or is unwanted.
+
+    The tag is looked at before the tensor is decoded, wherever it appears in the message.
+    """
+    tag = ""
+    tensor: tuple[int, int] | None = None
+    for number, wire_type, first, end in iter_fields(buf, start, stop):
+        if number == 1:
+            _expect(wire_type, LEN, "Summary.Value.tag")
+            tag = _utf8(buf, first, end, "Summary.Value.tag")
+        elif number == 8:
+            _expect(wire_type, LEN, "Summary.Value.tensor")
+            tensor = (first, end)
+    if tensor is None or (wanted is not None and not wanted(tag)):
+        return None
+    try:
+        return tag, _tensor(buf, *tensor)
+    except TensorDecodeError as error:
+        raise TensorDecodeError(f"tensor {tag!r}: {error}") from error
+    except WireError as error:
+        raise WireError(f"tensor {tag!r}: {error}") from error
+
+
+def _utf8(buf: Buffer, start: int, stop: int, what: str) -> str:
+    try:
+        return str(buf[start:stop], "utf-8")
+    except UnicodeDecodeError as error:
+        raise TensorDecodeError(f"{what} is not valid UTF-8 ({error.reason})") from error
+
+
+_SHAPES: dict[bytes, tuple[int, ...]] = {}
+"""Decoded ``TensorShapeProto`` bytes. A tensor has the same shape (and dim names) at every
+step, so after the first step a shape costs a copy of a few dozen bytes and a dict lookup."""
+_MAX_CACHED_SHAPES: Final = 4096
+
+
+def _tensor(buf: Buffer, start: int, stop: int) -> Array:
+    """Decode the ``TensorProto`` in ``buf[start:stop]``."""
+    dtype = DT_INVALID
+    shape: tuple[int, ...] = ()
+    content: tuple[int, int] | None = None
+    typed: dict[int, list[tuple[int, int, int]]] = {}
+    # Wire types are checked inline: this runs for every tensor read.
+    for number, wire_type, first, end in iter_fields(buf, start, stop):
+        if number == 4:
+            if wire_type != 2:
+                raise _wrong_wire_type(wire_type, LEN, "TensorProto.tensor_content")
+            content = (first, end)  # a singular field seen twice: the last one wins
+        elif number == 1:
+            if wire_type != 0:
+                raise _wrong_wire_type(wire_type, VARINT, "TensorProto.dtype")
+            dtype = to_int32(first)
+        elif number == 2:
+            if wire_type != 2:
+                raise _wrong_wire_type(wire_type, LEN, "TensorProto.tensor_shape")
+            shape = _SHAPES.get(bytes(buf[first:end])) or _shape(buf, first, end)
+        elif number in _TYPED_FIELD_NAMES:
+            typed.setdefault(number, []).append((wire_type, first, end))
+    if content is not None and content[1] > content[0]:
+        return _from_content(buf, content[0], content[1], dtype, shape)
+    if dtype == DT_INVALID:
+        # smdebug writes string tensors with string_val and no dtype at all.
+        dtype = DT_STRING
+    return _from_typed(buf, typed, dtype, shape)
+
+
+def _unsupported(dtype: int) -> TensorDecodeError:
+    return TensorDecodeError(
+        f"unsupported dtype {DTYPE_NAMES.get(dtype, 'unknown')} ({dtype}): this reader decodes "
+        "numeric, bool and string tensors"
+    )
+
+
+def _shape(buf: Buffer, start: int, stop: int) -> tuple[int, ...]:
+    dims: list[int] = []
+    for number, wire_type, first, end in iter_fields(buf, start, stop):
+        if number == 2:
+            if wire_type != 2:
+                raise _wrong_wire_type(wire_type, LEN, "TensorShapeProto.dim")
+            dims.append(_dim_size(buf, first, end))
+        elif number == 3:
+            _expect(wire_type, VARINT, "TensorShapeProto.unknown_rank")
+            if first:
+                raise TensorDecodeError(
+                    "the tensor shape has unknown rank: a saved tensor value needs a full shape"
+                )
+    shape = tuple(dims)
+    if shape:  # the empty shape is falsy: caching it would not save a lookup
+        if len(_SHAPES) >= _MAX_CACHED_SHAPES:
+            _SHAPES.clear()
+        _SHAPES[bytes(buf[start:stop])] = shape
+    return shape
+
+
+def _dim_size(buf: Buffer, start: int, stop: int) -> int:
+    """The size of one ``TensorShapeProto.Dim``.
+
+    Every writer puts ``size`` first and at most a short ``name`` after it; that layout is read
+    directly, anything else by walking the fields.
+    """
+    if start + 1 < stop and buf[start] == 0x08:
+        size = buf[start + 1]
+        if size < 0x80:
+            pos = start + 2
+        else:
+            size, pos = read_varint(buf, start + 1, stop)
+        if pos == stop or (
+            buf[pos] == 0x12
+            and pos + 1 < stop
+            and buf[pos + 1] < 0x80
+            and pos + 2 + buf[pos + 1] == stop
+        ):
+            return _checked_dim(size)
+    size = 0
+    for number, wire_type, first, _ in iter_fields(buf, start, stop):
+        if number == 1:
+            _expect(wire_type, VARINT, "TensorShapeProto.Dim.size")
+            size = first
+    return _checked_dim(size)
+
+
+def _checked_dim(size: int) -> int:
+    if size >= _MAX_ELEMENTS:
+        shown = size - (1 << 64) if size >= 1 << 63 else size
+        raise TensorDecodeError(
+            f"a dimension has size {shown}: a saved tensor value needs known dimensions below "
+            f"{_MAX_ELEMENTS}"
+        )
+    return size
+
+
+def _element_count(shape: tuple[int, ...]) -> int:
+    """Elements of ``shape``, refusing shapes NumPy could not even represent empty."""
+    if math.prod(d for d in shape if d) >= _MAX_ELEMENTS:
+        raise TensorDecodeError(f"shape {shape} is too large to be a real tensor: it is corrupt")
+    return math.prod(shape)
+
+
+def _from_content(buf: Buffer, first: int, end: int, dtype: int, shape: tuple[int, ...]) -> Array:
+    """A zero-copy array over raw little-endian content (bool and bfloat16 are converted)."""
+    storage = _CONTENT_DTYPES.get(dtype)
+    if storage is None:
+        if dtype == DT_STRING:
+            raise TensorDecodeError(
+                "DT_STRING tensor has tensor_content, which TensorFlow never writes for strings "
+                "(it uses string_val)"
+            )
+        raise _unsupported(dtype)
+    count = math.prod(shape)
+    if end - first != count * storage.itemsize:
+        raise TensorDecodeError(
+            f"expected {count} elements for shape {shape}, found "
+            f"{(end - first) / storage.itemsize:g} ({end - first} bytes of {DTYPE_NAMES[dtype]} "
+            f"tensor_content, {storage.itemsize} per element)"
+        )
+    if dtype == DT_BOOL:
+        return np.frombuffer(buf, storage, count, first).astype(np.bool_).reshape(shape)
+    if dtype == DT_BFLOAT16:
+        return _widen_bfloat16(np.frombuffer(buf, storage, count, first)).reshape(shape)
+    return np.ndarray(shape, storage, buf, first)
+
+
+def _widen_bfloat16(bits: Array) -> Array:
+    """bfloat16 bit patterns as float32: the same bits in the upper half, so exact."""
+    return (bits.astype(np.uint32) << 16).view(_F32)
+
+
+def _from_typed(
+    buf: Buffer,
+    typed: dict[int, list[tuple[int, int, int]]],
+    dtype: int,
+    shape: tuple[int, ...],
+) -> Array:
+    """Values from the typed repeated field this dtype uses, broadcast if there is just one."""
+    kind = _KINDS.get(dtype)
+    if kind is None:
+        raise _unsupported(dtype)
+    count = _element_count(shape)
+    field = next((f for f in kind.fields if f in typed), kind.fields[0])
+    values = _typed_values(buf, field, typed.get(field, []), dtype)
+    found = values.shape[0]
+    if found == count:
+        return values.reshape(shape)
+    if found == 1:
+        # TensorFlow stores a tensor whose elements are all equal as that one value. A read-only
+        # broadcast view fills the shape without allocating it.
+        try:
+            return np.broadcast_to(values, shape)
+        except ValueError as error:
+            raise TensorDecodeError(f"cannot fill shape {shape}: {error}") from error
+    raise TensorDecodeError(
+        f"expected {count} elements for shape {shape}, found {found} "
+        f"({DTYPE_NAMES[dtype]} in {_TYPED_FIELD_NAMES[field]})"
+    )
+
+
+def _typed_values(buf: Buffer, field: int, parts: list[tuple[int, int, int]], dtype: int) -> Array:
+    """Concatenate the packed runs and single values of one typed field, in wire order."""
+    if field == _STRING_VAL:
+        return _strings(buf, parts)
+    chunks = [_typed_chunk(buf, field, wire_type, first, end) for wire_type, first, end in parts]
+    if not chunks:
+        raw: Array = np.empty(0, dtype=_storage_dtype(field))
+    elif len(chunks) == 1:
+        raw = chunks[0]
+    else:
+        raw = np.concatenate(chunks)
+    return _typed_to_result(raw, field, dtype)
+
+
+def _storage_dtype(field: int) -> np.dtype[Any]:
+    if field in _FIXED32_FIELDS:
+        return _F32
+    if field in _FIXED64_FIELDS:
+        return _F64
+    return np.dtype(np.uint64)
+
+
+def _typed_chunk(buf: Buffer, field: int, wire_type: int, first: int, end: int) -> Array:
+    """One packed run (wire type LEN) or one unpacked value of a numeric typed field."""
+    if field in _FIXED32_FIELDS or field in _FIXED64_FIELDS:
+        fixed = _F32 if field in _FIXED32_FIELDS else _F64
+        if wire_type not in (LEN, FIXED32 if fixed is _F32 else FIXED64):
+            raise WireError(
+                f"TensorProto.{_TYPED_FIELD_NAMES[field]} has wire type "
+                f"{wire_type_name(wire_type)}: not a TensorProto"
+            )
+        return decode_packed_fixed(buf, first, end, fixed)
+    if wire_type == VARINT:
+        return np.array([first], dtype=np.uint64)
+    if wire_type != LEN:
+        raise WireError(
+            f"TensorProto.{_TYPED_FIELD_NAMES[field]} has wire type "
+            f"{wire_type_name(wire_type)}: not a TensorProto"
+        )
+    return decode_packed_varints(buf, first, end)
+
+
+def _typed_to_result(raw: Array, field: int, dtype: int) -> Array:
+    """Reinterpret a typed field's wire values as the tensor's dtype.
+
+    Varint fields arrive as raw 64-bit patterns: signed ones are two's complement, and narrower
+    integers are truncated exactly as protobuf truncates an int32 field.
+    """
+    if field in _FIXED32_FIELDS or field in _FIXED64_FIELDS:
+        if dtype in (DT_COMPLEX64, DT_COMPLEX128):
+            return _complex(raw, dtype)
+        return raw.astype(_KINDS[dtype].result, copy=False)
+    if dtype == DT_BOOL:
+        return raw.astype(np.bool_)
+    if dtype == DT_HALF:
+        return _low_bits(raw, _U2).view(np.float16)
+    if dtype == DT_BFLOAT16:
+        return _widen_bfloat16(_low_bits(raw, _U2))
+    return _low_bits(raw, _KINDS[dtype].result)
+
+
+def _low_bits(raw: npt.NDArray[np.uint64], target: np.dtype[Any]) -> Array:
+    """The low ``target.itemsize`` bytes of each value, reinterpreted as ``target``.
+
+    Masking before the cast keeps the conversion well defined for sign-extended values.
+    """
+    if target.itemsize == 8:
+        return raw.view(target)
+    unsigned = np.dtype(f"<u{target.itemsize}")
+    mask = np.uint64((1 << (8 * target.itemsize)) - 1)
+    return (raw & mask).astype(unsigned).view(target)
+
+
+def _complex(raw: Array, dtype: int) -> Array:
+    if raw.shape[0] % 2:
+        raise TensorDecodeError(
+            f"{DTYPE_NAMES[dtype]} typed values hold {raw.shape[0]} numbers: complex values "
+            "come as (real, imaginary) pairs"
+        )
+    return np.ascontiguousarray(raw).view(_KINDS[dtype].result)
+
+
+def _strings(buf: Buffer, parts: list[tuple[int, int, int]]) -> Array:
+    values: list[str] = []
+    for wire_type, first, end in parts:
+        if wire_type != LEN:
+            raise WireError(
+                f"TensorProto.string_val has wire type {wire_type_name(wire_type)}: not a "
+                "TensorProto"
+            )
+        values.append(_utf8(buf, first, end, f"string element {len(values)}"))
+    return np.array(values, dtype=str)

@@ -1,0 +1,1 @@
+"""Development tools: trial writers for tests, the demo and the benchmarks (not shipped)."""

@@ -1,0 +1,181 @@
+"""Turn label and prediction tensors, in whatever form a framework saved them, into class indices.
+
+Frameworks save labels as class indices in any integer dtype, as integral floats, as (B, 1)
+columns, or one-hot / probability rows; predictions as class indices or (B, C) scores. Everything
+here is vectorised: a step's rows are classified in a few numpy passes, and rows that cannot be
+counted are set aside with a named reason instead of failing the step. Only a form that cannot
+be interpreted at all (a shape, a dtype, argmax left off for scores) rejects the whole batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+# Row-level reasons, in the order a row's first problem is reported.
+IGNORED = "ignored_label"
+NONFINITE_LABEL = "nonfinite_label"
+NONINTEGRAL_LABEL = "nonintegral_label"
+NEGATIVE_LABEL = "negative_label"
+LABEL_OUT_OF_RANGE = "label_out_of_range"
+NONFINITE_SCORE = "nonfinite_score"
+NONFINITE_PREDICTION = "nonfinite_prediction"
+PREDICTION_OUT_OF_RANGE = "prediction_out_of_range"
+
+
+class BatchRejected(ValueError):
+    """A whole batch cannot be interpreted; ``reason`` is a short key for counting."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class RowClasses:
+    """Class index per row, and the rows that must not be counted, by reason (priority order)."""
+
+    classes: IntArray
+    problems: tuple[tuple[str, BoolArray], ...] = ()
+
+
+def label_classes(
+    tensor: npt.ArrayLike, *, ignore_index: int | None, max_classes: int
+) -> RowClasses:
+    """Class index per label row: indices as they are, one-hot/probability rows by argmax."""
+    array = _as_rows(tensor, "labels")
+    if array.ndim == 2:
+        rows = _argmax_rows(array, "labels", NONFINITE_LABEL)
+        return _flag_out_of_range(rows, max_classes, LABEL_OUT_OF_RANGE)
+    classes, column_problems = _integral_column(
+        array, "labels", NONFINITE_LABEL, NONINTEGRAL_LABEL, max_classes
+    )
+    problems = list(column_problems)
+    if ignore_index is not None:
+        ignored = classes == ignore_index
+        for _, mask in column_problems:  # NaN/non-integral rows were cleaned to 0: not ignored
+            ignored &= ~mask
+        if ignored.any():
+            problems.insert(0, (IGNORED, ignored))
+    below = classes < 0
+    if below.any():
+        problems.append((NEGATIVE_LABEL, below))
+    above = classes >= max_classes
+    if above.any():
+        problems.append((LABEL_OUT_OF_RANGE, above))
+    return RowClasses(classes, tuple(problems))
+
+
+def prediction_classes(tensor: npt.ArrayLike, *, argmax: bool, max_classes: int) -> RowClasses:
+    """Class index per prediction row: indices as they are, (B, C) scores by argmax if enabled."""
+    array = _as_rows(tensor, "predictions")
+    if array.ndim == 2:
+        if not argmax:
+            raise BatchRejected(
+                "argmax_required",
+                f"expected predictions as class indices of shape (B,) because argmax is false, "
+                f"but found scores of shape {array.shape}: set argmax to true",
+            )
+        rows = _argmax_rows(array, "predictions", NONFINITE_SCORE)
+        return _flag_out_of_range(rows, max_classes, PREDICTION_OUT_OF_RANGE)
+    classes, problems = _integral_column(
+        array, "predictions", NONFINITE_PREDICTION, None, max_classes
+    )
+    outside = (classes < 0) | (classes >= max_classes)
+    if outside.any():
+        problems = (*problems, (PREDICTION_OUT_OF_RANGE, outside))
+    return RowClasses(classes, problems)
+
+
+def _as_rows(tensor: npt.ArrayLike, role: str) -> npt.NDArray[np.generic]:
+    """Reshape to (B,) or (B, C); a scalar is one row and a (B, 1) column is squeezed."""
+    array = np.asarray(tensor)
+    if array.dtype.kind not in "biuf":
+        raise BatchRejected(
+            f"unsupported_{role}_dtype",
+            f"expected {role} as numbers (integers, floats or booleans), but found dtype "
+            f"{array.dtype}: point {role}_regex at a numeric tensor",
+        )
+    if array.ndim == 0:
+        return array.reshape(1)
+    if array.ndim == 2 and array.shape[1] == 1:
+        return array[:, 0]
+    if array.ndim == 2 and array.shape[1] == 0:
+        raise BatchRejected(
+            f"unsupported_{role}_shape",
+            f"expected {role} of shape (B,) or (B, C) with C >= 1, but found {array.shape}",
+        )
+    if array.ndim > 2:
+        raise BatchRejected(
+            f"unsupported_{role}_shape",
+            f"expected {role} of shape (B,), (B, 1) or (B, C), but found {array.shape}: "
+            f"save one row per sample (flatten sequence dimensions into the batch)",
+        )
+    return array
+
+
+def _argmax_rows(array: npt.NDArray[np.generic], role: str, nonfinite: str) -> RowClasses:
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, or huge finite scores
+        any_nonfinite = array.dtype.kind == "f" and not np.isfinite(array.sum(dtype=np.float64))
+    if any_nonfinite:
+        bad = ~np.isfinite(array).all(axis=1)
+        if bad.any():
+            cleaned = np.where(bad[:, None], 0, array)
+            return RowClasses(np.argmax(cleaned, axis=1).astype(np.int64), ((nonfinite, bad),))
+    return RowClasses(np.argmax(array, axis=1).astype(np.int64))
+
+
+def _flag_out_of_range(rows: RowClasses, max_classes: int, reason: str) -> RowClasses:
+    """Argmax over more than max_classes columns can give a class index out of range."""
+    above = rows.classes >= max_classes
+    if not above.any():
+        return rows
+    return RowClasses(rows.classes, (*rows.problems, (reason, above)))
+
+
+def _integral_column(
+    array: npt.NDArray[np.generic],
+    role: str,
+    nonfinite: str,
+    nonintegral: str | None,
+    max_classes: int,
+) -> tuple[IntArray, tuple[tuple[str, BoolArray], ...]]:
+    """Class indices from a 1-D column; floats must hold whole numbers."""
+    kind = array.dtype.kind
+    if kind in "bi":
+        return array.astype(np.int64, copy=False), ()
+    if kind == "u":
+        # uint64 values above int64's range would wrap to negatives; clip to "out of range".
+        clipped = np.minimum(array, np.uint64(max_classes)) if array.dtype.itemsize == 8 else array
+        return clipped.astype(np.int64), ()
+    finite = np.isfinite(array)
+    whole = np.equal(np.floor(array, where=finite, out=np.zeros(array.shape)), array)
+    if finite.all() and whole.all():
+        return _float_to_index(array, max_classes), ()
+    if nonintegral is None:
+        if not (whole | ~finite).all():
+            example = array[finite & ~whole][0]
+            raise BatchRejected(
+                f"{role}_not_class_indices",
+                f"expected {role} of shape (B,) to hold class indices, but found non-integral "
+                f"values such as {float(example)!r}: save class indices, or (B, C) scores with "
+                f"argmax set to true (a single probability column cannot be argmaxed: save "
+                f"both columns, 1 - p and p)",
+            )
+        problems: tuple[tuple[str, BoolArray], ...] = ((nonfinite, ~finite),)
+    else:
+        problems = ((nonfinite, ~finite), (nonintegral, finite & ~whole))
+    cleaned = np.where(finite & whole, array, 0)
+    return _float_to_index(cleaned, max_classes), problems
+
+
+def _float_to_index(array: npt.NDArray[np.generic], max_classes: int) -> IntArray:
+    # Clip before the cast: 1e30 would otherwise become an arbitrary int64. Values beyond
+    # max_classes (or far below zero) stay out of range, and every integer within 2**53 is exact.
+    limit = float(max(max_classes, 2**53))
+    return np.clip(array.astype(np.float64), -limit, limit).astype(np.int64)

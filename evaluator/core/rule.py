@@ -1,0 +1,306 @@
+"""The ClassImbalance rule: a thin stateful shell over the pure pieces.
+
+``evaluate_step`` takes one global step's tensors (one batch per worker), normalises them to
+class indices, adds them to per-mode counts and runs the checks on the counts summed over modes.
+All state is additive, so ``merge`` and ``to_state``/``from_state`` give exact checkpoints and
+multi-source totals. The rule never reads files or knows where tensors came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from evaluator.core.checks import (
+    IMBALANCE,
+    MISPREDICTION,
+    Finding,
+    check_imbalance,
+    check_misprediction,
+)
+from evaluator.core.counts import ClassCounts, IntArray
+from evaluator.core.normalise import (
+    IGNORED,
+    BatchRejected,
+    RowClasses,
+    label_classes,
+    prediction_classes,
+)
+from evaluator.core.params import RuleParameters
+
+RULE_NAME = "ClassImbalance"
+_EXAMPLES_KEPT = 32  # distinct skip reasons whose last message is kept for the status
+
+
+@dataclass(frozen=True)
+class WorkerBatch:
+    """One worker's tensors at one step, as the reader delivered them.
+
+    ``error`` is set instead of tensors when the reader could not read this part; the rule
+    counts it as a skipped batch so every loss is accounted in one place.
+    """
+
+    source: str
+    mode: str
+    tensors: Mapping[str, npt.ArrayLike] = field(default_factory=dict)
+    error_reason: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step changed."""
+
+    step: int
+    counted: int
+    new_findings: tuple[Finding, ...]
+    skipped_batches: int
+
+
+@dataclass
+class ClassImbalanceRule:
+    """Cumulative evaluation over steps, workers and modes."""
+
+    params: RuleParameters
+    counts_by_mode: dict[str, ClassCounts] = field(default_factory=dict)
+    steps_evaluated: int = 0
+    last_step: int | None = None
+    issue_step: int | None = None
+    findings: list[Finding] = field(default_factory=list)
+    """The first finding of each check, in the order they occurred."""
+    current: dict[str, Finding | None] = field(default_factory=dict)
+    """Each check's outcome at the last evaluated step (None: it does not hold now)."""
+    ignored: int = 0
+    skipped_rows: Counter[str] = field(default_factory=Counter)
+    skipped_batches: Counter[str] = field(default_factory=Counter)
+    problem_examples: dict[str, str] = field(default_factory=dict)
+    """The latest message for each skip reason, so the status can say what to change."""
+
+    def __post_init__(self) -> None:
+        self._labels_pattern = re.compile(self.params.labels_regex)
+        self._predictions_pattern = re.compile(self.params.predictions_regex)
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def wants(self, tensor_name: str) -> bool:
+        """Whether a tensor of this name is a label or prediction tensor (search semantics)."""
+        return bool(
+            self._labels_pattern.search(tensor_name)
+            or self._predictions_pattern.search(tensor_name)
+        )
+
+    def split_names(self, tensor_names: Sequence[str]) -> tuple[list[str], list[str]]:
+        """(label names, prediction names), each sorted: the order tensors are concatenated."""
+        labels = sorted(n for n in tensor_names if self._labels_pattern.search(n))
+        predictions = sorted(n for n in tensor_names if self._predictions_pattern.search(n))
+        return labels, predictions
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    @property
+    def samples(self) -> int:
+        """Labels counted so far, over every mode."""
+        return sum(counts.total for counts in self.counts_by_mode.values())
+
+    def evaluate_step(self, step: int, batches: Sequence[WorkerBatch]) -> StepResult:
+        """Count one global step (every worker's batch), then run the checks."""
+        counted = 0
+        skipped = 0
+        for batch in batches:
+            try:
+                counted += self._count_batch(batch)
+            except BatchRejected as rejection:
+                skipped += 1
+                self._note(
+                    self.skipped_batches,
+                    rejection.reason,
+                    f"step {step}, {batch.source}: {rejection}",
+                )
+        self.steps_evaluated += 1
+        self.last_step = step
+        return StepResult(step, counted, self._run_checks(step), skipped)
+
+    def _count_batch(self, batch: WorkerBatch) -> int:
+        if batch.error_reason is not None:
+            raise BatchRejected(batch.error_reason, batch.error or batch.error_reason)
+        label_names, prediction_names = self.split_names(list(batch.tensors))
+        both = sorted(set(label_names) & set(prediction_names))
+        if both:
+            raise BatchRejected(
+                "ambiguous_tensor_name",
+                f"tensor {both[0]!r} matches both labels_regex {self.params.labels_regex!r} and "
+                f"predictions_regex {self.params.predictions_regex!r}: make the regexes disjoint",
+            )
+        if not label_names or not prediction_names:
+            missing = "labels" if not label_names else "predictions"
+            raise BatchRejected(
+                f"missing_{missing}",
+                f"no tensor matching {missing}_regex "
+                f"{getattr(self.params, missing + '_regex')!r} among "
+                f"{sorted(batch.tensors) or 'no tensors'}",
+            )
+        labels = _concatenate(
+            [
+                label_classes(
+                    batch.tensors[n],
+                    ignore_index=self.params.ignore_index,
+                    max_classes=self.params.max_classes,
+                )
+                for n in label_names
+            ]
+        )
+        predictions = _concatenate(
+            [
+                prediction_classes(
+                    batch.tensors[n], argmax=self.params.argmax, max_classes=self.params.max_classes
+                )
+                for n in prediction_names
+            ]
+        )
+        if labels.classes.size != predictions.classes.size:
+            raise BatchRejected(
+                "batch_size_mismatch",
+                f"expected as many prediction rows as label rows, but found "
+                f"{labels.classes.size} labels ({', '.join(label_names)}) and "
+                f"{predictions.classes.size} predictions ({', '.join(prediction_names)})",
+            )
+        valid = self._valid_rows(labels, predictions)
+        label_rows = labels.classes if valid is None else labels.classes[valid]
+        predicted_rows = predictions.classes if valid is None else predictions.classes[valid]
+        self.counts_by_mode.setdefault(batch.mode, ClassCounts()).add(label_rows, predicted_rows)
+        return int(label_rows.size)
+
+    def _valid_rows(
+        self, labels: RowClasses, predictions: RowClasses
+    ) -> npt.NDArray[np.bool_] | None:
+        """Rows to count, tallying each other row once under its first problem."""
+        problems = labels.problems + predictions.problems
+        if not problems:
+            return None
+        remaining = np.ones(labels.classes.size, dtype=bool)
+        for reason, mask in problems:
+            hit = int(np.count_nonzero(mask & remaining))
+            if hit:
+                if reason == IGNORED:
+                    self.ignored += hit
+                else:
+                    self.skipped_rows[reason] += hit
+                remaining &= ~mask
+        return remaining
+
+    def _run_checks(self, step: int) -> tuple[Finding, ...]:
+        if self.samples < self.params.samples:
+            return ()
+        samples, mispredicted = self.combined_counts()
+        outcomes = {
+            IMBALANCE: check_imbalance(samples, self.params.threshold_imbalance, step),
+            MISPREDICTION: check_misprediction(
+                samples, mispredicted, self.params.threshold_misprediction, step
+            ),
+        }
+        self.current = outcomes
+        first_seen = {finding.check for finding in self.findings}
+        new = tuple(f for c, f in outcomes.items() if f is not None and c not in first_seen)
+        if new and self.issue_step is None:
+            self.issue_step = step
+        self.findings.extend(new)
+        return new
+
+    def _note(self, counter: Counter[str], reason: str, message: str) -> None:
+        counter[reason] += 1
+        if reason in self.problem_examples or len(self.problem_examples) < _EXAMPLES_KEPT:
+            self.problem_examples[reason] = message
+
+    # -- views ------------------------------------------------------------------------------
+
+    def combined_counts(self) -> tuple[IntArray, IntArray]:
+        """(samples, mispredicted) per class, summed over modes, up to the largest class seen."""
+        if len(self.counts_by_mode) == 1:
+            return next(iter(self.counts_by_mode.values())).trimmed()
+        size = max((c.num_classes for c in self.counts_by_mode.values()), default=0)
+        samples = np.zeros(size, dtype=np.int64)
+        mispredicted = np.zeros(size, dtype=np.int64)
+        for counts in self.counts_by_mode.values():
+            mode_samples, mode_mispredicted = counts.trimmed()
+            samples[: mode_samples.size] += mode_samples
+            mispredicted[: mode_mispredicted.size] += mode_mispredicted
+        return samples, mispredicted
+
+    def merge(self, other: ClassImbalanceRule) -> None:
+        """Add another evaluation of disjoint steps (another worker set, a restored checkpoint).
+
+        Counts and skip tallies add; findings and issue step keep the earliest of the two.
+        """
+        for mode, counts in other.counts_by_mode.items():
+            self.counts_by_mode.setdefault(mode, ClassCounts()).merge(counts)
+        self.steps_evaluated += other.steps_evaluated
+        if other.last_step is not None:
+            self.last_step = max(self.last_step or other.last_step, other.last_step)
+        self.ignored += other.ignored
+        self.skipped_rows.update(other.skipped_rows)
+        self.skipped_batches.update(other.skipped_batches)
+        self.problem_examples.update(other.problem_examples)
+        earliest: dict[str, Finding] = {}
+        for finding in sorted([*self.findings, *other.findings], key=lambda f: f.step):
+            earliest.setdefault(finding.check, finding)
+        self.findings = list(earliest.values())
+        self.issue_step = min((f.step for f in self.findings), default=None)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-ready copy of everything accumulated (parameters excluded)."""
+        return {
+            "counts_by_mode": {m: c.to_dict() for m, c in self.counts_by_mode.items()},
+            "steps_evaluated": self.steps_evaluated,
+            "last_step": self.last_step,
+            "issue_step": self.issue_step,
+            "findings": [asdict(f) for f in self.findings],
+            "current": {k: asdict(f) if f else None for k, f in self.current.items()},
+            "ignored": self.ignored,
+            "skipped_rows": dict(self.skipped_rows),
+            "skipped_batches": dict(self.skipped_batches),
+            "problem_examples": dict(self.problem_examples),
+        }
+
+    @classmethod
+    def from_state(cls, params: RuleParameters, state: Mapping[str, Any]) -> ClassImbalanceRule:
+        def finding(data: Mapping[str, Any]) -> Finding:
+            return Finding(**{**data, "classes": tuple(data["classes"])})
+
+        return cls(
+            params=params,
+            counts_by_mode={
+                m: ClassCounts.from_dict(c) for m, c in state["counts_by_mode"].items()
+            },
+            steps_evaluated=int(state["steps_evaluated"]),
+            last_step=state["last_step"],
+            issue_step=state["issue_step"],
+            findings=[finding(f) for f in state["findings"]],
+            current={k: finding(f) if f else None for k, f in state["current"].items()},
+            ignored=int(state["ignored"]),
+            skipped_rows=Counter(state["skipped_rows"]),
+            skipped_batches=Counter(state["skipped_batches"]),
+            problem_examples=dict(state["problem_examples"]),
+        )
+
+
+def _concatenate(parts: list[RowClasses]) -> RowClasses:
+    """Several matching tensors at one step become one batch, in name order."""
+    if len(parts) == 1:
+        return parts[0]
+    classes = np.concatenate([p.classes for p in parts])
+    offsets = np.cumsum([0] + [p.classes.size for p in parts])
+    problems: list[tuple[str, npt.NDArray[np.bool_]]] = []
+    for index, part in enumerate(parts):
+        for reason, mask in part.problems:
+            full = np.zeros(classes.size, dtype=bool)
+            full[offsets[index] : offsets[index + 1]] = mask
+            problems.append((reason, full))
+    return RowClasses(classes, tuple(problems))

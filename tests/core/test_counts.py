@@ -1,0 +1,206 @@
+"""ClassCounts and PairCounts: additive counts against scikit-learn and collections.Counter."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evaluator.core import counts as counts_module
+from evaluator.core.counts import ClassCounts, PairCounts
+from tests.core.cases import CASES, Case
+from tests.core.reference import assert_confusion_matches_sklearn
+from tests.core.strategies import index_rows
+
+COUNTED = {name: case for name, case in CASES.items() if case.pairs}
+
+ROWS_SETTINGS = settings(max_examples=50, deadline=None)
+
+
+def _ints(values: list[int]) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
+def _counts(labels: list[int], predicted: list[int]) -> ClassCounts:
+    counts = ClassCounts()
+    counts.add(_ints(labels), _ints(predicted))
+    return counts
+
+
+def _triples_counter(pairs: PairCounts) -> Counter[tuple[int, int]]:
+    labels, predicted, counts = pairs.triples()
+    return Counter(
+        {
+            (a, b): c
+            for a, b, c in zip(labels.tolist(), predicted.tolist(), counts.tolist(), strict=True)
+        }
+    )
+
+
+@pytest.mark.parametrize("case", COUNTED.values(), ids=list(COUNTED))
+def test_catalogue_pairs_give_the_expected_per_class_counts(case: Case) -> None:
+    labels = [label for label, _ in case.pairs]
+    predicted = [guess for _, guess in case.pairs]
+    counts = _counts(labels, predicted)
+    samples, mispredicted = counts.trimmed()
+    assert samples.tolist() == list(case.samples)
+    assert mispredicted.tolist() == list(case.mispredicted)
+    assert counts.num_classes == len(case.samples)
+    assert_confusion_matches_sklearn(counts, labels, predicted)
+
+
+@ROWS_SETTINGS
+@given(index_rows(), st.integers(1, 6))
+def test_counts_over_several_adds_equal_sklearn(
+    rows: tuple[int, list[int], list[int]], pieces: int
+) -> None:
+    _, labels, predicted = rows
+    counts = ClassCounts()
+    for part in np.array_split(np.arange(len(labels)), pieces):
+        counts.add(_ints(labels)[part], _ints(predicted)[part])
+    assert_confusion_matches_sklearn(counts, labels, predicted)
+
+
+@ROWS_SETTINGS
+@given(index_rows(max_rows=12, num_classes=1000), st.integers(1, 12))
+def test_thousand_classes_in_many_small_adds_equal_sklearn(
+    rows: tuple[int, list[int], list[int]], pieces: int
+) -> None:
+    _, labels, predicted = rows
+    counts = ClassCounts()
+    for part in np.array_split(np.arange(len(labels)), pieces):
+        counts.add(_ints(labels)[part], _ints(predicted)[part])
+    assert_confusion_matches_sklearn(counts, labels, predicted)
+
+
+def test_sparse_and_dense_accumulation_agree() -> None:
+    # A large class first grows the arrays to 1000 entries, so later small batches take the
+    # np.add.at path; a large batch takes the bincount path.
+    rng = np.random.default_rng(7)
+    small = [_ints([3, 3, 999, 0]), _ints([5])]
+    large = rng.integers(0, 1000, size=5000)
+    counts = ClassCounts()
+    for labels in (_ints([999]), *small, large):
+        counts.add(labels, labels)
+    expected = np.bincount(np.concatenate([_ints([999]), *small, large]), minlength=1000)
+    samples, mispredicted = counts.trimmed()
+    np.testing.assert_array_equal(samples, expected)
+    assert not mispredicted.any()
+    assert counts.total == expected.sum()
+
+
+def test_empty_add_changes_nothing() -> None:
+    counts = ClassCounts()
+    counts.add(_ints([]), _ints([]))
+    assert counts.num_classes == 0
+    assert counts.total == 0
+    assert counts.to_dict() == {"samples": [], "mispredicted": [], "confusion": [[], [], []]}
+
+
+def test_num_classes_is_one_past_the_largest_class_with_a_sample() -> None:
+    counts = _counts([2, 0], [7, 0])  # class 7 was only predicted
+    assert counts.num_classes == 3
+    assert counts.trimmed()[0].tolist() == [1, 0, 1]
+    assert counts.confusion.row(2) == {7: 1}
+    assert counts.confusion.row(0) == {}
+
+
+@ROWS_SETTINGS
+@given(index_rows(), st.data())
+def test_merge_of_halves_equals_the_whole_and_is_commutative(
+    rows: tuple[int, list[int], list[int]], data: st.DataObject
+) -> None:
+    _, labels, predicted = rows
+    cut = data.draw(st.integers(0, len(labels)), label="cut")
+    whole = _counts(labels, predicted)
+
+    forward = _counts(labels[:cut], predicted[:cut])
+    forward.merge(_counts(labels[cut:], predicted[cut:]))
+    backward = _counts(labels[cut:], predicted[cut:])
+    backward.merge(_counts(labels[:cut], predicted[:cut]))
+
+    assert forward.to_dict() == whole.to_dict()
+    assert backward.to_dict() == whole.to_dict()
+    assert forward.total == backward.total == whole.total == len(labels)
+    assert_confusion_matches_sklearn(forward, labels, predicted)
+
+
+@ROWS_SETTINGS
+@given(index_rows())
+def test_to_dict_round_trips_through_json_exactly(rows: tuple[int, list[int], list[int]]) -> None:
+    _, labels, predicted = rows
+    counts = _counts(labels, predicted)
+    text = json.dumps(counts.to_dict())
+    restored = ClassCounts.from_dict(json.loads(text))
+    assert json.dumps(restored.to_dict()) == text
+    assert restored.total == counts.total
+    assert restored.num_classes == counts.num_classes
+    assert _triples_counter(restored.confusion) == _triples_counter(counts.confusion)
+    # Restored counts keep counting and merging like the originals.
+    restored.add(_ints(labels), _ints(predicted))
+    counts.merge(_counts(labels, predicted))
+    assert restored.to_dict() == counts.to_dict()
+
+
+# -- PairCounts ------------------------------------------------------------------------------
+
+
+def test_pair_counts_compaction_gives_the_same_triples_as_a_counter() -> None:
+    rng = np.random.default_rng(2024)
+    pairs = PairCounts()
+    expected: Counter[tuple[int, int]] = Counter()
+    compacted = False
+    added = 0
+    while added < 3 * counts_module._COMPACT_AFTER:
+        size = int(rng.integers(1, 5000))
+        labels = rng.integers(0, 300, size=size)
+        predicted = rng.integers(0, 300, size=size)
+        # Include the largest class index the parameters allow: the key packing must hold it.
+        labels[0], predicted[0] = 2**31 - 1, 2**31 - 2
+        wrong = labels != predicted
+        pairs.add(labels[wrong], predicted[wrong])
+        expected.update(zip(labels[wrong].tolist(), predicted[wrong].tolist(), strict=True))
+        added += int(wrong.sum())
+        compacted |= pairs._pending_size == 0 and pairs.keys.size > 0
+        assert pairs._pending_size < counts_module._COMPACT_AFTER
+    assert compacted, "adding more than _COMPACT_AFTER pairs must fold the pending buffer"
+    assert _triples_counter(pairs) == expected
+    labels_out, predicted_out, _ = pairs.triples()
+    order = np.lexsort((predicted_out, labels_out))
+    np.testing.assert_array_equal(order, np.arange(order.size))
+    assert pairs.row(2**31 - 1) == {2**31 - 2: expected[(2**31 - 1, 2**31 - 2)]}
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), max_size=30), max_size=6),
+    st.integers(0, 6),
+)
+def test_pair_counts_merge_equals_a_counter_sum(
+    chunks: list[list[tuple[int, int]]], cut: int
+) -> None:
+    left, right = PairCounts(), PairCounts()
+    expected: Counter[tuple[int, int]] = Counter()
+    for index, chunk in enumerate(chunks):
+        target = left if index < cut else right
+        labels = _ints([a for a, _ in chunk])
+        predicted = _ints([b for _, b in chunk])
+        target.add(labels, predicted)
+        expected.update(chunk)
+    left.merge(right)
+    assert _triples_counter(left) == expected
+    assert _triples_counter(right) == Counter(p for c in chunks[cut:] for p in c)
+    for label in {a for a, _ in expected}:
+        assert left.row(label) == {b: n for (a, b), n in expected.items() if a == label}
+
+
+def test_pair_counts_row_of_an_absent_label_is_empty() -> None:
+    pairs = PairCounts()
+    pairs.add(_ints([1, 3]), _ints([2, 0]))
+    assert pairs.row(0) == {}
+    assert pairs.row(2) == {}
+    assert pairs.row(1) == {2: 1}

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CODE := evaluator container devtools
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test lint typecheck layers unit venv clean
+.PHONY: demo test lint typecheck layers unit venv clean prometheus-tools
 
 # One virtual environment with the runtime, the optional smdebug reader and the dev tools.
 $(VENV)/.installed: pyproject.toml
@@ -38,8 +38,27 @@ typecheck: $(VENV)/.installed
 layers: $(VENV)/.installed
 	$(BIN)/lint-imports
 
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed prometheus-tools
 	$(BIN)/pytest -q
+
+## prometheus-tools: promtool and a Prometheus server for the metrics tests, from Debian, when
+## missing. Silent when present; without root or apt-get it only warns (those tests then skip
+## locally and fail under CI=true).
+prometheus-tools:
+	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing prometheus and promtool (apt-get) for the metrics tests"; \
+	  log=$$(mktemp); \
+	  if (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus) >"$$log" 2>&1; then \
+	    rm -f "$$log"; \
+	  else \
+	    cat "$$log"; rm -f "$$log"; \
+	    echo "warning: could not install prometheus; its tests skip (and fail when CI=true)"; \
+	  fi; \
+	else \
+	  echo "warning: promtool/prometheus missing; as root: apt-get update && apt-get install -y --no-install-recommends prometheus"; \
+	fi
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis

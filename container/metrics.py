@@ -1,0 +1,220 @@
+"""Prometheus metrics of the evaluation, built from a snapshot at scrape time.
+
+client_python's habit: a custom collector yields metric families from one ``Snapshot`` per
+scrape, so the evaluation loop never touches a metric object and a scrape never sees half a
+step. Per-class series are capped (see ``kept_classes``) because a model with tens of thousands
+of classes would otherwise create that many series per mode in Prometheus.
+
+Per-class figures are gauges, not counters: which classes fall into ``class="other"`` changes
+as the counts change, so that series can go down, and a class leaving the kept set makes its
+series disappear. The run's totals only grow and are counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    StateSetMetricFamily,
+)
+from prometheus_client.registry import CollectorRegistry
+
+from container.snapshot import Snapshot, SnapshotBox
+from evaluator.core.checks import IMBALANCE, MISPREDICTION
+from evaluator.core.normalise import IGNORED
+
+PREFIX = "classimbalance"
+STATES = ("InProgress", "NoIssuesFound", "IssuesFound", "Error", "Stopped")
+CHECKS = (IMBALANCE, MISPREDICTION)
+OTHER = "other"
+"""The ``class`` label of the series that sums every class not kept on its own."""
+
+IntArray = npt.NDArray[np.int64]
+
+
+def kept_classes(samples: IntArray, mispredicted: IntArray, k: int) -> IntArray:
+    """The classes that get their own series: the k worst by misprediction fraction and the k
+    scarcest, over all modes (sorted, at most 2k).
+
+    These are the classes either check is about, so an alert can name them; the rest are
+    summed under ``class="other"``. Ties go to the lowest class index so that the kept set
+    does not flicker between scrapes of unchanged counts. Classes with no sample are never
+    kept: they have no series at all.
+    """
+    seen = np.flatnonzero(samples)
+    if seen.size <= k:
+        return seen
+    counts = samples[seen]
+    fractions = mispredicted[seen] / counts
+    worst = seen[np.lexsort((seen, -fractions))[:k]]
+    scarcest = seen[np.lexsort((seen, counts))[:k]]
+    return np.union1d(worst, scarcest)
+
+
+class ClassImbalanceCollector:
+    """Builds every family from whichever snapshot is current when Prometheus scrapes, so the
+    loop only publishes snapshots and never waits for, or races with, a scrape."""
+
+    def __init__(self, box: SnapshotBox, max_class_series: int) -> None:
+        if max_class_series < 0:
+            raise ValueError(
+                f"Expected `max_class_series` to be a whole number >= 0, but got "
+                f"{max_class_series!r}"
+            )
+        self._box = box
+        self._k = max_class_series
+
+    def describe(self) -> Iterator[Metric]:
+        """The families without samples, so the registry knows the names without a scrape
+        (duplicate-name checks, ``name[]`` filtering)."""
+        return iter(_Families().all())
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._box.get()  # one snapshot per scrape: every family agrees
+        families = _Families()
+        self._fill(families, snapshot)
+        return iter(families.all())
+
+    def _fill(self, f: _Families, s: Snapshot) -> None:
+        if s.imbalance_ratio is not None:
+            f.imbalance_ratio.add_metric([], s.imbalance_ratio)
+        f.threshold_imbalance.add_metric([], s.threshold_imbalance)
+        f.threshold_misprediction.add_metric([], s.threshold_misprediction)
+        f.samples_required.add_metric([], s.samples_required)
+        f.samples.add_metric([], s.samples)
+        f.steps.add_metric([], s.steps_evaluated)
+        if s.last_step is not None:
+            f.last_step.add_metric([], s.last_step)
+        if s.last_evaluation_time is not None:
+            f.last_evaluation.add_metric([], s.last_evaluation_time)
+        # An unknown status leaves every state 0 rather than inventing a state (and a series).
+        f.status.add_metric([], {state: s.status == state for state in STATES})
+        for check in CHECKS:
+            f.issue_current.add_metric([check], float(s.issue_now.get(check, False)))
+            f.issue_found.add_metric([check], float(s.issue_found.get(check, False)))
+        rows = dict(s.skipped_rows)
+        if s.ignored:
+            rows[IGNORED] = rows.get(IGNORED, 0) + s.ignored
+        _add_by_reason(f.skipped_rows, rows)
+        _add_by_reason(f.skipped_batches, s.skipped_batches)
+        _add_by_reason(f.read_errors, s.reader_problems)
+        self._add_classes(f, s)
+
+    def _add_classes(self, f: _Families, s: Snapshot) -> None:
+        kept = kept_classes(s.combined.samples, s.combined.mispredicted, self._k)
+        for mode in sorted(s.by_mode):
+            samples = s.by_mode[mode].samples
+            mispredicted = s.by_mode[mode].mispredicted
+            own = kept[kept < samples.size]
+            own = own[samples[own] > 0]  # kept overall, but maybe never seen in this mode
+            for c in own.tolist():
+                f.class_samples.add_metric([str(c), mode], float(samples[c]))
+                f.class_fraction.add_metric([str(c), mode], float(mispredicted[c] / samples[c]))
+            rest = samples > 0
+            rest[own] = False
+            rest_samples = int(samples[rest].sum())
+            if rest_samples:
+                rest_mispredicted = int(mispredicted[rest].sum())
+                f.class_samples.add_metric([OTHER, mode], float(rest_samples))
+                f.class_fraction.add_metric([OTHER, mode], rest_mispredicted / rest_samples)
+
+
+def _add_by_reason(family: CounterMetricFamily, counts: Mapping[str, int]) -> None:
+    for reason, count in sorted(counts.items()):
+        family.add_metric([reason], float(count))
+
+
+class _Families:
+    """Every family the collector exports, empty; one place for names, types and help."""
+
+    def __init__(self) -> None:
+        p = PREFIX
+        self.imbalance_ratio = GaugeMetricFamily(
+            f"{p}_imbalance_ratio",
+            "Largest over smallest class count, summed over modes, among classes with at "
+            "least one sample; absent until a class has one. The imbalance check holds when it "
+            "is above the imbalance threshold.",
+        )
+        self.threshold_imbalance = GaugeMetricFamily(
+            f"{p}_imbalance_threshold_ratio",
+            "threshold_imbalance: the imbalance check holds when the imbalance ratio is "
+            "strictly above it.",
+        )
+        self.threshold_misprediction = GaugeMetricFamily(
+            f"{p}_misprediction_threshold_ratio",
+            "threshold_misprediction: the misprediction check holds when some class's "
+            "misprediction fraction (over all modes) is strictly above it.",
+        )
+        self.samples_required = GaugeMetricFamily(
+            f"{p}_samples_required",
+            "The samples parameter: labels to count before the checks run.",
+        )
+        self.class_samples = GaugeMetricFamily(
+            f"{p}_class_samples",
+            "Labels counted per class and mode. Only the classes with the highest "
+            "misprediction fraction and the scarcest have their own series; the rest are "
+            'summed under class="other". Classes with no sample have no series.',
+            labels=["class", "mode"],
+        )
+        self.class_fraction = GaugeMetricFamily(
+            f"{p}_class_misprediction_ratio",
+            "Fraction of a class's labels predicted as another class, per mode; for "
+            'class="other", its summed mispredictions over its summed samples.',
+            labels=["class", "mode"],
+        )
+        self.samples = CounterMetricFamily(
+            f"{p}_samples", "Labels counted, over all workers and modes."
+        )
+        self.steps = CounterMetricFamily(f"{p}_steps_evaluated", "Global steps evaluated.")
+        self.last_step = GaugeMetricFamily(
+            f"{p}_last_evaluated_step",
+            "The last global step evaluated; absent before the first.",
+        )
+        self.status = StateSetMetricFamily(
+            f"{p}_status", "The rule's status, as in the status file."
+        )
+        self.issue_current = GaugeMetricFamily(
+            f"{p}_issue_current",
+            "1 when the check holds at the last evaluated step, else 0.",
+            labels=["check"],
+        )
+        self.issue_found = GaugeMetricFamily(
+            f"{p}_issue_found",
+            "1 once the check has held at some evaluated step, else 0.",
+            labels=["check"],
+        )
+        self.skipped_rows = CounterMetricFamily(
+            f"{p}_skipped_rows",
+            "Label rows not counted, by reason (ignored_label: equal to ignore_index).",
+            labels=["reason"],
+        )
+        self.skipped_batches = CounterMetricFamily(
+            f"{p}_skipped_batches",
+            "Worker batches not counted, by reason (including read errors of their part).",
+            labels=["reason"],
+        )
+        self.read_errors = CounterMetricFamily(
+            f"{p}_read_errors",
+            "Trial files the reader gave up on, by reason.",
+            labels=["reason"],
+        )
+        self.last_evaluation = GaugeMetricFamily(
+            f"{p}_last_evaluation_timestamp_seconds",
+            "Unix time of the last evaluated step; absent before the first.",
+        )
+
+    def all(self) -> list[Metric]:
+        return list(vars(self).values())
+
+
+def build_registry(box: SnapshotBox, max_class_series: int) -> CollectorRegistry:
+    """A private registry holding only the collector: nothing global, so tests and several
+    servers in one process never share or collide."""
+    registry = CollectorRegistry()
+    registry.register(ClassImbalanceCollector(box, max_class_series))
+    return registry

@@ -1,0 +1,351 @@
+"""The metrics server on a real socket: endpoints, snapshot swaps, clean stops, promtool and a
+real Prometheus scraping it."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from prometheus_client.core import Metric
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+from prometheus_client.registry import CollectorRegistry
+
+from container.server import MetricsBindError, MetricsServer
+from container.snapshot import Snapshot, SnapshotBox
+from tests.container.test_metrics import batch, evaluated, rich_snapshot, snap
+
+HOST = "127.0.0.1"
+T = TypeVar("T")
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Message
+    body: bytes
+
+
+def request(
+    port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> Response:
+    connection = http.client.HTTPConnection(HOST, port, timeout=5)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        return Response(response.status, response.msg, response.read())
+    finally:
+        connection.close()
+
+
+def not_ready() -> Snapshot:
+    return snap(evaluated([]), ready=False)
+
+
+def ratio_snapshot(counts: tuple[int, int]) -> Snapshot:
+    """A snapshot whose imbalance ratio is counts[0] / counts[1], from a real rule."""
+    labels = [0] * counts[0] + [1] * counts[1]
+    return snap(evaluated([[batch(labels, labels)]]), last_evaluation_time=time.time())
+
+
+def required_tool(name: str) -> str:
+    """The tool's path; skips when it is missing, except in CI, where that is a failure."""
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    reason = (
+        f"{name} is not installed; `make prometheus-tools` installs it "
+        f"(as root: apt-get install -y --no-install-recommends prometheus)"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}. CI=true: this test must run", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(what: str, attempt: Callable[[], T | None], timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = attempt()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def box() -> SnapshotBox:
+    return SnapshotBox(not_ready())
+
+
+@pytest.fixture
+def server(box: SnapshotBox) -> Iterator[MetricsServer]:
+    server = MetricsServer(box, HOST, 0, max_class_series=3)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- endpoints ----------------------------------------------------------------------------------
+
+
+def test_metrics_are_served_as_prometheus_text(server: MetricsServer, box: SnapshotBox) -> None:
+    box.publish(rich_snapshot())
+    response = request(server.port, "/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    families = {f.name: f for f in parse_text(response.body.decode())}
+    assert families["classimbalance_samples"].samples[0].value == 14
+    assert families["classimbalance_status"].type == "gauge", "a state set, in the 0.0.4 format"
+    assert "process_resident_memory_bytes" in families
+
+
+def test_openmetrics_is_negotiated(server: MetricsServer, box: SnapshotBox) -> None:
+    box.publish(rich_snapshot())
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    response = request(server.port, "/metrics", {"Accept": accept})
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert response.body.endswith(b"# EOF\n")
+    families = {f.name: f for f in parse_openmetrics(response.body.decode())}
+    assert families["classimbalance_status"].type == "stateset"
+
+
+def test_metrics_are_gzipped_when_the_client_accepts_it(server: MetricsServer) -> None:
+    response = request(server.port, "/metrics", {"Accept-Encoding": "gzip"})
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert b"classimbalance_samples_total 0.0" in gzip.decompress(response.body)
+
+
+def test_metrics_can_be_restricted_by_name(server: MetricsServer) -> None:
+    response = request(server.port, "/metrics?name[]=classimbalance_samples_required")
+    names = {f.name for f in parse_text(response.body.decode())}
+    assert names == {"classimbalance_samples_required"}
+
+
+def test_healthz_answers_200_while_alive(server: MetricsServer) -> None:
+    response = request(server.port, "/healthz")
+    assert (response.status, response.body) == (200, b"ok\n")
+    head = request(server.port, "/healthz", method="HEAD")
+    assert (head.status, head.body) == (200, b"")
+
+
+def test_readyz_is_503_with_a_reason_until_a_ready_snapshot_is_published(
+    server: MetricsServer, box: SnapshotBox
+) -> None:
+    response = request(server.port, "/readyz")
+    assert response.status == 503
+    assert (
+        response.body == b"not ready: not yet attached to the trial /trials/run-1 and evaluating\n"
+    )
+    box.publish(rich_snapshot())
+    assert (request(server.port, "/readyz").status, request(server.port, "/readyz").body) == (
+        200,
+        b"ready\n",
+    )
+    box.publish(snap(evaluated([]), status="Stopped", ready=False))
+    response = request(server.port, "/readyz")
+    assert (response.status, response.body) == (
+        503,
+        b"not ready: the evaluation has ended (Stopped)\n",
+    )
+
+
+@pytest.mark.parametrize("path", ["/", "/metric", "/metrics/", "/metrics/x", "/healthz/x", "/x"])
+def test_other_paths_are_404(server: MetricsServer, path: str) -> None:
+    assert request(server.port, path).status == 404
+
+
+def test_a_published_snapshot_shows_on_the_next_scrape(
+    server: MetricsServer, box: SnapshotBox
+) -> None:
+    def ratio() -> float:
+        families = {f.name: f for f in parse_text(request(server.port, "/metrics").body.decode())}
+        return families["classimbalance_imbalance_ratio"].samples[0].value
+
+    box.publish(ratio_snapshot((10, 3)))
+    assert ratio() == 10 / 3
+    box.publish(ratio_snapshot((10, 4)))
+    assert ratio() == 2.5
+
+
+def test_a_failing_collector_gives_500_and_health_still_answers(box: SnapshotBox) -> None:
+    class Broken:
+        def collect(self) -> list[Metric]:
+            raise RuntimeError("boom")
+
+    registry = CollectorRegistry()
+    registry.register(Broken())
+    with MetricsServer(box, HOST, 0, 3, registry=registry) as server:
+        assert request(server.port, "/metrics").status == 500
+        assert request(server.port, "/healthz").status == 200
+
+
+# -- lifecycle ----------------------------------------------------------------------------------
+
+
+def test_stop_is_prompt_idempotent_and_frees_the_port(box: SnapshotBox) -> None:
+    server = MetricsServer(box, HOST, 0, 3)
+    assert server.port == 0, "the requested port until started"
+    server.start()
+    idle = socket.create_connection((HOST, server.port))  # a client that never sends anything
+    try:
+        port = server.port
+        assert port != 0
+        assert request(port, "/healthz").status == 200
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 1.0
+        server.stop()
+        with pytest.raises(ConnectionRefusedError):
+            request(port, "/healthz")
+    finally:
+        idle.close()
+        server.stop()
+    with MetricsServer(box, HOST, port, 3) as again:
+        assert again.port == port
+        assert request(port, "/healthz").status == 200
+
+
+def test_a_port_in_use_is_a_clear_error(server: MetricsServer, box: SnapshotBox) -> None:
+    second = MetricsServer(box, HOST, server.port, 3)
+    with pytest.raises(MetricsBindError) as raised:
+        second.start()
+    message = str(raised.value)
+    assert f"{HOST}:{server.port}" in message
+    assert "metrics_port" in message
+    assert isinstance(raised.value, OSError), "callers that catch OSError still do"
+    second.stop()  # nothing started: a no-op
+    assert request(server.port, "/healthz").status == 200, "the first server is unaffected"
+
+
+def test_starting_twice_is_refused(server: MetricsServer) -> None:
+    with pytest.raises(RuntimeError, match="already running"):
+        server.start()
+
+
+def test_an_impossible_port_is_refused(box: SnapshotBox) -> None:
+    with pytest.raises(ValueError, match="metrics_port"):
+        MetricsServer(box, HOST, 70_000, 3)
+
+
+# -- real Prometheus tools ----------------------------------------------------------------------
+
+
+def test_promtool_finds_no_problem_in_the_scraped_metrics(
+    server: MetricsServer, box: SnapshotBox
+) -> None:
+    promtool = required_tool("promtool")
+    box.publish(rich_snapshot())
+    scraped = request(server.port, "/metrics").body
+    assert b'class="other"' in scraped, "every kind of series is linted"
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=scraped, capture_output=True, timeout=30, check=False
+    )
+    problems = (result.stdout + result.stderr).decode()
+    assert result.returncode == 0, problems
+    assert problems == ""
+
+
+@pytest.mark.slow
+def test_a_real_prometheus_scrapes_the_live_snapshot(
+    server: MetricsServer, box: SnapshotBox, tmp_path: Path
+) -> None:
+    prometheus = required_tool("prometheus")
+    box.publish(ratio_snapshot((10, 3)))
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  scrape_timeout: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: classimbalance\n"
+        "    static_configs:\n"
+        f"      - targets: ['{HOST}:{server.port}']\n"
+    )
+    api = f"http://{HOST}:{free_port()}"
+    log_path = tmp_path / "prometheus.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address={api.removeprefix('http://')}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def alive() -> None:
+            if process.poll() is not None:
+                raise AssertionError(f"prometheus exited: {log_path.read_text()}")
+
+        def ready() -> bool | None:
+            alive()
+            try:
+                with urllib.request.urlopen(f"{api}/-/ready", timeout=2) as response:
+                    return response.status == 200 or None
+            except OSError:
+                return None
+
+        def query(expression: str) -> float | None:
+            alive()
+            url = f"{api}/api/v1/query?query={urllib.parse.quote(expression)}"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                result = json.load(response)["data"]["result"]
+            return float(result[0]["value"][1]) if result else None
+
+        wait_for("Prometheus to be ready", ready, 15)
+        ratio = wait_for(
+            "the first scrape", lambda: query("classimbalance_imbalance_ratio"), timeout=25
+        )
+        assert ratio == 10 / 3
+        assert query('classimbalance_status{classimbalance_status="InProgress"}') == 1
+        assert query('up{job="classimbalance"}') == 1
+
+        box.publish(ratio_snapshot((10, 4)))
+        wait_for(
+            "the new snapshot in Prometheus",
+            lambda: query("classimbalance_imbalance_ratio == 2.5"),
+            timeout=10,
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -2,29 +2,32 @@
 
 It runs in two shapes over the same step function: evaluate what is there and stop (a saved
 trial, ``--once``), or follow a trial that is still being written until training ends, the idle
-timeout passes, the first issue is found (when asked to stop there) or a stop is requested.
-Clock, sleep and the stop flag are parameters so tests drive the loop exactly.
+timeout passes, ``end_step`` is reached, the first issue is found (when asked to stop there) or
+a stop is requested. Clock, waits and the stop flag are parameters so tests drive it exactly.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from evaluator.core import ClassImbalanceRule, WorkerBatch
-from evaluator.trial.interface import StepRef, TrialReader
+from container.stopping import StopRequest
+from evaluator.core import ClassImbalanceRule, StepResult, WorkerBatch
+from evaluator.trial.interface import StepRef, TrialReader, WorkerTensors
 
 log = logging.getLogger("classimbalance.evaluation")
 
 _NAMES_KEPT = 64  # distinct tensor names remembered for "no tensor matched" messages
+TRANSIENT_READ_ERRORS = frozenset({"missing_event_file", "truncated", "length_mismatch"})
+"""Read errors that may clear up: a file still being copied or written."""
 
 
 class EndReason(StrEnum):
     END_OF_TRAINING = "end_of_training"
+    END_STEP = "end_step"
     ONCE = "once"
     FIRST_ISSUE = "first_issue"
     IDLE_TIMEOUT = "idle_timeout"
@@ -33,7 +36,7 @@ class EndReason(StrEnum):
 
 @dataclass
 class FollowOptions:
-    """How the loop waits; see the settings for each default."""
+    """How the loop waits; see container.settings for each default."""
 
     once: bool = False
     poll_interval: float = 1.0
@@ -48,28 +51,50 @@ class Evaluation:
     reader: TrialReader
     rule: ClassImbalanceRule
     modes: Collection[str] | None = None
-    tensor_names_seen: set[str] = field(default_factory=set)
+    start_step: int | None = None
+    end_step: int | None = None
+    read_retries: int = 5
+    read_retry_delay: float = 0.5
+    delivered_through: int = -1
+    """The last global step the reader delivered and the loop dealt with (evaluated, or passed
+    over as out of range or unselected): a checkpoint resumes after it."""
     steps_seen: int = 0
     """Complete steps the reader delivered, selected or not."""
+    tensor_names_seen: set[str] = field(default_factory=set)
+    end_step_reached: bool = False
+    on_step: Callable[[StepResult], object] | None = None
+    stop: StopRequest | None = None
+    last_evaluation_time: float | None = None
 
     def evaluate_available(self, stop_on_first_issue: bool = False) -> int:
         """Evaluate every step that is complete now; return how many were evaluated."""
         evaluated = 0
         for ref in self.reader.poll():
+            if ref.step <= self.delivered_through:
+                continue  # evaluated before a restart: never count a step twice
+            if self.end_step is not None and ref.step >= self.end_step:
+                self.end_step_reached = True
+                break
             self.steps_seen += 1
+            self.delivered_through = ref.step  # before on_step, which may save a checkpoint
             if self._evaluate(ref):
                 evaluated += 1
-            if stop_on_first_issue and self.rule.issue_step is not None:
+            if (stop_on_first_issue and self.rule.issue_step is not None) or self._stopping():
                 break
         return evaluated
 
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
     def _evaluate(self, ref: StepRef) -> bool:
+        if self.start_step is not None and ref.step < self.start_step:
+            return False
         parts = tuple(p for p in ref.parts if self.modes is None or p.mode in self.modes)
         if not parts:
             return False
         if len(self.tensor_names_seen) < _NAMES_KEPT:
             self.tensor_names_seen.update(ref.tensor_names)
-        selected = StepRef(ref.step, parts)
+        tensors = self._read_with_retries(StepRef(ref.step, parts))
         batches = [
             WorkerBatch(
                 source=t.worker,
@@ -78,42 +103,107 @@ class Evaluation:
                 error_reason=t.error_reason,
                 error=t.error,
             )
-            for t in self.reader.read(selected, self.rule.wants)
+            for t in tensors
         ]
+        first = self.rule.steps_evaluated == 0
         had_issue = self.rule.issue_step is not None
         result = self.rule.evaluate_step(ref.step, batches)
+        self.last_evaluation_time = time.time()
+        self._log_step(ref, result, first=first, had_issue=had_issue)
+        if self.on_step is not None:
+            self.on_step(result)
+        return True
+
+    def _read_with_retries(self, ref: StepRef) -> list[WorkerTensors]:
+        """Read a step; parts whose files may still be arriving are read again, bounded."""
+        results = self.reader.read(ref, self.rule.wants)
+        for attempt in range(1, self.read_retries + 1):
+            failed = [i for i, t in enumerate(results) if t.error_reason in TRANSIENT_READ_ERRORS]
+            if not failed or self._stopping():
+                break
+            log.info(
+                "step %d: %d part(s) not readable yet (%s), retry %d of %d",
+                ref.step,
+                len(failed),
+                results[failed[0]].error_reason,
+                attempt,
+                self.read_retries,
+            )
+            if self.stop is not None:
+                self.stop.wait(self.read_retry_delay)
+            else:
+                time.sleep(self.read_retry_delay)
+            retried = self.reader.read(
+                StepRef(ref.step, tuple(ref.parts[i] for i in failed)), self.rule.wants
+            )
+            for index, again in zip(failed, retried, strict=True):
+                results[index] = again
+        return results
+
+    def _log_step(self, ref: StepRef, result: StepResult, *, first: bool, had_issue: bool) -> None:
+        if first:
+            log.info(
+                "first step evaluated: step %d, %d labels",
+                ref.step,
+                result.counted,
+                extra={"event": "first_step", "step": ref.step},
+            )
         if result.skipped_batches:
+            reasons = dict(self.rule.skipped_batches)
             log.warning(
-                "step %d: %d batch(es) skipped (%s)",
+                "step %d: %d batch(es) skipped; skipped so far by reason: %s",
                 ref.step,
                 result.skipped_batches,
-                ", ".join(f"{k}={v}" for k, v in self.rule.skipped_batches.items()),
+                reasons,
+                extra={"event": "step_skipped", "step": ref.step, "reasons": reasons},
             )
         for finding in result.new_findings:
-            log.warning("step %d: %s check holds: %s", ref.step, finding.check, finding.message)
+            log.warning(
+                "step %d: %s check holds: %s",
+                ref.step,
+                finding.check,
+                finding.message,
+                extra={
+                    "event": "finding",
+                    "step": ref.step,
+                    "check": finding.check,
+                    "value": finding.value,
+                    "threshold": finding.threshold,
+                },
+            )
         if not had_issue and self.rule.issue_step is not None:
-            log.warning("issue found at step %d", self.rule.issue_step)
-        return True
+            log.warning(
+                "issue found at step %d",
+                self.rule.issue_step,
+                extra={"event": "issue_found", "step": self.rule.issue_step},
+            )
 
     def follow(
         self,
         options: FollowOptions,
         *,
-        stop: threading.Event | None = None,
+        stop: StopRequest | None = None,
         clock: Callable[[], float] = time.monotonic,
-        on_progress: Callable[[], object] | None = None,
+        wait: Callable[[float, StopRequest], None] | None = None,
+        on_poll: Callable[[], object] | None = None,
     ) -> EndReason:
         """Evaluate steps as they become complete until one of the end conditions holds."""
-        stop = stop or threading.Event()
+        stop = stop or self.stop or StopRequest()
+        self.stop = stop
+        sleep = wait or (lambda seconds, request: request.wait(seconds) and None)
         last_progress = clock()
         while not stop.is_set():
             evaluated = self.evaluate_available(options.stop_on_first_issue)
             if evaluated:
                 last_progress = clock()
-                if on_progress is not None:
-                    on_progress()
+            if on_poll is not None:
+                on_poll()
             if options.stop_on_first_issue and self.rule.issue_step is not None:
                 return EndReason.FIRST_ISSUE
+            if self.end_step_reached:
+                return EndReason.END_STEP
+            if stop.is_set():
+                break
             if self.reader.training_ended():
                 return EndReason.END_OF_TRAINING
             if options.once:
@@ -122,5 +212,8 @@ class Evaluation:
             if options.idle_timeout is not None and idle >= options.idle_timeout:
                 return EndReason.IDLE_TIMEOUT
             if not evaluated:
-                stop.wait(options.poll_interval)
+                remaining = options.poll_interval
+                if options.idle_timeout is not None:
+                    remaining = min(remaining, options.idle_timeout - idle)
+                sleep(remaining, stop)
         return EndReason.STOPPED

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -56,8 +56,17 @@ class RunInfo:
     modes: Sequence[str] | None
     started_at: float
     ended_by: str | None = None
-    """Why evaluation ended: end_of_training, once, first_issue, idle_timeout, stopped."""
+    """Why evaluation ended: end_of_training, end_step, once, first_issue, idle_timeout,
+    stopped."""
     warnings: Sequence[str] = ()
+    steps_seen: int = 0
+    """Complete steps the reader delivered, in the selected modes or not."""
+    reader_problems: Mapping[str, int] = field(default_factory=dict)
+    """Files the reader gave up on, by reason."""
+    actions: Sequence[Mapping[str, Any]] = ()
+    """Actions requested through action_json, recorded (not carried out by this version)."""
+    resumed_from_step: int | None = None
+    """The last step of the checkpoint this run resumed from, if any."""
 
 
 def build_status(
@@ -67,8 +76,13 @@ def build_status(
     *,
     error: str | None = None,
     now: float | None = None,
+    terminal: bool = True,
 ) -> dict[str, Any]:
-    """The status document for ``rule`` in the given state."""
+    """The status document for ``rule`` in the given state.
+
+    ``terminal`` is False while evaluation goes on: the status is then InProgress, or
+    IssuesFound once a check held (a sidecar keeps evaluating after an issue).
+    """
     samples, mispredicted = rule.combined_counts()
     ratio = imbalance_ratio(samples)
     fractions = misprediction_fractions(samples, mispredicted)
@@ -81,6 +95,7 @@ def build_status(
     return {
         "rule": RULE_NAME,
         "status": str(status),
+        "terminal": terminal,
         "trial": run.trial,
         "last_step": rule.last_step,
         "steps_evaluated": rule.steps_evaluated,
@@ -113,13 +128,17 @@ def build_status(
         "skipped": {
             "rows": dict(rule.skipped_rows),
             "batches": dict(rule.skipped_batches),
+            "files": dict(run.reader_problems),
             "examples": dict(rule.problem_examples),
         },
+        "steps_seen": run.steps_seen,
         "parameters": asdict(rule.params),
         "reader": run.reader,
         "selected_modes": list(run.modes) if run.modes else None,
         "ended_by": run.ended_by,
         "warnings": list(run.warnings),
+        "actions": [dict(action) for action in run.actions],
+        "resumed_from_step": run.resumed_from_step,
         "started_at": _iso(run.started_at),
         "updated_at": _iso(time.time() if now is None else now),
     }

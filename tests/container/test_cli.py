@@ -32,8 +32,18 @@ REQUIRED_FIELDS = {
 
 def evaluate(trial: Path, tmp_path: Path, *flags: str) -> tuple[int, dict[str, Any]]:
     status_file = tmp_path / "status.json"
+    loopback_metrics = ["--metrics-address", "127.0.0.1", "--metrics-port", "0"]
     code = main(
-        ["--trial", str(trial), "--status-file", str(status_file), "--log-level", "ERROR", *flags]
+        [
+            "--trial",
+            str(trial),
+            "--status-file",
+            str(status_file),
+            "--log-level",
+            "ERROR",
+            *loopback_metrics,
+            *flags,
+        ]
     )
     return code, json.loads(status_file.read_text())
 
@@ -269,6 +279,8 @@ def test_the_command_runs_as_a_process(entry: list[str], tmp_path: Path) -> None
             "10",
             "--status-file",
             str(status_file),
+            "--metrics-enabled",
+            "false",
         ],
         capture_output=True,
         text=True,
@@ -293,6 +305,8 @@ def test_errors_reach_stderr_without_a_traceback(tmp_path: Path) -> None:
             "--once",
             "--status-file",
             str(tmp_path / "status.json"),
+            "--metrics-enabled",
+            "false",
         ],
         capture_output=True,
         text=True,

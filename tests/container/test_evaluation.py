@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from container.evaluation import EndReason, Evaluation, FollowOptions
+from container.stopping import StopRequest
 from devtools.write_trial import end_training, export_collections, write_step
 from evaluator.core import ClassImbalanceRule, RuleParameters
 from evaluator.trial.open import open_trial
@@ -21,8 +22,10 @@ def labels_and_predictions(step: int) -> dict[str, np.ndarray]:
 def test_follows_a_trial_as_steps_land_and_ends_at_the_marker(tmp_path: Path) -> None:
     trial = tmp_path / "trial"
     rule = ClassImbalanceRule(RuleParameters(samples=0))
-    evaluation = Evaluation(open_trial(str(trial)), rule)
-    progress: list[int | None] = []
+    progress: list[int] = []
+    evaluation = Evaluation(
+        open_trial(str(trial)), rule, on_step=lambda result: progress.append(result.step)
+    )
 
     def train() -> None:
         export_collections(str(trial), "worker_0", 1)
@@ -33,17 +36,14 @@ def test_follows_a_trial_as_steps_land_and_ends_at_the_marker(tmp_path: Path) ->
     writer = threading.Thread(target=train)
     writer.start()
     try:
-        end = evaluation.follow(
-            FollowOptions(poll_interval=0.01, idle_timeout=30),
-            on_progress=lambda: progress.append(rule.last_step),
-        )
+        end = evaluation.follow(FollowOptions(poll_interval=0.01, idle_timeout=30))
     finally:
         writer.join()
     assert end is EndReason.END_OF_TRAINING
     assert rule.steps_evaluated == 8
     assert rule.samples == 80
     assert rule.last_step == 7
-    assert progress == sorted(progress), "steps arrive in order"
+    assert progress == list(range(8)), "each step once, in order"
 
 
 def test_a_stop_request_ends_following_promptly(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_a_stop_request_ends_following_promptly(tmp_path: Path) -> None:
     export_collections(str(trial), "worker_0", 1)
     write_step(str(trial), 0, "worker_0", labels_and_predictions(0))
     evaluation = Evaluation(open_trial(str(trial)), ClassImbalanceRule(RuleParameters()))
-    stop = threading.Event()
+    stop = StopRequest()
     timer = threading.Timer(0.2, stop.set)
     timer.start()
     end = evaluation.follow(FollowOptions(poll_interval=5.0, idle_timeout=None), stop=stop)

@@ -1,0 +1,98 @@
+"""Checkpoints: the evaluation's state on disk, so a restarted evaluator neither loses a step
+nor counts one twice.
+
+A checkpoint holds the rule's additive state and the last global step delivered by the reader
+(evaluated or deliberately passed over); the loop saves it only between steps, so state and
+position always agree. After a restart (a restarted sidecar, or kill -9) evaluation resumes at
+the next step: steps after the checkpoint are read again from the trial, which still has them.
+A checkpoint made under other parameters or for another trial is refused: its counts would
+silently mix two evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from container.atomic import write_text_atomically
+from container.settings import Settings
+from evaluator.core import ClassImbalanceRule
+
+log = logging.getLogger("classimbalance.checkpoint")
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message says why and what to do."""
+
+
+def fingerprint(settings: Settings) -> dict[str, Any]:
+    """What must not change between the run that saved a checkpoint and the one resuming it."""
+    return {
+        "trial": settings.base_trial,
+        "rule": asdict(settings.rule),
+        "modes": list(settings.modes) if settings.modes else None,
+        "start_step": settings.start_step,
+    }
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A saved evaluation: the rule's state and the last step delivered before it."""
+
+    delivered_through: int
+    rule_state: dict[str, Any]
+    steps_seen: int
+
+
+def save_checkpoint(
+    path: str, settings: Settings, rule: ClassImbalanceRule, delivered_through: int, steps_seen: int
+) -> None:
+    document = {
+        "format": FORMAT_VERSION,
+        "fingerprint": fingerprint(settings),
+        "delivered_through": delivered_through,
+        "steps_seen": steps_seen,
+        "rule_state": rule.to_state(),
+    }
+    write_text_atomically(path, json.dumps(document, separators=(",", ":")))
+
+
+def load_checkpoint(path: str, settings: Settings) -> Checkpoint | None:
+    """The checkpoint at ``path``, None when there is none yet; CheckpointError if unusable."""
+    file = Path(path)
+    if not file.exists():
+        return None
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+        if document.get("format") != FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint {path} has format {document.get('format')!r}, expected "
+                f"{FORMAT_VERSION}: delete it to start over"
+            )
+        if document["fingerprint"] != fingerprint(settings):
+            raise CheckpointError(
+                f"checkpoint {path} was saved for another evaluation "
+                f"({_difference(document['fingerprint'], fingerprint(settings))}): its counts "
+                f"cannot be combined with these settings; delete it, or set checkpoint_file "
+                f"to another path"
+            )
+        return Checkpoint(
+            int(document["delivered_through"]), document["rule_state"], int(document["steps_seen"])
+        )
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); it was not "
+            f"written by this evaluator or was damaged: delete it to start over"
+        ) from error
+
+
+def _difference(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    changed = [key for key in current if saved.get(key) != current[key]]
+    return "; ".join(f"{key}: saved {saved.get(key)!r}, now {current[key]!r}" for key in changed)

@@ -1,0 +1,151 @@
+"""One evaluation from settings to verdict: resume, step range, retries, managed outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from container.app import Runtime, run
+from container.settings import Settings
+from container.status import Status
+from container.stopping import StopRequest
+from devtools.write_trial import end_training, export_collections, write_step
+from evaluator.core import RuleParameters
+from tests.container.trials import scores_batch, write_trial
+
+
+def settings_for(trial: Path, tmp_path: Path, **changes: object) -> Settings:
+    base = Settings(
+        base_trial=str(trial),
+        status_file=str(tmp_path / "status.json"),
+        rule=RuleParameters(argmax=True),
+        metrics_enabled=False,
+        poll_interval=0.02,
+        idle_timeout=30,
+        read_retry_delay=0.05,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_managed_service_files_are_written_when_their_folders_exist(tmp_path: Path) -> None:
+    trial = write_trial(tmp_path / "trial", steps=20, make_batch=scores_batch([30, 5, 1], 40))
+    managed = tmp_path / "opt-ml"
+    (managed / "output").mkdir(parents=True)
+    (managed / "processing" / "output" / "rule").mkdir(parents=True)
+    outcome = run(settings_for(trial.path, tmp_path), Runtime(managed_root=str(managed)))
+    assert outcome.status is Status.ISSUES_FOUND
+    message = (managed / "output" / "message").read_text()
+    assert message.startswith(
+        "RuleEvaluationConditionMet: Evaluation of the rule ClassImbalance at step "
+    )
+    assert len(message.encode()) <= 1024
+    report = json.loads((managed / "processing/output/rule/ClassImbalance.json").read_text())
+    assert report["status"] == "IssuesFound"
+    assert report["classes"] == outcome.document["classes"]
+
+
+def test_no_managed_files_without_their_folders(tmp_path: Path) -> None:
+    trial = write_trial(tmp_path / "trial", steps=2, make_batch=scores_batch([1, 1]))
+    managed = tmp_path / "opt-ml"
+    run(settings_for(trial.path, tmp_path), Runtime(managed_root=str(managed)))
+    assert not managed.exists()
+
+
+def test_resuming_from_a_checkpoint_counts_every_step_once(tmp_path: Path) -> None:
+    trial = tmp_path / "trial"
+    make = scores_batch([3, 2, 1], batch=16)
+    rng = np.random.default_rng(3)
+    export_collections(str(trial), "worker_0", 1)
+    expected = np.zeros(3, dtype=np.int64)
+
+    def add_steps(steps: range) -> None:
+        for step in steps:
+            labels, scores = make(rng, step)
+            expected[:] += np.bincount(labels, minlength=3)
+            write_step(str(trial), step, "worker_0", {"labels": labels, "predictions": scores})
+
+    checkpoint = tmp_path / "state" / "checkpoint.json"
+    settings = settings_for(
+        trial, tmp_path, checkpoint_file=str(checkpoint), checkpoint_every_steps=3
+    )
+    add_steps(range(7))
+    first = run(replace(settings, once=True))
+    assert first.document["steps_evaluated"] == 7
+    add_steps(range(7, 12))
+    end_training(str(trial))
+    second = run(settings)
+    assert second.document["resumed_from_step"] == 6
+    assert second.document["steps_evaluated"] == 12
+    counted = [second.document["classes"][str(c)]["samples"] for c in range(3)]
+    assert counted == expected.tolist()
+
+
+def test_a_checkpoint_of_other_settings_is_an_error(tmp_path: Path) -> None:
+    trial = write_trial(tmp_path / "trial", steps=3, make_batch=scores_batch([1, 1]))
+    settings = settings_for(trial.path, tmp_path, checkpoint_file=str(tmp_path / "c.json"))
+    assert run(settings).status is Status.NO_ISSUES_FOUND
+    changed = replace(settings, rule=RuleParameters(argmax=True, samples=3))
+    outcome = run(changed)
+    assert outcome.status is Status.ERROR
+    assert "saved for another evaluation" in outcome.document["error"]
+
+
+def test_start_and_end_step_bound_the_evaluation(tmp_path: Path) -> None:
+    trial = write_trial(tmp_path / "trial", steps=10, make_batch=scores_batch([1, 1], 8))
+    outcome = run(
+        settings_for(
+            trial.path,
+            tmp_path,
+            start_step=2,
+            end_step=6,
+            rule=RuleParameters(argmax=True, samples=0),
+        )
+    )
+    assert outcome.document["steps_evaluated"] == 4
+    assert outcome.document["last_step"] == 5
+    assert outcome.document["samples"] == 4 * 8
+    assert outcome.document["ended_by"] == "end_step"
+
+
+def test_an_event_file_that_arrives_late_is_read_on_retry(tmp_path: Path) -> None:
+    trial = write_trial(tmp_path / "trial", steps=3, make_batch=scores_batch([1, 1], 8))
+    event = next((trial.path / "events").rglob("000000000001_worker_0.tfevents"))
+    hidden = event.with_suffix(".hidden")
+    os.replace(event, hidden)
+    timer = threading.Timer(0.15, os.replace, (hidden, event))
+    timer.start()
+    outcome = run(settings_for(trial.path, tmp_path, rule=RuleParameters(argmax=True, samples=0)))
+    timer.join()
+    assert outcome.document["samples"] == 3 * 8
+    assert outcome.document["skipped"]["batches"] == {}
+
+
+def test_an_event_file_that_never_arrives_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    trial = write_trial(tmp_path / "trial", steps=3, make_batch=scores_batch([1, 1], 8))
+    next((trial.path / "events").rglob("000000000001_worker_0.tfevents")).unlink()
+    outcome = run(
+        settings_for(
+            trial.path, tmp_path, read_retries=2, rule=RuleParameters(argmax=True, samples=0)
+        )
+    )
+    assert outcome.document["samples"] == 2 * 8
+    assert outcome.document["skipped"]["batches"] == {"missing_event_file": 1}
+    assert (
+        "000000000001_worker_0.tfevents"
+        in (outcome.document["skipped"]["examples"]["missing_event_file"])
+    )
+
+
+def test_a_stop_request_ends_with_status_stopped(tmp_path: Path) -> None:
+    trial = write_trial(tmp_path / "trial", steps=2, make_batch=scores_batch([1, 1]), end=False)
+    stop = StopRequest()
+    threading.Timer(0.2, stop.set).start()
+    outcome = run(settings_for(trial.path, tmp_path, idle_timeout=None), Runtime(stop=stop))
+    assert outcome.status is Status.STOPPED
+    assert outcome.document["ended_by"] == "stopped"
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "Stopped"

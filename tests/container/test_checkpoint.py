@@ -1,0 +1,63 @@
+"""Checkpoints round-trip exactly and refuse to mix evaluations."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from container.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from container.settings import Settings
+from evaluator.core import ClassImbalanceRule, RuleParameters, WorkerBatch
+
+
+def evaluated_rule(steps: int) -> ClassImbalanceRule:
+    rule = ClassImbalanceRule(RuleParameters(samples=10))
+    rng = np.random.default_rng(1)
+    for step in range(steps):
+        labels = rng.integers(0, 4, size=32)
+        rule.evaluate_step(
+            step, [WorkerBatch("worker_0", "TRAIN", {"labels": labels, "predictions": labels % 3})]
+        )
+    return rule
+
+
+def test_round_trip_restores_the_rule_and_position(tmp_path: Path) -> None:
+    settings = Settings(base_trial="t", checkpoint_file=str(tmp_path / "c.json"))
+    rule = evaluated_rule(5)
+    save_checkpoint(str(tmp_path / "c.json"), settings, rule, delivered_through=4, steps_seen=5)
+    checkpoint = load_checkpoint(str(tmp_path / "c.json"), settings)
+    assert checkpoint is not None
+    assert checkpoint.delivered_through == 4
+    restored = ClassImbalanceRule.from_state(settings.rule, checkpoint.rule_state)
+    assert restored.to_state() == rule.to_state()
+
+
+def test_no_checkpoint_yet_is_not_an_error(tmp_path: Path) -> None:
+    assert load_checkpoint(str(tmp_path / "none.json"), Settings(base_trial="t")) is None
+
+
+UNUSABLE = {
+    "other parameters": (
+        lambda s: replace(s, rule=RuleParameters(samples=7)),
+        None,
+        "saved for another evaluation",
+    ),
+    "other trial": (lambda s: replace(s, base_trial="elsewhere"), None, "trial: saved 't'"),
+    "damaged file": (lambda s: s, "{not json", "cannot be read"),
+    "other format": (lambda s: s, '{"format": 99}', "has format 99"),
+}
+
+
+@pytest.mark.parametrize("case", UNUSABLE, ids=list(UNUSABLE))
+def test_unusable_checkpoints_are_refused_with_a_reason(case: str, tmp_path: Path) -> None:
+    change, content, expected = UNUSABLE[case]
+    path = tmp_path / "c.json"
+    settings = Settings(base_trial="t")
+    save_checkpoint(str(path), settings, evaluated_rule(2), delivered_through=1, steps_seen=2)
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(CheckpointError, match=expected):
+        load_checkpoint(str(path), change(settings))

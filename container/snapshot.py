@@ -94,7 +94,7 @@ def take_snapshot(
         by_mode=by_mode,
         combined=ModeCounts(samples.copy(), mispredicted.copy()),
         issue_now={
-            check: rule.current.get(check) is not None for check in (IMBALANCE, MISPREDICTION)
+            check: rule.current_holds.get(check, False) for check in (IMBALANCE, MISPREDICTION)
         },
         issue_found={check: check in found for check in (IMBALANCE, MISPREDICTION)},
         issue_step=rule.issue_step,

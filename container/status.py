@@ -119,7 +119,7 @@ def build_status(
         "checks_active": rule.samples >= rule.params.samples,
         "current": {
             check: (asdict(f) | {"classes": list(f.classes)}) if f else None
-            for check, f in rule.current.items()
+            for check, f in rule.current_findings().items()
         },
         "modes": {
             mode: {"samples": counts.total} for mode, counts in sorted(rule.counts_by_mode.items())

@@ -55,6 +55,19 @@ def misprediction_fractions(samples: IntArray, mispredicted: IntArray) -> FloatA
     return fractions
 
 
+def imbalance_exceeds(samples: IntArray, threshold: float) -> bool:
+    """Whether largest/smallest class count is strictly above ``threshold`` (the per-step test;
+    the same division as ``check_imbalance``, so the two always agree)."""
+    seen = samples[samples > 0]
+    return bool(seen.size) and float(seen.max()) / float(seen.min()) > threshold
+
+
+def misprediction_exceeds(samples: IntArray, mispredicted: IntArray, threshold: float) -> bool:
+    """Whether some class's misprediction fraction is strictly above ``threshold``."""
+    seen = samples > 0
+    return bool((mispredicted[seen] / samples[seen] > threshold).any())
+
+
 def check_imbalance(samples: IntArray, threshold: float, step: int) -> Finding | None:
     """A finding when largest/smallest class count is strictly above ``threshold``."""
     result = imbalance_ratio(samples)

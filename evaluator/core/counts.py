@@ -98,18 +98,23 @@ class ClassCounts:
     mispredicted: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     confusion: PairCounts = field(default_factory=PairCounts)
     total: int = 0
+    _size: int = -1
+    """Cached ``num_classes``; -1 until computed (the arrays may be given at construction)."""
 
     @property
     def num_classes(self) -> int:
-        """One past the largest class index with a sample (or a grown buffer's used length)."""
-        nonzero = np.flatnonzero(self.samples)
-        return int(nonzero[-1]) + 1 if nonzero.size else 0
+        """One past the largest class index with a sample."""
+        if self._size < 0:
+            nonzero = np.flatnonzero(self.samples)
+            self._size = int(nonzero[-1]) + 1 if nonzero.size else 0
+        return self._size
 
     def add(self, labels: IntArray, predicted: IntArray) -> None:
         """Count valid rows: both arrays hold class indices in [0, max_classes)."""
         if labels.size == 0:
             return
         top = int(labels.max()) + 1
+        self._size = max(self.num_classes, top)
         self.samples = _grow(self.samples, top)
         self.mispredicted = _grow(self.mispredicted, top)
         wrong = labels != predicted
@@ -129,6 +134,7 @@ class ClassCounts:
         self.mispredicted[: other.mispredicted.shape[0]] += other.mispredicted
         self.confusion.merge(other.confusion)
         self.total += other.total
+        self._size = max(self.num_classes, other.num_classes)
 
     def trimmed(self) -> tuple[IntArray, IntArray]:
         """(samples, mispredicted) cut to ``num_classes`` entries."""

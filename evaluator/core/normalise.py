@@ -55,6 +55,14 @@ def label_classes(
     classes, column_problems = _integral_column(
         array, "labels", NONFINITE_LABEL, NONINTEGRAL_LABEL, max_classes
     )
+    if not column_problems and classes.size:
+        low, high = int(classes.min()), int(classes.max())
+        if (
+            low >= 0
+            and high < max_classes
+            and not (ignore_index is not None and low <= ignore_index <= high)
+        ):
+            return RowClasses(classes)  # the common case: two reductions, no masks
     problems = list(column_problems)
     if ignore_index is not None:
         ignored = classes == ignore_index

@@ -23,6 +23,8 @@ from evaluator.core.checks import (
     Finding,
     check_imbalance,
     check_misprediction,
+    imbalance_exceeds,
+    misprediction_exceeds,
 )
 from evaluator.core.counts import ClassCounts, IntArray
 from evaluator.core.normalise import (
@@ -74,8 +76,8 @@ class ClassImbalanceRule:
     issue_step: int | None = None
     findings: list[Finding] = field(default_factory=list)
     """The first finding of each check, in the order they occurred."""
-    current: dict[str, Finding | None] = field(default_factory=dict)
-    """Each check's outcome at the last evaluated step (None: it does not hold now)."""
+    current_holds: dict[str, bool] = field(default_factory=dict)
+    """Whether each check holds at the last evaluated step (empty before ``samples``)."""
     ignored: int = 0
     skipped_rows: Counter[str] = field(default_factory=Counter)
     skipped_batches: Counter[str] = field(default_factory=Counter)
@@ -85,6 +87,7 @@ class ClassImbalanceRule:
     def __post_init__(self) -> None:
         self._labels_pattern = re.compile(self.params.labels_regex)
         self._predictions_pattern = re.compile(self.params.predictions_regex)
+        self._split_cache: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -96,10 +99,19 @@ class ClassImbalanceRule:
         )
 
     def split_names(self, tensor_names: Sequence[str]) -> tuple[list[str], list[str]]:
-        """(label names, prediction names), each sorted: the order tensors are concatenated."""
-        labels = sorted(n for n in tensor_names if self._labels_pattern.search(n))
-        predictions = sorted(n for n in tensor_names if self._predictions_pattern.search(n))
-        return labels, predictions
+        """(label names, prediction names), each sorted: the order tensors are concatenated.
+
+        Remembered per set of names: a trial saves the same tensors at nearly every step.
+        """
+        key = tuple(tensor_names)
+        cached = self._split_cache.get(key)
+        if cached is None:
+            labels = sorted(n for n in tensor_names if self._labels_pattern.search(n))
+            predictions = sorted(n for n in tensor_names if self._predictions_pattern.search(n))
+            cached = (labels, predictions)
+            if len(self._split_cache) < 256:
+                self._split_cache[key] = cached
+        return list(cached[0]), list(cached[1])
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -195,22 +207,47 @@ class ClassImbalanceRule:
         return remaining
 
     def _run_checks(self, step: int) -> tuple[Finding, ...]:
+        """Decide both checks cheaply every step; describe a finding only the first time."""
         if self.samples < self.params.samples:
             return ()
         samples, mispredicted = self.combined_counts()
-        outcomes = {
-            IMBALANCE: check_imbalance(samples, self.params.threshold_imbalance, step),
-            MISPREDICTION: check_misprediction(
-                samples, mispredicted, self.params.threshold_misprediction, step
+        self.current_holds = {
+            IMBALANCE: imbalance_exceeds(samples, self.params.threshold_imbalance),
+            MISPREDICTION: misprediction_exceeds(
+                samples, mispredicted, self.params.threshold_misprediction
             ),
         }
-        self.current = outcomes
         first_seen = {finding.check for finding in self.findings}
-        new = tuple(f for c, f in outcomes.items() if f is not None and c not in first_seen)
+        new = tuple(
+            finding
+            for check, holds in self.current_holds.items()
+            if holds and check not in first_seen
+            if (finding := self._describe(check, samples, mispredicted, step)) is not None
+        )
         if new and self.issue_step is None:
             self.issue_step = step
         self.findings.extend(new)
         return new
+
+    def _describe(
+        self, check: str, samples: IntArray, mispredicted: IntArray, step: int
+    ) -> Finding | None:
+        if check == IMBALANCE:
+            return check_imbalance(samples, self.params.threshold_imbalance, step)
+        return check_misprediction(samples, mispredicted, self.params.threshold_misprediction, step)
+
+    def current_findings(self) -> dict[str, Finding | None]:
+        """Each check's finding at the last evaluated step (None: it does not hold now).
+
+        Built on demand (for a status write), not every step: describing is the costly part.
+        """
+        if self.last_step is None:
+            return {}
+        samples, mispredicted = self.combined_counts()
+        return {
+            check: self._describe(check, samples, mispredicted, self.last_step) if holds else None
+            for check, holds in self.current_holds.items()
+        }
 
     def _note(self, counter: Counter[str], reason: str, message: str) -> None:
         counter[reason] += 1
@@ -262,7 +299,7 @@ class ClassImbalanceRule:
             "last_step": self.last_step,
             "issue_step": self.issue_step,
             "findings": [asdict(f) for f in self.findings],
-            "current": {k: asdict(f) if f else None for k, f in self.current.items()},
+            "current_holds": dict(self.current_holds),
             "ignored": self.ignored,
             "skipped_rows": dict(self.skipped_rows),
             "skipped_batches": dict(self.skipped_batches),
@@ -283,7 +320,7 @@ class ClassImbalanceRule:
             last_step=state["last_step"],
             issue_step=state["issue_step"],
             findings=[finding(f) for f in state["findings"]],
-            current={k: finding(f) if f else None for k, f in state["current"].items()},
+            current_holds={k: bool(v) for k, v in state["current_holds"].items()},
             ignored=int(state["ignored"]),
             skipped_rows=Counter(state["skipped_rows"]),
             skipped_batches=Counter(state["skipped_batches"]),

@@ -213,7 +213,7 @@ def test_no_finding_before_samples_labels_even_when_check_holds() -> None:
         result = rule.evaluate_step(step, [_batch(*_IMBALANCED)])
         assert result.new_findings == ()
         assert rule.issue_step is None
-        assert rule.current == {}
+        assert rule.current_findings() == {}
     result = rule.evaluate_step(2, [_batch(*_IMBALANCED)])  # 12 labels
     assert [f.check for f in result.new_findings] == [IMBALANCE]
     assert rule.issue_step == 2
@@ -266,10 +266,10 @@ def test_samples_zero_runs_the_checks_from_the_first_step() -> None:
 def test_ratio_equal_to_threshold_is_not_an_issue_one_more_sample_is() -> None:
     rule = _rule(samples=0, threshold_imbalance="10", threshold_misprediction=1)
     rule.evaluate_step(0, [_batch(np.array([0] * 10 + [1]), np.array([0] * 10 + [1]))])
-    assert rule.current[IMBALANCE] is None
+    assert rule.current_findings()[IMBALANCE] is None
     assert rule.issue_step is None
     rule.evaluate_step(1, [_batch(np.array([0]), np.array([0]))])
-    finding = rule.current[IMBALANCE]
+    finding = rule.current_findings()[IMBALANCE]
     assert finding is not None
     assert (finding.value, finding.classes, finding.step) == (11.0, (0, 1), 1)
     assert rule.issue_step == 1
@@ -280,10 +280,10 @@ def test_fraction_equal_to_threshold_is_not_an_issue_one_more_miss_is() -> None:
     labels = np.zeros(10, dtype=np.int64)
     seven_wrong = np.array([1] * 7 + [0] * 3)
     rule.evaluate_step(0, [_batch(labels, seven_wrong)])
-    assert rule.current == {IMBALANCE: None, MISPREDICTION: None}
+    assert rule.current_findings() == {IMBALANCE: None, MISPREDICTION: None}
     # 15 of 20 wrong = 0.75: above.
     rule.evaluate_step(1, [_batch(labels, np.array([1] * 8 + [0] * 2))])
-    finding = rule.current[MISPREDICTION]
+    finding = rule.current_findings()[MISPREDICTION]
     assert finding is not None
     assert (finding.value, finding.classes) == (0.75, (0,))
 
@@ -295,7 +295,7 @@ def test_classes_without_samples_take_no_part_in_the_checks() -> None:
     samples, _ = rule.combined_counts()
     assert samples.tolist() == [2, 0, 0, 0, 0, 2]
     assert rule.findings == []
-    assert rule.current == {IMBALANCE: None, MISPREDICTION: None}
+    assert rule.current_findings() == {IMBALANCE: None, MISPREDICTION: None}
 
 
 def test_each_check_is_reported_once_and_issue_step_is_the_first() -> None:
@@ -312,7 +312,7 @@ def test_current_follows_the_last_step_while_findings_keep_the_first() -> None:
     rule = _rule(samples=0, threshold_imbalance=2, threshold_misprediction=1)
     rule.evaluate_step(0, [_batch(*_IMBALANCED)])  # 3:1
     rule.evaluate_step(1, [_batch(np.array([1, 1]), np.array([1, 1]))])  # 3:3
-    assert rule.current[IMBALANCE] is None
+    assert rule.current_findings()[IMBALANCE] is None
     assert [(f.check, f.step) for f in rule.findings] == [(IMBALANCE, 0)]
     assert rule.issue_step == 0
 
@@ -495,7 +495,7 @@ def test_state_round_trips_through_json_exactly(scenario: Scenario) -> None:
     assert json.dumps(restored.to_state()) == text
     assert _totals(restored) == _totals(rule)
     assert restored.findings == rule.findings
-    assert restored.current == rule.current
+    assert restored.current_findings() == rule.current_findings()
 
     # The restored rule carries on exactly as the original.
     last_step, last_batches = scenario.steps[-1]

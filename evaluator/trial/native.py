@@ -16,36 +16,61 @@ step is complete, or training has ended. Two refinements make that safe on a liv
   lands while the folder is being listed may be missed while a later one is seen. Every file of
   an earlier step was written before the later step's files, so it is visible to any listing
   that starts after the one that saw the later step complete.
+
+Two part loaders share that logic. By default a listed index key is loaded from its index file
+and ``read`` then opens the event file: two reads per (step, worker), free on a local disk. On
+S3 each read is a billed request with tens of milliseconds of latency, so ``index_free=True``
+uses the index key only as the signal that (step, worker) is complete (smdebug writes the event
+file first) and GETs the event file alone: it describes itself (each record carries the tensor
+name, mode and mode step), and its bytes are kept for ``read``. That is one GET per (step,
+worker).
+
+``marker_in_listing=True`` saves the end-marker HEAD too. ``training_job_end.ts`` sorts after
+every ``index/`` key, so listing the trial root after the cursor returns the new index keys and
+then the marker if it is there: one request answers both questions. A listing is not a snapshot,
+so seeing the marker is followed by one more index listing (index files written just before it
+may have landed while the first one ran). Should anything else sort after ``index/`` in the trial
+(a folder some tool added), the root listing would page through it on every poll, so the reader
+goes back to listing ``index/`` and HEADing the marker only after a listing brought nothing new.
+Per poll on S3, once the collections files are read:
+
+- the first poll: 1 HEAD for the marker (so that a finished trial needs no second listing);
+- a poll that finds new steps: 1 LIST (one more per further 1000 keys) + 1 GET per new part;
+- an idle poll: 1 LIST; the poll that sees the marker: 2 LIST.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
 
 from evaluator.trial.interface import StepRef, WorkerStep, WorkerTensors
 from evaluator.trial.layout import (
     COLLECTIONS_PREFIX,
     END_MARKER,
     INDEX_PREFIX,
+    event_key,
     index_key,
     is_safe_key,
     parse_collections_key,
     parse_index_key,
     worker_label,
 )
-from evaluator.trial.records import RecordError, record_payload
-from evaluator.trial.tensors import decode_event_tensors
+from evaluator.trial.records import RECORD_OVERHEAD, RecordError, iter_records, record_payload
+from evaluator.trial.tensors import EventValue, decode_event_tensors, describe_event
 
 MODES = frozenset({"TRAIN", "EVAL", "PREDICT", "GLOBAL"})
+MODE_NUMBERS = {"1": "TRAIN", "2": "EVAL", "3": "PREDICT", "4": "GLOBAL"}
+"""smdebug's ``ModeKeys`` values, as its writer puts them into the ``mode`` plugin data."""
 
 INDEX_RETRY_POLLS = 3
 """Polls an unparsable index file is retried before it is dropped. smdebug renames finished
 files into place, so a bad one is usually corrupt for good; retrying covers copy tools that
 write in place. While it is retried its step is held back, so that step is never returned
-without it by mistake."""
+without it by mistake. Index-free, the same bound applies to a missing or unparsable event file."""
 
 INCOMPLETE_STEP_WINDOW = 1000
 """Incomplete steps kept waiting before the oldest are released anyway (smdebug's
@@ -55,11 +80,28 @@ UNREAD_STEP_LIMIT = 1024
 """Returned steps whose read locations are kept until read. Beyond that the oldest are dropped;
 ``read`` of such a step re-reads its index files, so this bounds memory without losing data."""
 
+EVENT_HEAD_BYTES = 16 << 20
+"""Index-free, how much of an event file the first GET asks for (a ranged GET). Files this
+small (labels and predictions of any usual batch) arrive whole in one request. A larger file
+holds tensors the rule may not want (weights, say): its index is read for the layout and the
+wanted tensors are fetched by range when read, rather than downloading all of it."""
+
+HELD_BYTES_LIMIT = 256 << 20
+"""Index-free, event-file bytes kept between ``poll`` and ``read``. Replaying a finished trial
+returns every step at once; beyond this, parts keep only their layout and ``read`` fetches the
+wanted tensors by range (one more request each) instead of memory growing with the trial."""
+
+RANGE_GAP_BYTES = 256 << 10
+"""Wanted records closer than this are fetched in one ranged read: a request costs more than a
+few hundred KiB of unwanted bytes."""
+
 
 class TrialStorage(Protocol):
-    """What the reader needs from where the trial lives (a local folder now, S3 later).
+    """What the reader needs from where the trial lives (a local folder or an S3 prefix).
 
-    Keys are relative to the trial root and use ``/``.
+    Keys are relative to the trial root and use ``/``. A storage raises ``StorageUnavailable``
+    for failures that may pass (throttling, 5xx, network) and ``TrialError`` for those that will
+    not (no such bucket, access denied).
     """
 
     @property
@@ -84,6 +126,26 @@ class TrialStorage(Protocol):
         ...
 
 
+@runtime_checkable
+class RangeReadable(Protocol):
+    """A storage that can return part of an object, where a whole object costs real money."""
+
+    def read_range(self, key: str, start: int, length: int) -> tuple[bytes, int]:
+        """Up to ``length`` bytes of ``key`` from ``start`` and the object's total size.
+
+        Fewer bytes come back at the end of the object; FileNotFoundError when it is missing.
+        """
+        ...
+
+
+class StorageUnavailable(OSError):
+    """A storage call failed in a way that may pass (throttled, 5xx, network) after retries.
+
+    ``poll`` answers it by returning nothing and trying again next time; a part whose file
+    cannot be fetched is retried on later polls like a malformed one, then skipped.
+    """
+
+
 @dataclass(frozen=True)
 class _TensorSpan:
     """Where one tensor's record lies in its event file."""
@@ -95,7 +157,11 @@ class _TensorSpan:
 
 @dataclass(frozen=True)
 class _IndexedPart:
-    """One worker's index file for one step: what ``read`` needs to find its tensors."""
+    """One worker's part of one step: what ``read`` needs to find its tensors.
+
+    Described by its index file, or index-free by its event file, whose bytes from offset 0
+    (the whole file, or its first ``EVENT_HEAD_BYTES``) are then kept in ``data`` until read.
+    """
 
     step: int
     file_worker: str
@@ -103,6 +169,7 @@ class _IndexedPart:
     mode_step: int
     event_key: str
     spans: tuple[_TensorSpan, ...]
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def index_file_key(self) -> str:
@@ -122,11 +189,11 @@ class _PendingStep:
     """A step seen in the index but not returned yet."""
 
     parts: dict[str, _IndexedPart] = field(default_factory=dict)
-    """Parsed index files, by file worker."""
+    """Loaded parts, by file worker."""
     retrying: dict[str, int] = field(default_factory=dict)
-    """File workers whose index could not be parsed yet -> failed attempts."""
+    """File workers whose part could not be loaded yet -> failed attempts."""
     dropped: set[str] = field(default_factory=set)
-    """File workers whose index was given up on: they did write the step, we cannot read it."""
+    """File workers whose part was given up on: they did write the step, we cannot read it."""
 
     def workers_written(self) -> int:
         return len(self.parts) + len(self.retrying) + len(self.dropped)
@@ -141,12 +208,22 @@ class MalformedIndexError(ValueError):
     """An index file that is not what smdebug writes; the message says what is wrong."""
 
 
+class MalformedEventFileError(ValueError):
+    """An event file whose records do not describe one smdebug step; the message says why."""
+
+
+_Loaded = _IndexedPart | OSError | ValueError
+"""What loading one part gives: the part, or the error to retry or report."""
+
+
 class NativeTrialReader:
     """Reads an smdebug trial through a :class:`TrialStorage`; implements ``TrialReader``.
 
     Counters for status and metrics: ``skipped`` (reason -> files given up on), ``late_parts``
     (worker files that arrived after their step was returned), ``forced_steps`` (steps released
-    by the incomplete-step window) and ``last_problem`` (the latest such event, in words).
+    by the incomplete-step window), ``storage_errors`` (polls that found the storage
+    unavailable), ``unheld_parts`` (index-free parts over ``held_bytes_limit``, read by range)
+    and ``last_problem`` (the latest such event, in words).
     """
 
     def __init__(
@@ -157,12 +234,25 @@ class NativeTrialReader:
         index_retry_polls: int = INDEX_RETRY_POLLS,
         incomplete_step_window: int = INCOMPLETE_STEP_WINDOW,
         unread_step_limit: int = UNREAD_STEP_LIMIT,
+        index_free: bool = False,
+        marker_in_listing: bool = False,
+        fetch_threads: int = 1,
+        event_head_bytes: int = EVENT_HEAD_BYTES,
+        held_bytes_limit: int = HELD_BYTES_LIMIT,
     ) -> None:
         self._storage = storage
         self._verify_payload_crc = verify_payload_crc
         self._index_retry_polls = index_retry_polls
         self._incomplete_step_window = max(1, incomplete_step_window)
         self._unread_step_limit = max(1, unread_step_limit)
+        self._index_free = index_free
+        self._list_root = marker_in_listing
+        """Whether the root listing (index keys, then the marker) is used; cleared for good when
+        other keys show up there."""
+        self._head_when_idle = marker_in_listing
+        self._fetch_threads = max(1, fetch_threads)
+        self._event_head_bytes = max(RECORD_OVERHEAD, event_head_bytes)
+        self._held_bytes_limit = max(0, held_bytes_limit)
 
         self._cursor: str | None = None
         """The last index key of the returned steps; listings start after it."""
@@ -176,13 +266,18 @@ class NativeTrialReader:
         self._file_workers: dict[str, str] = {}
         """Worker label -> file worker, to rebuild index keys of steps no longer in memory."""
         self._ended = False
+        self._listed_once = False
         self._bad_collections: set[str] = set()
+        self._held_bytes = 0
+        self._executor: ThreadPoolExecutor | None = None
 
         self.expected_workers: int | None = None
         """``num_workers`` from the collections files (the largest); None until one is read."""
         self.skipped: dict[str, int] = {}
         self.late_parts = 0
         self.forced_steps = 0
+        self.storage_errors = 0
+        self.unheld_parts = 0
         self.last_problem: str | None = None
 
     # -- TrialReader ---------------------------------------------------------------------------
@@ -206,28 +301,30 @@ class NativeTrialReader:
         """Returned steps whose read locations are still held, waiting for ``read``."""
         return len(self._unread)
 
+    @property
+    def held_bytes(self) -> int:
+        """Event-file bytes kept for steps not read yet (index-free only)."""
+        return self._held_bytes
+
     def exists(self) -> bool:
         return self._storage.exists()
 
     def poll(self) -> list[StepRef]:
-        if not self._storage.exists():
+        try:
+            return self._poll()
+        except StorageUnavailable as error:
+            # Nothing was returned and the cursor did not move: the next poll starts over.
+            self.storage_errors += 1
+            self.last_problem = f"{self.location}: {error}; trying again on the next poll"
             return []
-        ended = self._ended or self._storage.key_exists(END_MARKER)
-        if self.expected_workers is None:
-            self._read_expected_workers()
-        self._retry_unparsed()
-        listed = self._ingest(self._storage.list_keys(INDEX_PREFIX, self._cursor))
-        released = self._release_complete(ended) + self._release_beyond_window()
-        refs = [ref for step, pending in released if (ref := self._hand_over(step, pending))]
-        self._advance_cursor(listed)
-        self._ended = ended
-        return refs
 
     def training_ended(self) -> bool:
         return self._ended and not self._pending
 
     def read(self, ref: StepRef, wanted: Callable[[str], bool]) -> list[WorkerTensors]:
         parts = self._unread.pop(ref.step, None)
+        if parts is not None:
+            self._unhold(parts.values())
         results = []
         for worker_step in ref.parts:
             part = parts.get(worker_step.worker) if parts is not None else None
@@ -243,8 +340,60 @@ class NativeTrialReader:
     def close(self) -> None:
         self._pending.clear()
         self._unread.clear()
+        self._held_bytes = 0
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
 
     # -- listing and completeness ----------------------------------------------------------
+
+    def _poll(self) -> list[StepRef]:
+        if not self._storage.exists():
+            return []
+        # Looked for before the first listing in any mode: replaying a finished trial then needs
+        # no second listing to make sure of the files written before the marker.
+        head_first = not self._head_when_idle or not self._listed_once
+        ended = self._ended or (head_first and self._storage.key_exists(END_MARKER))
+        if self.expected_workers is None:
+            self._read_expected_workers()
+        retries = self._unparsed()
+        index_keys, marker = self._list_index()
+        self._listed_once = True
+        listed, fresh = self._scan(index_keys)
+        self._load(retries + fresh)
+        if not ended and marker is None and not fresh and not head_first:
+            marker = self._storage.key_exists(END_MARKER)
+        if not ended and marker:
+            # Index files written just before the marker may have landed while that listing
+            # ran; one started now sees all of them.
+            ended = True
+            listed, fresh = self._scan(self._storage.list_keys(INDEX_PREFIX, self._cursor))
+            self._load(fresh)
+        released = self._release_complete(ended) + self._release_beyond_window()
+        refs = [ref for step, pending in released if (ref := self._hand_over(step, pending))]
+        self._advance_cursor(listed)
+        self._ended = ended
+        return refs
+
+    def _list_index(self) -> tuple[list[str], bool | None]:
+        """Index keys after the cursor, and whether the end marker was seen (None: not looked).
+
+        The root listing starts after the cursor, or after ``index/`` itself, which skips the
+        ``collections/`` and ``events/`` keys that sort before it.
+        """
+        if not self._list_root:
+            return self._storage.list_keys(INDEX_PREFIX, self._cursor), None
+        keys = self._storage.list_keys("", self._cursor or INDEX_PREFIX)
+        index_keys = [key for key in keys if key.startswith(INDEX_PREFIX)]
+        others = [key for key in keys if not key.startswith(INDEX_PREFIX) and key != END_MARKER]
+        if others:
+            self._list_root = False
+            self.last_problem = (
+                f"{self._where(others[0])} and {len(others) - 1} other key(s) sort after index/ "
+                "in the trial: they are not smdebug's, so from now on only index/ is listed and "
+                "the end marker is checked separately when a poll finds nothing new."
+            )
+        return index_keys, END_MARKER in keys
 
     def _read_expected_workers(self) -> None:
         """Take ``_meta.num_workers`` from the collections files written so far (the largest)."""
@@ -254,6 +403,8 @@ class NativeTrialReader:
                 continue
             try:
                 found.append(_num_workers(self._storage.read_bytes(key)))
+            except StorageUnavailable:
+                raise  # the file may be fine: try it again next poll
             except (OSError, ValueError) as error:
                 self._bad_collections.add(key)
                 self._problem(
@@ -265,15 +416,18 @@ class NativeTrialReader:
         if found:
             self.expected_workers = max(found)
 
-    def _retry_unparsed(self) -> None:
-        """Retry index files that did not parse, by key: they may vanish from listings."""
-        for step, pending in self._pending.items():
-            for file_worker in list(pending.retrying):
-                self._load_part(step, file_worker, pending)
+    def _unparsed(self) -> list[tuple[int, str]]:
+        """Parts to load again, by key: their files may vanish from listings."""
+        return [
+            (step, file_worker)
+            for step, pending in self._pending.items()
+            for file_worker in pending.retrying
+        ]
 
-    def _ingest(self, keys: list[str]) -> list[tuple[str, int]]:
-        """Parse the index files not seen yet; return every index key listed with its step."""
+    def _scan(self, keys: list[str]) -> tuple[list[tuple[str, int]], list[tuple[int, str]]]:
+        """Every index key listed with its step, and the (step, file worker) parts not seen yet."""
         listed = []
+        fresh = []
         for key in keys:
             parsed = parse_index_key(key)
             if parsed is None:
@@ -286,41 +440,127 @@ class NativeTrialReader:
             pending = self._pending.setdefault(step, _PendingStep())
             if not pending.knows(file_worker):
                 self._file_workers.setdefault(worker_label(file_worker), file_worker)
-                self._load_part(step, file_worker, pending)
-        return listed
+                fresh.append((step, file_worker))
+        return listed, fresh
 
-    def _load_part(self, step: int, file_worker: str, pending: _PendingStep) -> None:
-        key = index_key(step, file_worker)
+    def _load(self, parts: list[tuple[int, str]]) -> None:
+        """Load parts (in parallel when allowed) and record each outcome in listing order."""
+        for (step, file_worker), loaded in zip(parts, self._fetch_all(parts), strict=True):
+            pending = self._pending.get(step)
+            if pending is not None:
+                self._settle(step, file_worker, pending, loaded)
+
+    def _fetch_all(self, parts: list[tuple[int, str]]) -> list[_Loaded]:
+        """The outcome of loading each part, in order; only storage reads run in threads."""
+        if len(parts) <= 1 or self._fetch_threads <= 1:
+            return [self._fetch(step, file_worker) for step, file_worker in parts]
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._fetch_threads, "trial-fetch")
+        return list(self._executor.map(lambda part: self._fetch(*part), parts))
+
+    def _fetch(self, step: int, file_worker: str) -> _Loaded:
+        """Load one part; errors that retrying may cure are returned, not raised."""
         try:
-            part = parse_index(self._storage.read_bytes(key), step, file_worker)
-        except FileNotFoundError:
+            if self._index_free:
+                return self._fetch_event_part(step, file_worker)
+            key = index_key(step, file_worker)
+            return parse_index(self._storage.read_bytes(key), step, file_worker)
+        except (OSError, ValueError) as error:
+            return error
+
+    def _fetch_event_part(self, step: int, file_worker: str) -> _IndexedPart:
+        """One part from its event file alone: one GET, unless the file is large or empty."""
+        key = event_key(step, file_worker)
+        head, size = self._read_head(key)
+        if size > len(head):
+            part = self._fetch_index(step, file_worker)
+            return replace(part, data=head if part.event_key == key else None)
+        described = scan_event_file(
+            head, step, where=self._where(key), verify_payload=self._verify_payload_crc
+        )
+        if described is None:
+            # No tensor record, so nothing says the mode: smdebug's index does.
+            return self._fetch_index(step, file_worker)
+        mode, mode_step, spans = described
+        return _IndexedPart(step, file_worker, mode, mode_step, key, spans, data=head)
+
+    def _fetch_index(self, step: int, file_worker: str) -> _IndexedPart:
+        return parse_index(
+            self._storage.read_bytes(index_key(step, file_worker)), step, file_worker
+        )
+
+    def _read_head(self, key: str) -> tuple[bytes, int]:
+        if isinstance(self._storage, RangeReadable):
+            return self._storage.read_range(key, 0, self._event_head_bytes)
+        data = self._storage.read_bytes(key)
+        return data, len(data)
+
+    def _settle(self, step: int, file_worker: str, pending: _PendingStep, loaded: _Loaded) -> None:
+        """Keep a loaded part, or count a failed attempt and give up after the last one."""
+        if isinstance(loaded, _IndexedPart):
+            pending.retrying.pop(file_worker, None)
+            pending.parts[file_worker] = self._hold(loaded)
+            return
+        key = self._source_key(step, file_worker, loaded)
+        if isinstance(loaded, FileNotFoundError) and not self._index_free:
             pending.retrying.pop(file_worker, None)
             pending.dropped.add(file_worker)
             self._problem("index_vanished", f"{self._where(key)} was listed, then disappeared.")
             return
-        except (OSError, MalformedIndexError) as error:
-            attempts = pending.retrying.get(file_worker, 0) + 1
-            if attempts <= self._index_retry_polls:
-                pending.retrying[file_worker] = attempts
-                self.last_problem = f"{self._where(key)}: {error} (will retry)"
-                return
-            pending.retrying.pop(file_worker, None)
-            pending.dropped.add(file_worker)
-            self._problem(
-                "malformed_index",
-                f"{self._where(key)}: {error}. Gave up after {attempts} attempts; worker "
-                f"{worker_label(file_worker)} is left out of step {step}. Re-copy the file "
-                "from the training job's output if it was damaged in transit.",
-            )
+        detail = _detail(loaded, self._where(key))
+        attempts = pending.retrying.get(file_worker, 0) + 1
+        if attempts <= self._index_retry_polls:
+            pending.retrying[file_worker] = attempts
+            self.last_problem = f"{detail} (will retry)"
             return
         pending.retrying.pop(file_worker, None)
-        pending.parts[file_worker] = part
+        pending.dropped.add(file_worker)
+        reason = self._skip_reason(loaded)
+        hint = (
+            " The event file is written before its index file, so it should be there; was it "
+            "deleted, or the trial copied partly?"
+            if reason == "missing_event_file"
+            else " Re-copy the file from the training job's output if it was damaged in transit."
+        )
+        self._problem(
+            reason,
+            f"{detail}. Gave up after {attempts} attempts; worker {worker_label(file_worker)} is "
+            f"left out of step {step}.{hint}",
+        )
+
+    def _source_key(self, step: int, file_worker: str, error: Exception | None = None) -> str:
+        """The file a part is loaded from (index-free: the event file, unless its index failed)."""
+        if self._index_free and not isinstance(error, MalformedIndexError):
+            return event_key(step, file_worker)
+        return index_key(step, file_worker)
+
+    def _skip_reason(self, error: Exception) -> str:
+        if not self._index_free or isinstance(error, MalformedIndexError):
+            return "malformed_index"
+        if isinstance(error, FileNotFoundError):
+            return "missing_event_file"
+        if isinstance(error, OSError):
+            return "unreadable_event_file"
+        return "malformed_event_file"
+
+    def _hold(self, part: _IndexedPart) -> _IndexedPart:
+        """Keep a part's bytes for ``read`` while within the budget, else only its layout."""
+        if part.data is None:
+            return part
+        if self._held_bytes + len(part.data) > self._held_bytes_limit:
+            self.unheld_parts += 1
+            return replace(part, data=None)
+        self._held_bytes += len(part.data)
+        return part
+
+    def _unhold(self, parts: Iterable[_IndexedPart]) -> None:
+        self._held_bytes -= sum(len(part.data) for part in parts if part.data is not None)
 
     def _release_complete(self, ended: bool) -> list[tuple[int, _PendingStep]]:
         """Pop the complete steps at the front of the pending ones, in step order.
 
-        A step held back (incomplete, or an index file still being retried) holds back every
-        later step too: returning a later one first would make the held one arrive late.
+        A step held back (incomplete, or a part still being retried) holds back every later
+        step too: returning a later one first would make the held one arrive late.
         """
         full_now = self._highest_fully_written()
         released = []
@@ -350,9 +590,9 @@ class NativeTrialReader:
             pending = self._pending.pop(step)
             for file_worker in pending.retrying:
                 self._problem(
-                    "malformed_index",
-                    f"{self._where(index_key(step, file_worker))} could not be parsed before "
-                    "its step was released by the incomplete-step window.",
+                    "malformed_event_file" if self._index_free else "malformed_index",
+                    f"{self._where(self._source_key(step, file_worker))} could not be "
+                    "parsed before its step was released by the incomplete-step window.",
                 )
             self.forced_steps += 1
             self.last_problem = (
@@ -371,7 +611,7 @@ class NativeTrialReader:
         parts = sorted(pending.parts.values(), key=lambda part: worker_label(part.file_worker))
         self._unread[step] = {worker_label(part.file_worker): part for part in parts}
         while len(self._unread) > self._unread_step_limit:
-            del self._unread[next(iter(self._unread))]
+            self._unhold(self._unread.pop(next(iter(self._unread))).values())
         return StepRef(step=step, parts=tuple(part.worker_step() for part in parts))
 
     def _advance_cursor(self, listed: list[tuple[str, int]]) -> None:
@@ -395,17 +635,18 @@ class NativeTrialReader:
     # -- reading ----------------------------------------------------------------------------
 
     def _reload_part(self, step: int, worker_step: WorkerStep) -> _IndexedPart | WorkerTensors:
-        """Re-read an index file whose parsed form was dropped (read twice, or read late)."""
+        """Load a part again whose form was dropped (read twice, or read late)."""
         file_worker = self._file_workers.get(worker_step.worker, worker_step.worker)
-        key = index_key(step, file_worker)
-        try:
-            return parse_index(self._storage.read_bytes(key), step, file_worker)
-        except (OSError, ValueError) as error:
-            return _failed(
-                worker_step,
-                "missing_index",
-                f"{self._where(key)} cannot be read again ({error}); was it deleted?",
-            )
+        loaded = self._fetch(step, file_worker)
+        if isinstance(loaded, _IndexedPart):
+            return loaded
+        key = self._source_key(step, file_worker, loaded)
+        reason = "missing_index" if not self._index_free else self._skip_reason(loaded)
+        return _failed(
+            worker_step,
+            reason,
+            f"{self._where(key)} cannot be read again ({loaded}); was it deleted?",
+        )
 
     def _read_part(self, part: _IndexedPart, wanted: Callable[[str], bool]) -> WorkerTensors:
         """All wanted tensors of one worker's part, or none and the reason (never raises)."""
@@ -416,7 +657,7 @@ class NativeTrialReader:
             return result
         where = self._where(part.event_key)
         try:
-            buf = self._storage.read_bytes(part.event_key)
+            located = self._locate(part, spans, where)
         except FileNotFoundError:
             return _failed(
                 worker_step,
@@ -427,11 +668,36 @@ class NativeTrialReader:
             )
         except (OSError, ValueError) as error:
             return _failed(worker_step, "unreadable_event_file", f"{where}: {error}")
-        for span in spans:
-            failure = self._decode_span(buf, span, where, wanted, result)
+        for buf, span, span_where in located:
+            failure = self._decode_span(buf, span, span_where, wanted, result)
             if failure is not None:
                 return _failed(worker_step, *failure)
         return result
+
+    def _locate(
+        self, part: _IndexedPart, spans: list[_TensorSpan], where: str
+    ) -> list[tuple[bytes, _TensorSpan, str]]:
+        """The bytes holding each wanted record, with the span relative to those bytes.
+
+        Held bytes are used where they cover a record. Otherwise a storage that reads ranges
+        fetches just the wanted records (neighbours in one request); one that does not reads
+        the whole file, which on a local disk is the cheap way.
+        """
+        data = part.data or b""
+        missing = [span for span in spans if _valid(span) and span.start + span.length > len(data)]
+        if missing and not isinstance(self._storage, RangeReadable):
+            whole = self._storage.read_bytes(part.event_key)
+            return [(whole, span, where) for span in spans]
+        fetched: dict[_TensorSpan, tuple[bytes, _TensorSpan, str]] = {}
+        if missing and isinstance(self._storage, RangeReadable):
+            for run in _runs(missing):
+                first = run[0].start
+                stop = max(span.start + span.length for span in run)
+                chunk, _size = self._storage.read_range(part.event_key, first, stop - first)
+                chunk_where = f"{where} (bytes {first}-{stop - 1})"
+                for span in run:
+                    fetched[span] = (chunk, replace(span, start=span.start - first), chunk_where)
+        return [fetched.get(span) or (data, span, where) for span in spans]
 
     def _decode_span(
         self,
@@ -463,6 +729,92 @@ class NativeTrialReader:
     def _problem(self, reason: str, message: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
         self.last_problem = message
+
+
+def scan_event_file(
+    buf: bytes, step: int, *, where: str = "", verify_payload: bool = False
+) -> tuple[str, int, tuple[_TensorSpan, ...]] | None:
+    """``(mode, mode_step, spans)`` of an event file, as its index would give them.
+
+    None when the file holds no tensor record (then only the index knows the mode). Raises
+    RecordError for broken framing (``truncated`` for a short file) and MalformedEventFileError
+    when the records are not one smdebug step. A missing mode is GLOBAL and a missing mode step
+    is the global step, as smdebug's own event reader assumes.
+    """
+    described: tuple[str, int] | None = None
+    spans: list[_TensorSpan] = []
+    for offset, payload in iter_records(buf, verify_payload=verify_payload, where=where):
+        try:
+            event_step, values = describe_event(payload)
+        except ValueError as error:
+            raise MalformedEventFileError(
+                f"record at offset {offset} of {where}: {error}; not an smdebug Event"
+            ) from error
+        if values and event_step != step:
+            raise MalformedEventFileError(
+                f"record at offset {offset} of {where} is for step {event_step}, but the file is "
+                f"named for step {step}: it was not written for this step"
+            )
+        for value in values:
+            mode = _mode_of(value, step, offset, where)
+            if described is None:
+                described = mode
+            elif mode != described:
+                raise MalformedEventFileError(
+                    f"record at offset {offset} of {where} has mode {mode[0]} step {mode[1]}, "
+                    f"an earlier one {described[0]} step {described[1]}: smdebug writes one "
+                    "mode step per file"
+                )
+            spans.append(_TensorSpan(value.tag, offset, len(payload) + RECORD_OVERHEAD))
+    if described is None:
+        return None
+    return described[0], described[1], tuple(spans)
+
+
+def _mode_of(value: EventValue, step: int, offset: int, where: str) -> tuple[str, int]:
+    raw_mode = value.plugins.get("mode")
+    mode = "GLOBAL" if raw_mode is None else MODE_NUMBERS.get(raw_mode.strip())
+    if mode is None:
+        raise MalformedEventFileError(
+            f"tensor {value.tag!r} at offset {offset} of {where} has mode {raw_mode!r}; smdebug "
+            f"writes one of {sorted(MODE_NUMBERS)} (its ModeKeys)"
+        )
+    raw_step = value.plugins.get("mode_step")
+    try:
+        mode_step = step if raw_step is None else int(raw_step)
+    except ValueError as error:
+        raise MalformedEventFileError(
+            f"tensor {value.tag!r} at offset {offset} of {where} has mode_step {raw_step!r}, "
+            "not an integer"
+        ) from error
+    return mode, mode_step
+
+
+def _valid(span: _TensorSpan) -> bool:
+    """Whether a span can be fetched at all; others are left to ``record_payload`` to report."""
+    return span.start >= 0 and span.length >= RECORD_OVERHEAD
+
+
+def _runs(spans: list[_TensorSpan]) -> list[list[_TensorSpan]]:
+    """Spans grouped into runs that one ranged read covers (gaps under ``RANGE_GAP_BYTES``)."""
+    runs: list[list[_TensorSpan]] = []
+    stop = 0
+    for span in sorted(spans, key=lambda span: span.start):
+        if runs and span.start <= stop + RANGE_GAP_BYTES:
+            runs[-1].append(span)
+            stop = max(stop, span.start + span.length)
+        else:
+            runs.append([span])
+            stop = span.start + span.length
+    return runs
+
+
+def _detail(error: Exception, where: str) -> str:
+    """An error in words, naming the file unless the message already does."""
+    if isinstance(error, FileNotFoundError):
+        return f"{where} is missing"
+    text = str(error) or type(error).__name__
+    return text if where in text else f"{where}: {text}"
 
 
 def parse_index(raw: bytes, step: int, file_worker: str) -> _IndexedPart:

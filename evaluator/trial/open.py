@@ -2,28 +2,83 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from evaluator.trial.interface import TrialError, TrialReader
 from evaluator.trial.local import LocalStorage
-from evaluator.trial.native import NativeTrialReader
+from evaluator.trial.native import NativeTrialReader, TrialStorage
 from evaluator.trial.smdebug_backend import SmdebugTrialReader
 
 READERS = ("native", "smdebug")
 
+S3_FETCH_THREADS = 8
+"""Parallel GETs per poll on S3: a poll that finds many (step, worker) files would otherwise
+pay their latencies one after another."""
+
 
 def open_trial(
-    location: str, *, reader: str = "native", verify_payload_crc: bool = False
+    location: str,
+    *,
+    reader: str = "native",
+    verify_payload_crc: bool = False,
+    s3_endpoint_url: str | None = None,
+    s3_fetch_threads: int = S3_FETCH_THREADS,
 ) -> TrialReader:
-    """A reader for ``location`` (a folder; S3 comes later). Nothing is read until ``poll``.
+    """A reader for ``location``: a folder, or ``s3://bucket/prefix``. Nothing is read until
+    ``poll``, so a missing bucket or bad credentials show there, as a ``TrialError``.
 
     The trial may not exist yet: a rule container often starts before the training job writes.
+    On S3 the native reader loads each (step, worker) from its event file alone (one GET, not
+    two) and sees the end marker in the same listing as the index keys; ``s3_endpoint_url``
+    (else ``AWS_ENDPOINT_URL``) points it at an S3-compatible endpoint.
     """
     if reader not in READERS:
         raise TrialError(f"Expected reader to be one of {', '.join(READERS)}, but got {reader!r}")
     if location.startswith("s3://"):
-        raise TrialError(
-            f"{location}: S3 trials are not supported in this version yet; copy the trial to a "
-            "local folder (aws s3 sync) and pass that folder"
-        )
+        return _open_s3(location, reader, verify_payload_crc, s3_endpoint_url, s3_fetch_threads)
     if reader == "smdebug":
         return SmdebugTrialReader(location)
     return NativeTrialReader(LocalStorage(location), verify_payload_crc=verify_payload_crc)
+
+
+def _open_s3(
+    location: str,
+    reader: str,
+    verify_payload_crc: bool,
+    endpoint_url: str | None,
+    fetch_threads: int,
+) -> TrialReader:
+    # Lazy: boto3 takes a while to import and local trials never need it.
+    from evaluator.trial.s3 import S3Storage, parse_s3_uri  # noqa: PLC0415
+
+    bucket, prefix = parse_s3_uri(location)
+    threads = max(1, fetch_threads)
+    storage = S3Storage(bucket, prefix, endpoint_url=endpoint_url, max_pool=max(threads, 10))
+    if reader == "smdebug":
+        if endpoint_url is not None:
+            # smdebug builds its own boto3 client, which only looks at the environment.
+            os.environ["AWS_ENDPOINT_URL_S3"] = endpoint_url
+        return SmdebugTrialReader(location, storage)
+    return s3_native_reader(storage, verify_payload_crc=verify_payload_crc, fetch_threads=threads)
+
+
+def s3_native_reader(
+    storage: TrialStorage,
+    *,
+    verify_payload_crc: bool = False,
+    fetch_threads: int = S3_FETCH_THREADS,
+    **options: Any,
+) -> NativeTrialReader:
+    """The native reader as ``open_trial`` sets it up for S3, where every request is billed and
+    slow: event files only (one GET per part), the end marker found in the index listing (no
+    HEAD per poll), and parallel GETs. Tests and tools that build their own ``S3Storage`` use it
+    to get the same."""
+    return NativeTrialReader(
+        storage,
+        verify_payload_crc=verify_payload_crc,
+        index_free=True,
+        marker_in_listing=True,
+        fetch_threads=fetch_threads,
+        **options,
+    )

@@ -27,14 +27,22 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from evaluator.trial.interface import StepRef, TrialError, WorkerStep, WorkerTensors
-from evaluator.trial.layout import COLLECTIONS_PREFIX, END_MARKER
+from evaluator.trial.layout import COLLECTIONS_PREFIX, END_MARKER, parse_collections_key
+from evaluator.trial.local import LocalStorage
+from evaluator.trial.native import TrialStorage
 
 
 class SmdebugTrialReader:
-    """Implements ``TrialReader`` with ``smdebug.trials.create_trial`` on a local folder."""
+    """Implements ``TrialReader`` with ``smdebug.trials.create_trial`` on a folder or S3 prefix.
 
-    def __init__(self, path: str) -> None:
+    smdebug reads the trial itself (on S3 with its own boto3 client, which takes the endpoint
+    from ``AWS_ENDPOINT_URL``). ``storage`` only answers this class's own questions (does the
+    trial exist, are the collections files there, has training ended) without importing smdebug.
+    """
+
+    def __init__(self, path: str, storage: TrialStorage | None = None) -> None:
         self._path = path
+        self._storage: TrialStorage = storage if storage is not None else LocalStorage(path)
         self._trial: Any = None
         self._returned_through = -1
 
@@ -43,7 +51,7 @@ class SmdebugTrialReader:
         return self._path
 
     def exists(self) -> bool:
-        return os.path.isdir(self._path)
+        return self._storage.exists()
 
     def poll(self) -> Sequence[StepRef]:
         try:
@@ -60,7 +68,7 @@ class SmdebugTrialReader:
 
     def training_ended(self) -> bool:
         trial = self._trial
-        if trial is None or not os.path.exists(os.path.join(self._path, END_MARKER)):
+        if trial is None or not self._storage.key_exists(END_MARKER):
             return False
         trial.maybe_refresh()
         return bool(trial.loaded_all_steps) and all(
@@ -84,19 +92,22 @@ class SmdebugTrialReader:
         return self._trial
 
     def _collections_ready(self) -> bool:
-        folder = os.path.join(self._path, COLLECTIONS_PREFIX)
         try:
-            names = [name for name in os.listdir(folder) if name.endswith("_collections.json")]
+            keys = [
+                key
+                for key in self._storage.list_keys(COLLECTIONS_PREFIX)
+                if parse_collections_key(key) is not None
+            ]
         except OSError:
             return False
         expected = 0
-        for name in names:
+        for key in keys:
             try:
-                with open(os.path.join(folder, name), encoding="utf-8") as handle:
-                    expected = max(expected, int(json.load(handle)["_meta"]["num_workers"]))
+                document = json.loads(self._storage.read_bytes(key))
+                expected = max(expected, int(document["_meta"]["num_workers"]))
             except (OSError, ValueError, KeyError, TypeError):
                 return False
-        return bool(names) and len(names) >= expected
+        return bool(keys) and len(keys) >= expected
 
     @staticmethod
     def _step_ref(trial: Any, step: int) -> StepRef:

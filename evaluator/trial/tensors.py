@@ -3,6 +3,8 @@
 The path is ``Event.summary`` (5) -> ``Summary.value`` (1, repeated) -> ``Value.tag`` (1) and
 ``Value.tensor`` (8, a TensorFlow ``TensorProto``). Everything else (wall time, step, the plugin
 metadata carrying the mode) is skipped by length: the index already gives the mode and step.
+Where no index is read (on S3 each extra object costs a request), :func:`describe_event` gives
+the step, the tags and the plugin metadata without decoding any tensor.
 
 A ``TensorProto`` carries its numbers either as raw little-endian ``tensor_content`` (what
 smdebug always writes for numbers) or in a typed repeated field (what TensorFlow writes for
@@ -36,14 +38,17 @@ from evaluator.trial.protowire import (
     iter_fields,
     read_varint,
     to_int32,
+    to_int64,
     wire_type_name,
 )
 
 __all__ = [
     "DTYPE_NAMES",
+    "EventValue",
     "TensorDecodeError",
     "decode_event_tensors",
     "decode_tensor_proto",
+    "describe_event",
 ]
 
 Array = npt.NDArray[Any]
@@ -195,6 +200,74 @@ def decode_event_tensors(
             _expect(wire_type, LEN, "Event.summary")
             _summary_tensors(buf, start, stop, wanted, found)
     return found
+
+
+@dataclass(frozen=True)
+class EventValue:
+    """One tensor value of an Event as an index would describe it, without the tensor."""
+
+    tag: str
+    plugins: dict[str, str]
+    """``SummaryMetadata.plugin_data``: plugin name -> content (smdebug's mode and mode_step)."""
+
+
+def describe_event(payload: memoryview[Any] | bytes) -> tuple[int, list[EventValue]]:
+    """``Event.step`` and the tensor values of an Event, tensors skipped by length.
+
+    smdebug writes each tensor's mode and mode step into ``Value.metadata`` (plugins ``mode`` and
+    ``mode_step``, see ``smdebug/core/writer.py``), so an event file describes itself as fully
+    as its index does. Values without a tensor are left out: smdebug indexes only tensors.
+    """
+    buf = _as_buffer(payload)
+    step = 0  # proto3 leaves a zero step out
+    values: list[EventValue] = []
+    for number, wire_type, start, stop in iter_fields(buf, 0, len(buf)):
+        if number == 2:
+            _expect(wire_type, VARINT, "Event.step")
+            step = to_int64(start)
+        elif number == 5:
+            _expect(wire_type, LEN, "Event.summary")
+            for inner, inner_type, first, end in iter_fields(buf, start, stop):
+                if inner == 1:
+                    _expect(inner_type, LEN, "Summary.value")
+                    value = _describe_value(buf, first, end)
+                    if value is not None:
+                        values.append(value)
+    return step, values
+
+
+def _describe_value(buf: Buffer, start: int, stop: int) -> EventValue | None:
+    tag = ""
+    has_tensor = False
+    plugins: dict[str, str] = {}
+    for number, wire_type, first, end in iter_fields(buf, start, stop):
+        if number == 1:
+            _expect(wire_type, LEN, "Summary.Value.tag")
+            tag = _utf8(buf, first, end, "Summary.Value.tag")
+        elif number == 8:
+            _expect(wire_type, LEN, "Summary.Value.tensor")
+            has_tensor = True
+        elif number == 9:
+            _expect(wire_type, LEN, "Summary.Value.metadata")
+            _plugins(buf, first, end, plugins)
+    return EventValue(tag, plugins) if has_tensor else None
+
+
+def _plugins(buf: Buffer, start: int, stop: int, plugins: dict[str, str]) -> None:
+    """``SummaryMetadata.plugin_data`` (1): repeated in smdebug's copy, singular in TF's."""
+    for number, wire_type, first, end in iter_fields(buf, start, stop):
+        if number != 1:
+            continue
+        _expect(wire_type, LEN, "SummaryMetadata.plugin_data")
+        name = content = ""
+        for field_number, field_type, a, b in iter_fields(buf, first, end):
+            if field_number == 1:
+                _expect(field_type, LEN, "PluginData.plugin_name")
+                name = _utf8(buf, a, b, "PluginData.plugin_name")
+            elif field_number == 2:
+                _expect(field_type, LEN, "PluginData.content")
+                content = _utf8(buf, a, b, "PluginData.content")
+        plugins[name] = content
 
 
 def decode_tensor_proto(buf: memoryview[Any] | bytes) -> Array:

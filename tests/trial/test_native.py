@@ -672,8 +672,7 @@ def test_open_trial_gives_the_native_reader_by_default(tmp_path: Path) -> None:
 
 # name -> (location, reader, message fragment)
 OPEN_ERRORS: dict[str, tuple[str, str, str]] = {
-    "s3_not_yet": ("s3://bucket/prefix", "native", "S3"),
-    "s3_with_smdebug": ("s3://bucket/prefix", "smdebug", "S3"),
+    "s3_without_bucket": ("s3:///prefix", "native", "bucket"),
     "unknown_reader": ("/tmp/trial", "tensorflow", "reader"),
 }
 

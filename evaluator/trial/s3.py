@@ -1,0 +1,283 @@
+"""A trial under an S3 prefix, seen through the same calls as a local folder.
+
+The reader asks for four things (list after a cursor, read an object, check one exists, read a
+range), which map one to one onto ListObjectsV2 with StartAfter, GetObject, HeadObject and a
+ranged GetObject: no call ever lists per tensor or re-lists what the cursor has passed.
+
+Failures are sorted by what the caller can do about them. Throttling (SlowDown, 503) and 5xx
+are retried by botocore's "standard" mode with exponential backoff and jitter; if they persist
+they surface as :class:`StorageUnavailable`, which the reader rides out. A missing bucket,
+refused credentials or a wrong region will not pass by retrying: they raise ``TrialError``
+naming what to check. Credentials come from boto3's standard chain (environment, profile,
+container or instance role), never from here.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as EndpointUnreachable
+
+from evaluator.trial.interface import TrialError
+from evaluator.trial.native import StorageUnavailable
+
+MAX_POOL = 10
+"""HTTP connections kept to the endpoint: at least the reader's fetch threads (8 by default)."""
+
+MAX_ATTEMPTS = 10
+"""Attempts per request in all, the first included (botocore's ``total_max_attempts``), in its
+standard retry mode: exponential backoff with jitter, up to 20 s between attempts."""
+
+PAGE_SIZE = 1000
+"""Keys per ListObjectsV2 page (S3's maximum): one request per 1000 index files."""
+
+_MISSING_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
+_DENIED = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "AccountProblem",
+        "403",
+    }
+)
+_WRONG_REGION = frozenset(
+    {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
+)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``(bucket, prefix)`` of ``s3://bucket/prefix``; the prefix has no slashes at its ends."""
+    if not uri.startswith("s3://"):
+        raise TrialError(f"Expected an S3 URI like s3://bucket/prefix, but got {uri!r}")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise TrialError(f"Expected an S3 URI like s3://bucket/prefix, but {uri!r} names no bucket")
+    return bucket, prefix.strip("/")
+
+
+def make_client(
+    endpoint_url: str | None = None,
+    *,
+    max_pool: int = MAX_POOL,
+    max_attempts: int = MAX_ATTEMPTS,
+    session: Any = None,
+) -> Any:
+    """An S3 client with standard retries and a connection pool sized for parallel fetches.
+
+    With no ``endpoint_url`` boto3 (>= 1.28) takes ``AWS_ENDPOINT_URL_S3`` or
+    ``AWS_ENDPOINT_URL`` from the environment or the profile, else AWS itself. A new boto3
+    session (the default) resolves credentials afresh; passing one shares its loaded service
+    models, which makes every client after the first ~15x cheaper to create.
+    """
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)},
+        max_pool_connections=max_pool,
+    )
+    # Not boto3's default session: creating clients from it is not thread-safe.
+    session = session if session is not None else boto3.session.Session()
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+class S3Storage:
+    """Keys are relative to ``prefix``, exactly as the reader's keys are relative to a folder."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        client: Any = None,
+        endpoint_url: str | None = None,
+        max_pool: int = MAX_POOL,
+        max_attempts: int = MAX_ATTEMPTS,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._root = f"{self.prefix}/" if self.prefix else ""
+        self.client = client or make_client(
+            endpoint_url, max_pool=max_pool, max_attempts=max_attempts
+        )
+        self._page_size = max(1, min(page_size, PAGE_SIZE))
+        self._exists = False
+        self._reached = threading.Event()
+        """Set once the endpoint answered: later connection failures are outages, not typos."""
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    @property
+    def endpoint(self) -> str:
+        """Where requests go, for messages."""
+        return str(self.client.meta.endpoint_url)
+
+    def exists(self) -> bool:
+        """Whether any object is under the prefix yet (remembered once true: one LIST per poll
+        only while a training job has not written anything)."""
+        if not self._exists:
+            page = self._call(
+                "list",
+                "",
+                self.client.list_objects_v2,
+                Bucket=self.bucket,
+                Prefix=self._root,
+                MaxKeys=1,
+            )
+            self._exists = bool(page.get("KeyCount", len(page.get("Contents", []))))
+        return self._exists
+
+    def list_keys(self, prefix: str, start_after: str | None = None) -> list[str]:
+        """Keys under ``prefix`` after ``start_after``: one request per page of 1000 keys."""
+        arguments: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self._root + prefix,
+            "MaxKeys": self._page_size,
+        }
+        if start_after is not None:
+            arguments["StartAfter"] = self._root + start_after
+        keys: list[str] = []
+        while True:
+            page = self._call("list", prefix, self.client.list_objects_v2, **arguments)
+            keys += [
+                entry["Key"][len(self._root) :]
+                for entry in page.get("Contents", [])
+                if entry["Key"].startswith(self._root)
+            ]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return keys
+            arguments["ContinuationToken"] = token
+
+    def read_bytes(self, key: str) -> bytes:
+        """The whole object in one GET; FileNotFoundError when it is missing."""
+        response = self._get(key)
+        return self._body(response, key)
+
+    def read_range(self, key: str, start: int, length: int) -> tuple[bytes, int]:
+        """Up to ``length`` bytes from ``start`` in one ranged GET, and the object's size."""
+        if length <= 0:
+            return b"", start
+        try:
+            response = self._get(key, Range=f"bytes={start}-{start + length - 1}")
+        except _RangeNotSatisfiable as error:
+            return b"", error.size if error.size is not None else start
+        data = self._body(response, key)
+        content_range = response.get("ContentRange") or ""
+        if "/" in content_range:
+            total = content_range.rpartition("/")[2]
+            if total.isdigit():
+                return data, int(total)
+        # A server that ignores Range sends the whole object.
+        return data[start : start + length], len(data)
+
+    def key_exists(self, key: str) -> bool:
+        """One HEAD request."""
+        try:
+            self._call(
+                "head", key, self.client.head_object, Bucket=self.bucket, Key=self._root + key
+            )
+        except FileNotFoundError:
+            return False
+        return True
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def _get(self, key: str, **extra: Any) -> Any:
+        return self._call(
+            "read", key, self.client.get_object, Bucket=self.bucket, Key=self._root + key, **extra
+        )
+
+    def _body(self, response: Any, key: str) -> bytes:
+        """The body; a connection lost mid-body is not retried by botocore, so say it may pass."""
+        try:
+            return bytes(response["Body"].read())
+        except (BotoCoreError, OSError) as error:
+            raise StorageUnavailable(
+                f"{self._uri(key)}: the connection broke while reading the object ({error})"
+            ) from error
+
+    def _call(self, action: str, key: str, method: Any, **arguments: Any) -> Any:
+        try:
+            response = method(**arguments)
+        except ClientError as error:
+            raise self._client_error(error, action, key) from error
+        except (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError) as error:
+            raise TrialError(
+                f"{self.location}: no usable AWS credentials ({error}). They are looked up "
+                "the standard way: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and "
+                "~/.aws, then the container or instance role; set one of them."
+            ) from error
+        except (EndpointUnreachable, HTTPClientError) as error:
+            if not self._reached.is_set():
+                raise TrialError(
+                    f"{self.location}: cannot reach the S3 endpoint {self.endpoint} ({error}). "
+                    "Check s3_endpoint_url / AWS_ENDPOINT_URL and the network."
+                ) from error
+            raise StorageUnavailable(
+                f"{self._uri(key)}: the S3 endpoint {self.endpoint} stopped answering ({error})"
+            ) from error
+        self._reached.set()
+        return response
+
+    def _client_error(self, error: ClientError, action: str, key: str) -> Exception:
+        """The exception the reader acts on for an S3 error response."""
+        self._reached.set()
+        details = error.response.get("Error", {})
+        code = str(details.get("Code", ""))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code == "InvalidRange" or status == 416:
+            size = details.get("ActualObjectSize")
+            return _RangeNotSatisfiable(int(size) if str(size).isdigit() else None)
+        if code == "NoSuchBucket":
+            return TrialError(
+                f"{self.location}: the bucket {self.bucket!r} does not exist at {self.endpoint}. "
+                "Check the bucket name in the trial URI (the training job's debugger output "
+                "path) and the endpoint (s3_endpoint_url / AWS_ENDPOINT_URL)."
+            )
+        if code in _MISSING_KEY or (status == 404 and action != "list"):
+            return FileNotFoundError(f"{self._uri(key)} does not exist")
+        if code in _DENIED or status == 403:
+            return TrialError(
+                f"{self.location}: S3 refused to {action} {self._uri(key)} ({code or status}). "
+                "Check the credentials (standard chain: environment, AWS_PROFILE, container or "
+                f"instance role) and that they allow s3:ListBucket on arn:aws:s3:::{self.bucket} "
+                f"and s3:GetObject on arn:aws:s3:::{self.bucket}/{self._root}*."
+            )
+        if code in _WRONG_REGION or status == 301:
+            return TrialError(
+                f"{self.location}: the bucket is in another region than the client's ({code}). "
+                "Set AWS_REGION (or AWS_DEFAULT_REGION) to the bucket's region."
+            )
+        return StorageUnavailable(
+            f"{self._uri(key)}: S3 {action} failed with {code or status} after "
+            f"retries ({details.get('Message', error)})"
+        )
+
+    def _uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._root}{key}"
+
+
+class _RangeNotSatisfiable(Exception):
+    """S3 answers 416 to a range starting at or past the end, including any range of an empty
+    object: for the reader that is simply no bytes."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__(f"range not satisfiable (object size {size})")
+        self.size = size

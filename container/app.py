@@ -202,15 +202,19 @@ def _metrics_server(settings: Settings, box: SnapshotBox, runtime: Runtime) -> I
 
 def _default_reader(settings: Settings) -> TrialReader:
     return open_trial(
-        settings.base_trial, reader=settings.reader, verify_payload_crc=settings.verify_payload_crc
+        settings.base_trial,
+        reader=settings.reader,
+        verify_payload_crc=settings.verify_payload_crc,
+        s3_endpoint_url=settings.s3_endpoint_url,
     )
 
 
 def _reader_problems(reader: TrialReader) -> dict[str, int]:
     problems = dict(getattr(reader, "skipped", {}) or {})
-    late = getattr(reader, "late_parts", 0)
-    if late:
-        problems["late_part"] = late
+    for reason, attribute in (("late_part", "late_parts"), ("storage_error", "storage_errors")):
+        count = getattr(reader, attribute, 0)
+        if count:
+            problems[reason] = count
     return problems
 
 

@@ -36,7 +36,12 @@ import yaml
 from container.settings import DEFAULT_STATUS_FILE, MODES, Settings
 from evaluator.core import RULE_NAME, RuleParameters, parse_rule_parameters
 from evaluator.core.errors import ParameterError, ParameterProblem
-from evaluator.core.params import parse_bool, parse_finite_float, parse_whole_number
+from evaluator.core.params import (
+    parse_bool,
+    parse_finite_float,
+    parse_whole_number,
+    whole_number_within,
+)
 
 DEFAULT_JOB_CONFIG = "/opt/ml/config/processingjobconfig.json"
 """Where a SageMaker processing job finds its own configuration; read only when it exists."""
@@ -217,16 +222,6 @@ def _number(low: float, *, above: bool = False) -> Callable[[Any], float]:
     return parse
 
 
-def _whole(low: int, high: int | None = None) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        number = parse_whole_number(value)
-        if number < low or (high is not None and number > high):
-            raise ValueError(value)
-        return number
-
-    return parse
-
-
 def _choice(*choices: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         if not isinstance(value, str):
@@ -325,24 +320,24 @@ _RUNTIME: dict[str, tuple[Callable[[Any], Any], str]] = {
         f"modes among {', '.join(MODES)} (a list in YAML, comma-separated in the environment, "
         f"--mode repeated on the command line), or none for all",
     ),
-    "start_step": (_optional(_whole(0)), "a whole number >= 0, or none"),
-    "end_step": (_optional(_whole(0)), "a whole number >= 0, or none"),
+    "start_step": (_optional(whole_number_within(0)), "a whole number >= 0, or none"),
+    "end_step": (_optional(whole_number_within(0)), "a whole number >= 0, or none"),
     "once": (parse_bool, _BOOLEAN),
     "stop_on_first_issue": (parse_bool, _BOOLEAN),
     "poll_interval": (_number(0, above=True), _SECONDS),
     "idle_timeout": (_idle_timeout, f"{_SECONDS}, or none to wait forever"),
-    "read_retries": (_whole(0), "a whole number >= 0, such as 5"),
+    "read_retries": (whole_number_within(0), "a whole number >= 0, such as 5"),
     "read_retry_delay": (_number(0), "a number of seconds >= 0, such as 0.5"),
     "status_file": (_text, "a file path"),
     "status_interval": (_number(0), "a number of seconds >= 0, such as 1"),
     "metrics_enabled": (parse_bool, _BOOLEAN),
     "metrics_address": (_text, "an address to bind, such as 0.0.0.0 or 127.0.0.1"),
-    "metrics_port": (_whole(0, 65535), "a port within [0, 65535]; 0 picks a free one"),
-    "max_class_series": (_whole(1), "a whole number >= 1, such as 20"),
+    "metrics_port": (whole_number_within(0, 65535), "a port within [0, 65535]; 0 picks a free one"),
+    "max_class_series": (whole_number_within(1), "a whole number >= 1, such as 20"),
     "message_file": (_optional(_text), "a file path, or none"),
     "report_dir": (_optional(_text), "a folder path, or none"),
     "checkpoint_file": (_optional(_text), "a file path, or none for no checkpoints"),
-    "checkpoint_every_steps": (_whole(1), "a whole number >= 1, such as 100"),
+    "checkpoint_every_steps": (whole_number_within(1), "a whole number >= 1, such as 100"),
     "checkpoint_every_seconds": (_number(0, above=True), _SECONDS),
     "log_format": (_choice("text", "json"), "text or json"),
     "log_level": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "DEBUG, INFO, WARNING or ERROR"),

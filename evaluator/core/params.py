@@ -123,7 +123,9 @@ def _in_range(parse: Callable[[Any], float], low: float, high: float) -> Callabl
     return parse_bounded
 
 
-def _at_least(low: int, high: int | None = None) -> Callable[[Any], int]:
+def whole_number_within(low: int, high: int | None = None) -> Callable[[Any], int]:
+    """A parser of whole numbers in [low, high] (high None: no upper bound)."""
+
     def parse_bounded(value: Any) -> int:
         number = parse_whole_number(value)
         if number < low or (high is not None and number > high):
@@ -158,10 +160,13 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
         _in_range(parse_finite_float, 0.0, 1.0),
         'a fraction within [0, 1], such as 0.7 or "0.7"',
     ),
-    "samples": (_at_least(0), 'a whole number >= 0, such as 500 or "500"'),
+    "samples": (whole_number_within(0), 'a whole number >= 0, such as 500 or "500"'),
     "argmax": (parse_bool, 'a boolean: true/false, "True"/"False", 1/0, yes/no'),
     "labels_regex": (_regex, 'a valid Python regular expression, such as ".*labels"'),
     "predictions_regex": (_regex, 'a valid Python regular expression, such as ".*predictions"'),
     "ignore_index": (_optional_index, 'a whole number such as -100, or "none" to disable'),
-    "max_classes": (_at_least(1, 2**31), "a whole number within [1, 2**31], such as 1000000"),
+    "max_classes": (
+        whole_number_within(1, 2**31),
+        "a whole number within [1, 2**31], such as 1000000",
+    ),
 }

@@ -137,3 +137,13 @@ def scrape(port: int) -> Scrape | None:
 
 def read_truth(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def prefix_sums(truth: list[dict[str, Any]]) -> dict[int, list[int]]:
+    """Total labels after k steps -> per-class samples after k steps (k = 0..len)."""
+    sums: dict[int, list[int]] = {0: [0] * len(truth[0]["samples"])}
+    running = [0] * len(truth[0]["samples"])
+    for entry in truth:
+        running = [a + b for a, b in zip(running, entry["samples"], strict=True)]
+        sums[sum(running)] = list(running)
+    return sums

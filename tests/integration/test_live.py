@@ -14,13 +14,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.integration.processes import (
     Scrape,
     free_port,
+    prefix_sums,
     read_truth,
     scrape,
     start_evaluator,
@@ -40,16 +40,6 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     finally:
         for process in started:
             stop_process(process)
-
-
-def prefix_sums(truth: list[dict[str, Any]]) -> dict[int, list[int]]:
-    """Total labels after k steps -> per-class samples after k steps (k = 0..len)."""
-    sums: dict[int, list[int]] = {0: [0] * len(truth[0]["samples"])}
-    running = [0] * len(truth[0]["samples"])
-    for entry in truth:
-        running = [a + b for a, b in zip(running, entry["samples"], strict=True)]
-        sums[sum(running)] = list(running)
-    return sums
 
 
 def test_metrics_and_status_track_a_live_trial(

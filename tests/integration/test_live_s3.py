@@ -14,6 +14,7 @@ import pytest
 
 from tests.integration.processes import (
     free_port,
+    prefix_sums,
     read_truth,
     scrape,
     start_evaluator,
@@ -65,11 +66,11 @@ def test_following_an_s3_trial_tracks_the_true_counts(
             extra=("--s3-uri", uri, "--s3-endpoint-url", s3_endpoint.endpoint),
         )
         started.append(writer)
-        totals = []
+        scrapes = []
         deadline = time.monotonic() + 90
         while evaluator.poll() is None and time.monotonic() < deadline:
             if (sample := scrape(port)) is not None:
-                totals.append(sample.samples_total)
+                scrapes.append(sample)
             time.sleep(0.1)
         assert writer.wait(30) == 0
         assert evaluator.wait(30) == 1, "IssuesFound: classes are 20:1 imbalanced"
@@ -83,8 +84,14 @@ def test_following_an_s3_trial_tracks_the_true_counts(
     assert document["steps_evaluated"] == 30
     expected = [sum(e["samples"][c] for e in truth) for c in range(5)]
     assert [document["classes"][str(c)]["samples"] for c in range(5)] == expected
+    totals = [sample.samples_total for sample in scrapes]
     assert totals == sorted(totals)
     assert len(set(totals)) > 3, "metrics moved as steps landed"
+    sums = prefix_sums(truth)
+    for sample in scrapes:
+        assert sample.class_samples == {
+            str(c): n for c, n in enumerate(sums[sample.samples_total]) if n > 0
+        }, "metrics always show whole steps and the true per-class counts"
     event_gets = [
         seen
         for seen in s3_endpoint.requests

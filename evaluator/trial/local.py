@@ -18,6 +18,7 @@ class LocalStorage:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._root_prefix = os.path.join(os.fspath(root), "")
 
     @property
     def location(self) -> str:
@@ -48,12 +49,13 @@ class LocalStorage:
 
     def key_exists(self, key: str) -> bool:
         """Whether an object (not a folder) exists at ``key``."""
-        return self._path(key).is_file()
+        return os.path.isfile(self._path(key))
 
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str) -> str:
+        """The file of ``key``; plain strings, since this runs for every file read."""
         if not is_safe_key(key):
             raise ValueError(f"key {key!r} is not a relative path inside the trial {self.root}")
-        return self.root / key
+        return self._root_prefix + key
 
     def _collect(
         self, folder_key: str, name_prefix: str, start_after: str | None, keys: list[str]

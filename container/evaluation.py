@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -67,8 +67,13 @@ class Evaluation:
     last_evaluation_time: float | None = None
 
     def evaluate_available(self, stop_on_first_issue: bool = False) -> int:
-        """Evaluate every step that is complete now; return how many were evaluated."""
+        """Evaluate every step that is complete now; return how many were evaluated.
+
+        Steps are read one by one but counted in chunks (``ClassImbalanceRule.evaluate_steps``):
+        a replay hands over thousands at once, a live trial one or two per poll.
+        """
         evaluated = 0
+        chunk = _Chunk()
         for ref in self.reader.poll():
             if ref.step <= self.delivered_through:
                 continue  # evaluated before a restart: never count a step twice
@@ -76,26 +81,27 @@ class Evaluation:
                 self.end_step_reached = True
                 break
             self.steps_seen += 1
-            self.delivered_through = ref.step  # before on_step, which may save a checkpoint
-            if self._evaluate(ref):
-                evaluated += 1
-            if (stop_on_first_issue and self.rule.issue_step is not None) or self._stopping():
-                break
-        return evaluated
+            chunk.add(ref.step, self._batches(ref))
+            if chunk.full:
+                evaluated += self._flush(chunk, stop_on_first_issue)
+                chunk = _Chunk()
+                if (stop_on_first_issue and self.rule.issue_step is not None) or self._stopping():
+                    return evaluated
+        return evaluated + self._flush(chunk, stop_on_first_issue)
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
 
-    def _evaluate(self, ref: StepRef) -> bool:
+    def _batches(self, ref: StepRef) -> list[WorkerBatch] | None:
+        """The step's worker batches, or None when its mode or step is not selected."""
         if self.start_step is not None and ref.step < self.start_step:
-            return False
+            return None
         parts = tuple(p for p in ref.parts if self.modes is None or p.mode in self.modes)
         if not parts:
-            return False
+            return None
         if len(self.tensor_names_seen) < _NAMES_KEPT:
             self.tensor_names_seen.update(ref.tensor_names)
-        tensors = self._read_with_retries(StepRef(ref.step, parts))
-        batches = [
+        return [
             WorkerBatch(
                 source=t.worker,
                 mode=t.mode,
@@ -103,16 +109,31 @@ class Evaluation:
                 error_reason=t.error_reason,
                 error=t.error,
             )
-            for t in tensors
+            for t in self._read_with_retries(StepRef(ref.step, parts))
         ]
+
+    def _flush(self, chunk: _Chunk, stop_on_first_issue: bool) -> int:
+        """Count a chunk, advance the position, then tell the listeners step by step."""
+        if chunk.last_step < 0:
+            return 0
         first = self.rule.steps_evaluated == 0
         had_issue = self.rule.issue_step is not None
-        result = self.rule.evaluate_step(ref.step, batches)
-        self.last_evaluation_time = time.time()
-        self._log_step(ref, result, first=first, had_issue=had_issue)
-        if self.on_step is not None:
-            self.on_step(result)
-        return True
+        results = (
+            self.rule.evaluate_steps(chunk.selected, stop_at_first_issue=stop_on_first_issue)
+            if chunk.selected
+            else []
+        )
+        stopped_early = stop_on_first_issue and len(results) < len(chunk.selected)
+        # The position moves with the counts, before any listener may save a checkpoint.
+        self.delivered_through = results[-1].step if stopped_early else chunk.last_step
+        if results:
+            self.last_evaluation_time = time.time()
+        for result in results:
+            self._log_step(result, first=first, had_issue=had_issue)
+            first, had_issue = False, had_issue or bool(result.new_findings)
+            if self.on_step is not None:
+                self.on_step(result)
+        return len(results)
 
     def _read_with_retries(self, ref: StepRef) -> list[WorkerTensors]:
         """Read a step; parts whose files may still be arriving are read again, bounded."""
@@ -140,42 +161,41 @@ class Evaluation:
                 results[index] = again
         return results
 
-    def _log_step(self, ref: StepRef, result: StepResult, *, first: bool, had_issue: bool) -> None:
+    def _log_step(self, result: StepResult, *, first: bool, had_issue: bool) -> None:
+        step = result.step
         if first:
             log.info(
                 "first step evaluated: step %d, %d labels",
-                ref.step,
+                step,
                 result.counted,
-                extra={"event": "first_step", "step": ref.step},
+                extra={"event": "first_step", "step": step},
             )
         if result.skipped_batches:
             reasons = dict(self.rule.skipped_batches)
             log.warning(
                 "step %d: %d batch(es) skipped; skipped so far by reason: %s",
-                ref.step,
+                step,
                 result.skipped_batches,
                 reasons,
-                extra={"event": "step_skipped", "step": ref.step, "reasons": reasons},
+                extra={"event": "step_skipped", "step": step, "reasons": reasons},
             )
         for finding in result.new_findings:
             log.warning(
                 "step %d: %s check holds: %s",
-                ref.step,
+                step,
                 finding.check,
                 finding.message,
                 extra={
                     "event": "finding",
-                    "step": ref.step,
+                    "step": step,
                     "check": finding.check,
                     "value": finding.value,
                     "threshold": finding.threshold,
                 },
             )
-        if not had_issue and self.rule.issue_step is not None:
+        if not had_issue and result.new_findings:
             log.warning(
-                "issue found at step %d",
-                self.rule.issue_step,
-                extra={"event": "issue_found", "step": self.rule.issue_step},
+                "issue found at step %d", step, extra={"event": "issue_found", "step": step}
             )
 
     def follow(
@@ -217,3 +237,33 @@ class Evaluation:
                     remaining = min(remaining, options.idle_timeout - idle)
                 sleep(remaining, stop)
         return EndReason.STOPPED
+
+
+_CHUNK_STEPS = 512
+_CHUNK_BYTES = 64 << 20
+"""A chunk is counted once it holds this many steps or tensor bytes, so replaying a trial of
+large tensors keeps memory bounded while small ones go in large, cheap chunks."""
+
+
+@dataclass
+class _Chunk:
+    """Steps read and waiting to be counted together."""
+
+    selected: list[tuple[int, Sequence[WorkerBatch]]] = field(default_factory=list)
+    last_step: int = -1
+    """The last step delivered into this chunk, selected or not."""
+    nbytes: int = 0
+
+    def add(self, step: int, batches: list[WorkerBatch] | None) -> None:
+        self.last_step = step
+        if batches is not None:
+            self.selected.append((step, batches))
+            self.nbytes += sum(
+                getattr(tensor, "nbytes", 0)
+                for batch in batches
+                for tensor in batch.tensors.values()
+            )
+
+    @property
+    def full(self) -> bool:
+        return len(self.selected) >= _CHUNK_STEPS or self.nbytes >= _CHUNK_BYTES

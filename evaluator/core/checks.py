@@ -55,17 +55,26 @@ def misprediction_fractions(samples: IntArray, mispredicted: IntArray) -> FloatA
     return fractions
 
 
-def imbalance_exceeds(samples: IntArray, threshold: float) -> bool:
-    """Whether largest/smallest class count is strictly above ``threshold`` (the per-step test;
-    the same division as ``check_imbalance``, so the two always agree)."""
-    seen = samples[samples > 0]
-    return bool(seen.size) and float(seen.max()) / float(seen.min()) > threshold
+def checks_per_step(
+    samples: IntArray,
+    mispredicted: IntArray,
+    threshold_imbalance: float,
+    threshold_misprediction: float,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Both checks' verdicts for each row of (steps x classes) cumulative counts.
 
-
-def misprediction_exceeds(samples: IntArray, mispredicted: IntArray, threshold: float) -> bool:
-    """Whether some class's misprediction fraction is strictly above ``threshold``."""
+    The same float divisions as ``check_imbalance`` and ``check_misprediction``, so a verdict
+    here and a finding described there always agree.
+    """
     seen = samples > 0
-    return bool((mispredicted[seen] / samples[seen] > threshold).any())
+    any_seen = seen.any(axis=1)
+    largest = np.where(seen, samples, 0).max(axis=1).astype(np.float64)
+    smallest = np.where(seen, samples, np.iinfo(np.int64).max).min(axis=1).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        imbalance = any_seen & (largest / np.where(any_seen, smallest, 1.0) > threshold_imbalance)
+        fractions = np.divide(mispredicted, samples, out=np.zeros(samples.shape), where=seen)
+    misprediction = ((fractions > threshold_misprediction) & seen).any(axis=1)
+    return np.asarray(imbalance, dtype=bool), np.asarray(misprediction, dtype=bool)
 
 
 def check_imbalance(samples: IntArray, threshold: float, step: int) -> Finding | None:

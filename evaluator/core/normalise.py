@@ -51,7 +51,7 @@ def label_classes(
     array = _as_rows(tensor, "labels")
     if array.ndim == 2:
         rows = _argmax_rows(array, "labels", NONFINITE_LABEL)
-        return _flag_out_of_range(rows, max_classes, LABEL_OUT_OF_RANGE)
+        return _flag_out_of_range(rows, max_classes, LABEL_OUT_OF_RANGE, array.shape[1])
     classes, column_problems = _integral_column(
         array, "labels", NONFINITE_LABEL, NONINTEGRAL_LABEL, max_classes
     )
@@ -90,7 +90,7 @@ def prediction_classes(tensor: npt.ArrayLike, *, argmax: bool, max_classes: int)
                 f"but found scores of shape {array.shape}: set argmax to true",
             )
         rows = _argmax_rows(array, "predictions", NONFINITE_SCORE)
-        return _flag_out_of_range(rows, max_classes, PREDICTION_OUT_OF_RANGE)
+        return _flag_out_of_range(rows, max_classes, PREDICTION_OUT_OF_RANGE, array.shape[1])
     classes, problems = _integral_column(
         array, "predictions", NONFINITE_PREDICTION, None, max_classes
     )
@@ -128,18 +128,23 @@ def _as_rows(tensor: npt.ArrayLike, role: str) -> npt.NDArray[np.generic]:
 
 
 def _argmax_rows(array: npt.NDArray[np.generic], role: str, nonfinite: str) -> RowClasses:
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, or huge finite scores
-        any_nonfinite = array.dtype.kind == "f" and not np.isfinite(array.sum(dtype=np.float64))
-    if any_nonfinite:
+    # min and max propagate NaN and show infinities without float warnings: two fast passes
+    # decide the common all-finite case before any per-row work.
+    if (
+        array.dtype.kind == "f"
+        and array.size
+        and not (np.isfinite(array.min()) and np.isfinite(array.max()))
+    ):
         bad = ~np.isfinite(array).all(axis=1)
-        if bad.any():
-            cleaned = np.where(bad[:, None], 0, array)
-            return RowClasses(np.argmax(cleaned, axis=1).astype(np.int64), ((nonfinite, bad),))
-    return RowClasses(np.argmax(array, axis=1).astype(np.int64))
+        cleaned = np.where(bad[:, None], 0, array)
+        return RowClasses(np.argmax(cleaned, axis=1).astype(np.int64), ((nonfinite, bad),))
+    return RowClasses(np.argmax(array, axis=1).astype(np.int64, copy=False))
 
 
-def _flag_out_of_range(rows: RowClasses, max_classes: int, reason: str) -> RowClasses:
+def _flag_out_of_range(rows: RowClasses, max_classes: int, reason: str, columns: int) -> RowClasses:
     """Argmax over more than max_classes columns can give a class index out of range."""
+    if columns <= max_classes:
+        return rows
     above = rows.classes >= max_classes
     if not above.any():
         return rows

@@ -23,8 +23,7 @@ from evaluator.core.checks import (
     Finding,
     check_imbalance,
     check_misprediction,
-    imbalance_exceeds,
-    misprediction_exceeds,
+    checks_per_step,
 )
 from evaluator.core.counts import ClassCounts, IntArray
 from evaluator.core.normalise import (
@@ -122,23 +121,138 @@ class ClassImbalanceRule:
 
     def evaluate_step(self, step: int, batches: Sequence[WorkerBatch]) -> StepResult:
         """Count one global step (every worker's batch), then run the checks."""
-        counted = 0
-        skipped = 0
+        return self.evaluate_steps([(step, batches)])[0]
+
+    def evaluate_steps(
+        self,
+        steps: Sequence[tuple[int, Sequence[WorkerBatch]]],
+        *,
+        stop_at_first_issue: bool = False,
+    ) -> list[StepResult]:
+        """Evaluate consecutive steps exactly as one ``evaluate_step`` after another would.
+
+        Replaying a saved trial hands over thousands of steps at once: the counts of a whole
+        chunk are added in a few numpy calls and the checks run for every step of it on
+        cumulative counts (a steps x classes matrix), so the cost per step is a small fraction
+        of a step-by-step loop. With ``stop_at_first_issue`` nothing after the issue step is
+        counted. Returns one result per step evaluated.
+        """
+        results: list[StepResult] = []
+        position = 0
+        while position < len(steps):
+            size = max(1, _CHUNK_CELLS // max(1, self._class_bound()))
+            chunk = [
+                (step, self._prepare_step(step, batches))
+                for step, batches in steps[position : position + size]
+            ]
+            results.extend(self._evaluate_chunk(chunk, stop_at_first_issue))
+            if stop_at_first_issue and self.issue_step is not None:
+                break
+            position += size
+        return results
+
+    def _class_bound(self) -> int:
+        return max((c.num_classes for c in self.counts_by_mode.values()), default=0) + 1
+
+    def _prepare_step(self, step: int, batches: Sequence[WorkerBatch]) -> _PreparedStep:
+        prepared = _PreparedStep()
         for batch in batches:
             try:
-                counted += self._count_batch(batch)
+                prepared.rows.append(self._prepare_batch(batch, prepared))
             except BatchRejected as rejection:
-                skipped += 1
-                self._note(
-                    self.skipped_batches,
-                    rejection.reason,
-                    f"step {step}, {batch.source}: {rejection}",
+                prepared.rejected.append(
+                    (rejection.reason, f"step {step}, {batch.source}: {rejection}")
                 )
-        self.steps_evaluated += 1
-        self.last_step = step
-        return StepResult(step, counted, self._run_checks(step), skipped)
+        return prepared
 
-    def _count_batch(self, batch: WorkerBatch) -> int:
+    def _evaluate_chunk(
+        self, chunk: list[tuple[int, _PreparedStep]], stop_at_first_issue: bool
+    ) -> list[StepResult]:
+        """Decide every step's checks on cumulative counts, then commit the steps kept."""
+        progress = self._cumulative(chunk)
+        found = {finding.check for finding in self.findings}
+        results: list[StepResult] = []
+        holds_now: dict[str, bool] = {}
+        for index, (step, prepared) in enumerate(chunk):
+            new: list[Finding] = []
+            if progress.gated[index]:
+                holds_now = {
+                    IMBALANCE: bool(progress.imbalance[index]),
+                    MISPREDICTION: bool(progress.misprediction[index]),
+                }
+                for check, holds in holds_now.items():
+                    if holds and check not in found:
+                        finding = self._describe(
+                            check, progress.samples[index], progress.mispredicted[index], step
+                        )
+                        if finding is not None:
+                            new.append(finding)
+                            found.add(check)
+            results.append(
+                StepResult(step, int(progress.counted[index]), tuple(new), len(prepared.rejected))
+            )
+            self.findings.extend(new)
+            if new and self.issue_step is None:
+                self.issue_step = step
+            if stop_at_first_issue and self.issue_step is not None:
+                break
+        self._commit([prepared for _, prepared in chunk[: len(results)]])
+        if holds_now:
+            self.current_holds = holds_now
+        self.steps_evaluated += len(results)
+        self.last_step = results[-1].step
+        return results
+
+    def _cumulative(self, chunk: list[tuple[int, _PreparedStep]]) -> _ChunkProgress:
+        """Per step of the chunk: counts so far (base + this chunk) and both checks' verdicts."""
+        steps = len(chunk)
+        step_of_row = [
+            np.full(labels.size, index, dtype=np.int64)
+            for index, (_, prepared) in enumerate(chunk)
+            for _, labels, _ in prepared.rows
+        ]
+        labels = _joined([labels for _, p in chunk for _, labels, _ in p.rows])
+        predicted = _joined([predicted for _, p in chunk for _, _, predicted in p.rows])
+        base_samples, base_mispredicted = self.combined_counts()
+        width = max(base_samples.size, int(labels.max()) + 1 if labels.size else 0, 1)
+        rows = _joined(step_of_row) * width + labels
+        wrong = labels != predicted
+        per_step = np.bincount(rows, minlength=steps * width).reshape(steps, width)
+        per_step_wrong = np.bincount(rows[wrong], minlength=steps * width).reshape(steps, width)
+        samples = np.cumsum(per_step, axis=0)
+        mispredicted = np.cumsum(per_step_wrong, axis=0)
+        samples[:, : base_samples.size] += base_samples
+        mispredicted[:, : base_mispredicted.size] += base_mispredicted
+        counted = per_step.sum(axis=1)
+        gated = self.samples + np.cumsum(counted) >= self.params.samples
+        imbalance, misprediction = checks_per_step(
+            samples,
+            mispredicted,
+            self.params.threshold_imbalance,
+            self.params.threshold_misprediction,
+        )
+        return _ChunkProgress(samples, mispredicted, counted, gated, imbalance, misprediction)
+
+    def _commit(self, kept: list[_PreparedStep]) -> None:
+        """Add the kept steps' rows to the per-mode counts and their tallies to the totals."""
+        by_mode: dict[str, tuple[list[IntArray], list[IntArray]]] = {}
+        for prepared in kept:
+            for mode, labels, predicted in prepared.rows:
+                parts = by_mode.setdefault(mode, ([], []))
+                parts[0].append(labels)
+                parts[1].append(predicted)
+            self.ignored += prepared.ignored
+            self.skipped_rows.update(prepared.skipped_rows)
+            for reason, message in prepared.rejected:
+                self._note(self.skipped_batches, reason, message)
+        for mode, (label_parts, predicted_parts) in by_mode.items():
+            counts = self.counts_by_mode.setdefault(mode, ClassCounts())
+            counts.add(_joined(label_parts), _joined(predicted_parts))
+
+    def _prepare_batch(
+        self, batch: WorkerBatch, tallies: _PreparedStep
+    ) -> tuple[str, IntArray, IntArray]:
+        """(mode, labels, predicted) of the rows to count; problem rows go to ``tallies``."""
         if batch.error_reason is not None:
             raise BatchRejected(batch.error_reason, batch.error or batch.error_reason)
         label_names, prediction_names = self.split_names(list(batch.tensors))
@@ -182,52 +296,10 @@ class ClassImbalanceRule:
                 f"{labels.classes.size} labels ({', '.join(label_names)}) and "
                 f"{predictions.classes.size} predictions ({', '.join(prediction_names)})",
             )
-        valid = self._valid_rows(labels, predictions)
+        valid = _valid_rows(labels, predictions, tallies)
         label_rows = labels.classes if valid is None else labels.classes[valid]
         predicted_rows = predictions.classes if valid is None else predictions.classes[valid]
-        self.counts_by_mode.setdefault(batch.mode, ClassCounts()).add(label_rows, predicted_rows)
-        return int(label_rows.size)
-
-    def _valid_rows(
-        self, labels: RowClasses, predictions: RowClasses
-    ) -> npt.NDArray[np.bool_] | None:
-        """Rows to count, tallying each other row once under its first problem."""
-        problems = labels.problems + predictions.problems
-        if not problems:
-            return None
-        remaining = np.ones(labels.classes.size, dtype=bool)
-        for reason, mask in problems:
-            hit = int(np.count_nonzero(mask & remaining))
-            if hit:
-                if reason == IGNORED:
-                    self.ignored += hit
-                else:
-                    self.skipped_rows[reason] += hit
-                remaining &= ~mask
-        return remaining
-
-    def _run_checks(self, step: int) -> tuple[Finding, ...]:
-        """Decide both checks cheaply every step; describe a finding only the first time."""
-        if self.samples < self.params.samples:
-            return ()
-        samples, mispredicted = self.combined_counts()
-        self.current_holds = {
-            IMBALANCE: imbalance_exceeds(samples, self.params.threshold_imbalance),
-            MISPREDICTION: misprediction_exceeds(
-                samples, mispredicted, self.params.threshold_misprediction
-            ),
-        }
-        first_seen = {finding.check for finding in self.findings}
-        new = tuple(
-            finding
-            for check, holds in self.current_holds.items()
-            if holds and check not in first_seen
-            if (finding := self._describe(check, samples, mispredicted, step)) is not None
-        )
-        if new and self.issue_step is None:
-            self.issue_step = step
-        self.findings.extend(new)
-        return new
+        return batch.mode, label_rows, predicted_rows
 
     def _describe(
         self, check: str, samples: IntArray, mispredicted: IntArray, step: int
@@ -341,3 +413,55 @@ def _concatenate(parts: list[RowClasses]) -> RowClasses:
             full[offsets[index] : offsets[index + 1]] = mask
             problems.append((reason, full))
     return RowClasses(classes, tuple(problems))
+
+
+_CHUNK_CELLS = 1 << 21
+"""Steps x classes cells of a chunk's cumulative matrices (16 MiB each): the chunk shrinks as
+the class count grows, so 20,000 classes still fit in bounded memory."""
+
+
+@dataclass
+class _PreparedStep:
+    """A step's rows, normalised but not counted yet, with what was set aside."""
+
+    rows: list[tuple[str, IntArray, IntArray]] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    ignored: int = 0
+    skipped_rows: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class _ChunkProgress:
+    samples: npt.NDArray[np.int64]
+    mispredicted: npt.NDArray[np.int64]
+    counted: npt.NDArray[np.int64]
+    gated: npt.NDArray[np.bool_]
+    imbalance: npt.NDArray[np.bool_]
+    misprediction: npt.NDArray[np.bool_]
+
+
+def _joined(parts: list[IntArray]) -> IntArray:
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate(parts)
+
+
+def _valid_rows(
+    labels: RowClasses, predictions: RowClasses, tallies: _PreparedStep
+) -> npt.NDArray[np.bool_] | None:
+    """Rows to count, tallying each other row once under its first problem."""
+    problems = labels.problems + predictions.problems
+    if not problems:
+        return None
+    remaining = np.ones(labels.classes.size, dtype=bool)
+    for reason, mask in problems:
+        hit = int(np.count_nonzero(mask & remaining))
+        if hit:
+            if reason == IGNORED:
+                tallies.ignored += hit
+            else:
+                tallies.skipped_rows[reason] += hit
+            remaining &= ~mask
+    return remaining

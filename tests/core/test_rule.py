@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evaluator.core import rule as rule_module
 from evaluator.core.checks import IMBALANCE, MISPREDICTION, Finding
 from evaluator.core.counts import ClassCounts
 from evaluator.core.params import RuleParameters, parse_rule_parameters
@@ -530,3 +532,35 @@ def test_reference_checks_agree_with_the_rule_on_a_known_run() -> None:
     assert not misprediction_holds(samples, mispredicted, 0.6)
     assert rule.issue_step == 2
     assert [f.check for f in rule.findings] == [IMBALANCE]
+
+
+@SCENARIO_SETTINGS
+@given(scenarios(max_steps=24), st.booleans())
+def test_chunked_evaluation_equals_step_by_step(scenario: Scenario, stop_early: bool) -> None:
+    """A replay evaluates thousands of steps per call; it must be the same rule, exactly."""
+    params = parse_rule_parameters(scenario.params)
+    one_by_one = ClassImbalanceRule(params)
+    expected_results = []
+    for step, batches in scenario.steps:
+        expected_results.append(one_by_one.evaluate_step(step, [b.worker_batch() for b in batches]))
+        if stop_early and one_by_one.issue_step is not None:
+            break
+    steps = [(step, [b.worker_batch() for b in batches]) for step, batches in scenario.steps]
+    for cells in (rule_module._CHUNK_CELLS, 3 * scenario.num_classes):  # one chunk, then many
+        chunked = ClassImbalanceRule(params)
+        with patch.object(rule_module, "_CHUNK_CELLS", cells):
+            results = chunked.evaluate_steps(steps, stop_at_first_issue=stop_early)
+        assert results == expected_results
+        assert chunked.to_state() == one_by_one.to_state()
+
+
+def test_a_check_exactly_at_its_threshold_does_not_hold_now() -> None:
+    """ratio == threshold_imbalance and fraction == threshold_misprediction: no issue, now."""
+    rule = ClassImbalanceRule(
+        RuleParameters(threshold_imbalance=4.0, threshold_misprediction=0.5, samples=0)
+    )
+    labels = np.array([0, 0, 0, 0, 1])  # 4:1, exactly the threshold
+    predicted = np.array([0, 0, 1, 1, 1])  # class 0: 2 of 4 wrong, exactly 0.5
+    rule.evaluate_step(0, [WorkerBatch("w", "TRAIN", {"labels": labels, "predictions": predicted})])
+    assert rule.current_holds == {IMBALANCE: False, MISPREDICTION: False}
+    assert rule.findings == []

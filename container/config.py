@@ -39,7 +39,6 @@ from evaluator.core.errors import ParameterError, ParameterProblem
 from evaluator.core.params import (
     parse_bool,
     parse_finite_float,
-    parse_whole_number,
     whole_number_within,
 )
 

@@ -101,9 +101,18 @@ def test_kill_9_and_restart_resumes_with_exact_totals(
     )
     generator = random.Random(7)
     for _ in range(3):
+        saved_before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
         evaluator = start_evaluator(trial, status_file, free_port(), *flags)
         processes.append(evaluator)
-        time.sleep(generator.uniform(0.6, 1.6))
+        # Kill at a random moment after this run has saved at least one checkpoint, so every
+        # restart has something to resume (a loaded machine may take seconds to start Python).
+        wait_for(
+            lambda before=saved_before: (
+                checkpoint.exists() and checkpoint.stat().st_mtime_ns != before
+            ),
+            60,
+        )
+        time.sleep(generator.uniform(0.0, 0.5))
         evaluator.send_signal(signal.SIGKILL)
         evaluator.wait(10)
     final_run = start_evaluator(trial, status_file, free_port(), *flags)

@@ -38,7 +38,7 @@ typecheck: $(VENV)/.installed
 layers: $(VENV)/.installed
 	$(BIN)/lint-imports
 
-unit: $(VENV)/.installed prometheus-tools
+unit: $(VENV)/.installed prometheus-tools deploy-tools
 	$(BIN)/pytest -q
 
 ## prometheus-tools: promtool and a Prometheus server for the metrics tests, from Debian, when
@@ -62,3 +62,65 @@ prometheus-tools:
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+## bench: smdebug's rule loop, the evaluator and a no-framework floor side by side on the same
+## trials; rewrites the generated part of BENCHMARKS.md. Quick (S=1000) by default;
+## `make bench BENCH_ARGS=--full` adds S=5000 (see BENCHMARKS.md for durations).
+.PHONY: bench
+bench: $(VENV)/.installed
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+# -- deployment: the image, its tools, the manifests' and rules' linters ------------------------
+IMAGE ?= classimbalance-rule
+IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+PODMAN_ENV := tests/deploy/podman_env.sh
+DEPLOY_PACKAGES := podman buildah runc skopeo debootstrap fuse-overlayfs netavark aardvark-dns \
+  containernetworking-plugins uidmap slirp4netns iptables
+
+.PHONY: deploy-tools image-base image deploy-lint prometheusrule
+
+## deploy-tools: podman, buildah, runc and debootstrap from Debian for the image tests, when
+## missing. Silent when present; without root or apt-get it only warns (those tests then skip
+## locally and fail under CI=true).
+deploy-tools:
+	@if command -v podman >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 \
+	    && command -v runc >/dev/null 2>&1 && [ -x /usr/lib/podman/netavark ]; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing $(DEPLOY_PACKAGES) (apt-get) for the image tests"; \
+	  log=$$(mktemp); \
+	  if (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPLOY_PACKAGES)) >"$$log" 2>&1; then \
+	    rm -f "$$log"; \
+	  else \
+	    cat "$$log"; rm -f "$$log"; \
+	    echo "warning: could not install podman; the image tests skip (and fail when CI=true)"; \
+	  fi; \
+	else \
+	  echo "warning: podman/debootstrap missing; as root: apt-get install -y --no-install-recommends $(DEPLOY_PACKAGES)"; \
+	fi
+
+## image-base: the stand-in for python:3.11-slim on a machine that cannot pull images (built
+## once with debootstrap, ~1.5 min, then reused); podman's storage in /var/tmp/classimbalance-podman.
+image-base: deploy-tools
+	$(PODMAN_ENV) base >/dev/null
+
+## image: build the image with podman (docker format, which keeps the HEALTHCHECK), tagged
+## $(IMAGE):$(IMAGE_VERSION). With Docker and a registry: docker build -t $(IMAGE):$(IMAGE_VERSION) .
+image: image-base
+	eval "$$($(PODMAN_ENV) env)" && podman build --format docker --pull=never \
+	  --label org.opencontainers.image.revision="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+	  --label org.opencontainers.image.created="$$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+	  --tag $(IMAGE):$(IMAGE_VERSION) .
+
+## deploy-lint: the Dockerfile, shell scripts, YAML, manifests and alerting rules, quickly.
+deploy-lint: $(VENV)/.installed prometheus-tools
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/shellcheck entrypoint.sh tests/deploy/*.sh
+	$(BIN)/yamllint --strict config/kubernetes config/prometheus config/grafana .yamllint
+	$(BIN)/kubernetes-validate --strict --quiet -k 1.29.0 config/kubernetes/*.yaml
+	cd config/prometheus && promtool check config prometheus.yml \
+	  && promtool test rules classimbalance-rules.test.yaml
+
+## prometheusrule: config/kubernetes/prometheusrule.yaml from config/prometheus's rules file.
+prometheusrule: $(VENV)/.installed
+	$(PY) -m tests.deploy.prometheusrule > config/kubernetes/prometheusrule.yaml

@@ -89,7 +89,15 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
     with _metrics_server(settings, box, runtime) as metrics_error:
         if metrics_error is not None:
             return _fail(publisher, run_info, metrics_error)
-        return _evaluate(settings, runtime, stop, evaluation, publisher)
+        outcome = _evaluate(settings, runtime, stop, evaluation, publisher)
+        if settings.linger_after_verdict and settings.metrics_enabled and not stop.is_set():
+            log.info(
+                "verdict %s; serving metrics until stopped (linger_after_verdict)",
+                outcome.status,
+                extra={"event": "lingering", "status": str(outcome.status)},
+            )
+            stop.wait()
+        return outcome
 
 
 def _evaluate(

@@ -61,7 +61,9 @@ SETTING_NAMES: tuple[str, ...] = (
 ALIASES = {"action_json": "actions"}
 """Other keys of a setting: the managed service sends the actions as ``action_json``."""
 _FLAGS = {"base_trial": ("--trial", "--base-trial"), "actions": ("--actions", "--action-json")}
-SWITCHES = frozenset({"once", "verify_payload_crc", "stop_on_first_issue", "metrics_enabled"})
+SWITCHES = frozenset(
+    {"once", "verify_payload_crc", "stop_on_first_issue", "metrics_enabled", "linger_after_verdict"}
+)
 """Flags that work alone (``--once``) and also take a value (``--once false``)."""
 ACTION_NAMES = ("stoptraining", "email", "sms")
 _ACTION_TARGET = {"stoptraining": "training_job_prefix", "email": "endpoint", "sms": "endpoint"}
@@ -323,6 +325,7 @@ _RUNTIME: dict[str, tuple[Callable[[Any], Any], str]] = {
     "end_step": (_optional(whole_number_within(0)), "a whole number >= 0, or none"),
     "once": (parse_bool, _BOOLEAN),
     "stop_on_first_issue": (parse_bool, _BOOLEAN),
+    "linger_after_verdict": (parse_bool, _BOOLEAN),
     "poll_interval": (_number(0, above=True), _SECONDS),
     "idle_timeout": (_idle_timeout, f"{_SECONDS}, or none to wait forever"),
     "read_retries": (whole_number_within(0), "a whole number >= 0, such as 5"),

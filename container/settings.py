@@ -59,6 +59,11 @@ class Settings:
     """Stop at the first step where a check holds, as the managed service does; by default
     evaluation goes on so the counts and metrics stay complete."""
 
+    linger_after_verdict: bool = False
+    """After the verdict, keep serving /metrics (with the final status) and /healthz until
+    SIGTERM, then exit with the verdict's code. For a Kubernetes native sidecar, which the
+    kubelet restarts whenever it exits before the training container does."""
+
     poll_interval: float = 1.0
     """Seconds between looks for new steps while following; inotify wakes it sooner on local
     trials. smdebug's own reader waits 2 s."""

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
+import urllib.error
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from container.app import Runtime, run
 from container.settings import Settings
@@ -149,3 +153,42 @@ def test_a_stop_request_ends_with_status_stopped(tmp_path: Path) -> None:
     assert outcome.status is Status.STOPPED
     assert outcome.document["ended_by"] == "stopped"
     assert json.loads((tmp_path / "status.json").read_text())["status"] == "Stopped"
+
+
+def test_lingering_keeps_the_verdict_on_metrics_until_stopped(tmp_path: Path) -> None:
+    trial = write_trial(tmp_path / "trial", steps=20, make_batch=scores_batch([30, 5, 1], 40))
+    stop, ports, outcomes = StopRequest(), [], []
+    settings = settings_for(
+        trial.path,
+        tmp_path,
+        metrics_enabled=True,
+        metrics_address="127.0.0.1",
+        metrics_port=0,
+        linger_after_verdict=True,
+    )
+    runner = threading.Thread(
+        target=lambda: outcomes.append(
+            run(settings, Runtime(stop=stop, metrics_port_ready=ports.append))
+        )
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            (tmp_path / "status.json").exists()
+            and json.loads((tmp_path / "status.json").read_text())["terminal"]
+        ):
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert runner.is_alive(), "still serving after the verdict"
+        base = f"http://127.0.0.1:{ports[0]}"
+        metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        assert 'classimbalance_status{classimbalance_status="IssuesFound"} 1.0' in metrics
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(f"{base}/readyz", timeout=5)
+        assert not_ready.value.code == 503
+        assert urllib.request.urlopen(f"{base}/healthz", timeout=5).status == 200
+    finally:
+        stop.set()
+        runner.join(10)
+    assert outcomes[0].status is Status.ISSUES_FOUND, "the verdict, not Stopped"

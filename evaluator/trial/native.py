@@ -241,7 +241,7 @@ class NativeTrialReader:
         held_bytes_limit: int = HELD_BYTES_LIMIT,
     ) -> None:
         self._storage = storage
-        self._range_readable = isinstance(storage, RangeReadable)
+        self._ranges = storage if isinstance(storage, RangeReadable) else None
         """Checked once: a runtime Protocol check costs microseconds on every part."""
         self._verify_payload_crc = verify_payload_crc
         self._index_retry_polls = index_retry_polls
@@ -492,8 +492,8 @@ class NativeTrialReader:
         )
 
     def _read_head(self, key: str) -> tuple[bytes, int]:
-        if self._range_readable:
-            return self._storage.read_range(key, 0, self._event_head_bytes)  # type: ignore[attr-defined,no-any-return]
+        if self._ranges is not None:
+            return self._ranges.read_range(key, 0, self._event_head_bytes)
         data = self._storage.read_bytes(key)
         return data, len(data)
 
@@ -687,15 +687,15 @@ class NativeTrialReader:
         """
         data = part.data or b""
         missing = [span for span in spans if _valid(span) and span.start + span.length > len(data)]
-        if missing and not isinstance(self._storage, RangeReadable):
+        if missing and self._ranges is None:
             whole = self._storage.read_bytes(part.event_key)
             return [(whole, span, where) for span in spans]
         fetched: dict[_TensorSpan, tuple[bytes, _TensorSpan, str]] = {}
-        if missing and isinstance(self._storage, RangeReadable):
+        if missing and self._ranges is not None:
             for run in _runs(missing):
                 first = run[0].start
                 stop = max(span.start + span.length for span in run)
-                chunk, _size = self._storage.read_range(part.event_key, first, stop - first)
+                chunk, _size = self._ranges.read_range(part.event_key, first, stop - first)
                 chunk_where = f"{where} (bytes {first}-{stop - 1})"
                 for span in run:
                     fetched[span] = (chunk, replace(span, start=span.start - first), chunk_where)

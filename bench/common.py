@@ -98,6 +98,33 @@ def module_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def writer_command(
+    trial: Path, truth: Path, steps: int, interval: float, workers: int, *extra: str
+) -> list[str]:
+    """The stand-in training job (devtools.live_writer) with the benchmark's batch: 256 rows,
+    10 classes, 10:1 imbalance; ``extra`` adds its S3 flags."""
+    return module_command(
+        "devtools.live_writer",
+        "--out",
+        str(trial),
+        "--truth",
+        str(truth),
+        "--steps",
+        str(steps),
+        "--interval",
+        str(interval),
+        "--workers",
+        str(workers),
+        "--batch",
+        "256",
+        "--classes",
+        "10",
+        "--imbalance",
+        "10",
+        *extra,
+    )
+
+
 def run_module(
     module: str,
     *args: str,

@@ -35,6 +35,7 @@ from bench.common import (
     parse_result,
     percentiles_ms,
     python_env,
+    writer_command,
 )
 
 LAST_STEP = re.compile(rb"^classimbalance_last_evaluated_step (\S+)$", re.MULTILINE)
@@ -44,30 +45,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def writer_command(
-    trial: Path, truth: Path, steps: int, interval: float, workers: int
-) -> list[str]:
-    return module_command(
-        "devtools.live_writer",
-        "--out",
-        str(trial),
-        "--truth",
-        str(truth),
-        "--steps",
-        str(steps),
-        "--interval",
-        str(interval),
-        "--workers",
-        str(workers),
-        "--batch",
-        "256",
-        "--classes",
-        "10",
-        "--imbalance",
-        "10",
-    )
 
 
 def written_times(truth: Path) -> dict[int, float]:

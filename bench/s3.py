@@ -41,6 +41,7 @@ from bench.common import (
     module_command,
     parse_result,
     python_env,
+    writer_command,
 )
 from bench.latency import truth_totals
 from bench.trials import TrialSpec, ensure_trial, hook_order
@@ -265,24 +266,12 @@ def follow(
         before = server.of(client)
         process = run_reader(reader, f"s3://{bucket}/{PREFIX}", server, poll)
         subprocess.run(
-            module_command(
-                "devtools.live_writer",
-                "--out",
-                str(staging / "trial"),
-                "--truth",
-                str(truth),
-                "--steps",
-                str(steps),
-                "--interval",
-                str(interval),
-                "--workers",
-                str(workers),
-                "--batch",
-                "256",
-                "--classes",
-                "10",
-                "--imbalance",
-                "10",
+            writer_command(
+                staging / "trial",
+                truth,
+                steps,
+                interval,
+                workers,
                 "--s3-uri",
                 f"s3://{bucket}/{PREFIX}",
                 "--s3-endpoint-url",

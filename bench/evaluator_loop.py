@@ -93,7 +93,12 @@ def open_reader(location: str, s3_endpoint_url: str | None) -> TrialReader:
     if location.startswith("s3://"):
         if "s3_endpoint_url" not in inspect.signature(open_trial).parameters:
             raise SystemExit("not available: open_trial has no S3 support in this checkout")
-        return open_trial(location, s3_endpoint_url=s3_endpoint_url)
+        try:
+            return open_trial(location, s3_endpoint_url=s3_endpoint_url)
+        except ImportError as error:
+            raise SystemExit(
+                f"not available: the S3 reader cannot be imported ({error})"
+            ) from error
     return open_trial(location)
 
 

@@ -175,6 +175,7 @@ def evaluator_latency(
         "counts_ok": [int(status["classes"].get(str(c), {}).get("samples", 0)) for c in range(10)]
         == truth_totals(truth)["samples"],
         **percentiles_ms(latencies),
+        "per_step_ms": [round(x * 1e3, 1) for x in latencies],
     }
     shutil.rmtree(work, ignore_errors=True)
     return result
@@ -195,14 +196,13 @@ def smdebug_latency(workers: int, steps: int, interval: float) -> dict[str, Any]
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    writer = subprocess.run(
+    subprocess.run(
         writer_command(trial, truth, steps, interval, workers),
         cwd=REPO,
         env=python_env(),
         stdout=subprocess.DEVNULL,
         check=True,
     )
-    del writer
     stdout, _ = rule.communicate(timeout=steps * 3 + 300)
     loop = parse_result(stdout) or {}
     written = written_times(truth)

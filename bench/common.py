@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from devtools.launch import live_writer_command
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out"
 TRIALS = OUT / "trials"
@@ -99,29 +101,28 @@ def module_command(module: str, *args: str) -> list[str]:
 
 
 def writer_command(
-    trial: Path, truth: Path, steps: int, interval: float, workers: int, *extra: str
+    trial: Path,
+    truth: Path,
+    steps: int,
+    interval: float,
+    workers: int,
+    *,
+    s3_uri: str | None = None,
+    s3_endpoint_url: str | None = None,
 ) -> list[str]:
-    """The stand-in training job (devtools.live_writer) with the benchmark's batch: 256 rows,
-    10 classes, 10:1 imbalance; ``extra`` adds its S3 flags."""
-    return module_command(
-        "devtools.live_writer",
-        "--out",
-        str(trial),
-        "--truth",
-        str(truth),
-        "--steps",
-        str(steps),
-        "--interval",
-        str(interval),
-        "--workers",
-        str(workers),
-        "--batch",
-        "256",
-        "--classes",
-        "10",
-        "--imbalance",
-        "10",
-        *extra,
+    """The stand-in training job with the benchmark's batch: 256 rows, 10 classes, 10:1
+    imbalance, so that every scenario reads the same shape of step."""
+    return live_writer_command(
+        trial,
+        truth,
+        steps=steps,
+        interval=interval,
+        workers=workers,
+        batch=256,
+        classes=10,
+        imbalance=10,
+        s3_uri=s3_uri,
+        s3_endpoint_url=s3_endpoint_url,
     )
 
 

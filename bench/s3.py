@@ -1,9 +1,10 @@
 """S3 requests per saved (step, worker), counted where they arrive: a loopback S3 endpoint.
 
-moto's S3 server runs on 127.0.0.1 behind a counting layer that sorts each request by the
-client's access key (each process gets its own: uploader, writer, smdebug, evaluator) and by
-operation (LIST, GET, HEAD, other). Scenarios, each for smdebug's rule loop and for the
-evaluator (``open_trial('s3://...', s3_endpoint_url=...)``, default poll interval 1 s):
+moto's S3 server runs on 127.0.0.1 behind a counting layer (``devtools.s3server``) that sorts
+each request by the client's access key (each process gets its own: uploader, writer, smdebug,
+evaluator) and by operation (LIST, GET, HEAD, other). Scenarios, each for smdebug's rule loop
+and for the evaluator (``open_trial('s3://...', s3_endpoint_url=...)``, default poll interval
+1 s):
 
 - ``replay``: a finished trial uploaded in hook order, then read to the end;
 - ``follow``: a writer process (``devtools.live_writer --s3-uri``) appends steps at a fixed
@@ -19,17 +20,11 @@ region_name=AWS_REGION)``, and boto3 >= 1.28 reads the variable).
 from __future__ import annotations
 
 import argparse
-import logging
-import re
 import shutil
 import subprocess
-import threading
-from collections import Counter
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from bench.common import (
     REPO,
@@ -45,78 +40,14 @@ from bench.common import (
 )
 from bench.latency import truth_totals
 from bench.trials import TrialSpec, ensure_trial, hook_order
+from devtools.s3server import CountingS3Server
 
 PREFIX = "job/debug-output"
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 
-def classify(method: str, path: str, query: str) -> str:
-    """LIST, GET, HEAD or the method and target of anything else (path-style requests)."""
-    _bucket, _, key = path.lstrip("/").partition("/")
-    params = parse_qs(query, keep_blank_values=True)
-    if method == "GET" and not key and ("list-type" in params or "prefix" in params):
-        return "LIST"
-    if method == "GET" and key:
-        return "GET"
-    if method == "HEAD":
-        return "HEAD"
-    if method == "PUT":
-        return "PUT"
-    return f"{method} {'object' if key else 'bucket'}"
-
-
-class CountingS3:
-    """moto's S3 on 127.0.0.1 and a free port, counting requests by access key and operation."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[tuple[str, str]] = Counter()
-        self._lock = threading.Lock()
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> None:
-        from moto.moto_server.werkzeug_app import (  # noqa: PLC0415  (heavy; only here)
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
-        from werkzeug.serving import make_server  # noqa: PLC0415
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        moto_app = DomainDispatcherApplication(create_backend_app)
-
-        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-            path = str(environ.get("PATH_INFO", ""))
-            if not path.startswith("/moto-api"):
-                found = _CREDENTIAL.search(str(environ.get("HTTP_AUTHORIZATION", "")))
-                client = found.group(1) if found else "anonymous"
-                op = classify(
-                    str(environ["REQUEST_METHOD"]), path, str(environ.get("QUERY_STRING", ""))
-                )
-                with self._lock:
-                    self.counts[client, op] += 1
-            answer: Iterable[bytes] = moto_app(environ, start_response)
-            return answer
-
-        self._server = make_server(
-            "127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler
-        )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def of(self, client: str) -> dict[str, int]:
-        with self._lock:
-            return {op: n for (who, op), n in self.counts.items() if who == client}
+class CountingS3(CountingS3Server):
+    """The counting endpoint, with the environment and clients of the benchmark's processes
+    (each signs with its own access key, which is how the counts tell them apart)."""
 
     def client_env(self, client: str, *, smdebug: bool = False) -> dict[str, str]:
         env = {
@@ -235,9 +166,9 @@ def replay(server: CountingS3, spec: TrialSpec, readers: list[str]) -> list[dict
     rows = []
     for reader in readers:
         client = f"bench-{reader}"
-        before = server.of(client)
+        before = server.counts(client)
         result = finish(run_reader(reader, f"s3://{bucket}/{PREFIX}", server, 1.0), 7200)
-        after = server.of(client)
+        after = server.counts(client)
         delta = {op: after.get(op, 0) - before.get(op, 0) for op in after}
         row = summarise(delta, spec.steps, spec.workers, reader, "replay")
         row.update(_verdict(result, meta["truth"]))
@@ -263,7 +194,7 @@ def follow(
         staging.mkdir(parents=True)
         truth = staging / "truth.jsonl"
         client = f"bench-{reader}"
-        before = server.of(client)
+        before = server.counts(client)
         process = run_reader(reader, f"s3://{bucket}/{PREFIX}", server, poll)
         subprocess.run(
             writer_command(
@@ -272,10 +203,8 @@ def follow(
                 steps,
                 interval,
                 workers,
-                "--s3-uri",
-                f"s3://{bucket}/{PREFIX}",
-                "--s3-endpoint-url",
-                server.endpoint,
+                s3_uri=f"s3://{bucket}/{PREFIX}",
+                s3_endpoint_url=server.endpoint,
             ),
             cwd=REPO,
             env=python_env(server.client_env("bench-writer")),
@@ -283,7 +212,7 @@ def follow(
             check=True,
         )
         result = finish(process, steps * 5 + 300)
-        after = server.of(client)
+        after = server.counts(client)
         delta = {op: after.get(op, 0) - before.get(op, 0) for op in after}
         row = summarise(delta, steps, workers, reader, f"follow, a step every {interval:g} s")
         row["writer_interval_s"] = interval

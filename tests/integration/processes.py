@@ -16,6 +16,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.launch import live_writer_command
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -34,32 +36,22 @@ def start_writer(
     workers: int,
     end: bool = True,
     imbalance: float = 20.0,
-    extra: tuple[str, ...] = (),
+    s3_uri: str | None = None,
+    s3_endpoint_url: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "devtools.live_writer",
-        "--out",
-        str(trial),
-        "--truth",
-        str(truth),
-        "--steps",
-        str(steps),
-        "--interval",
-        str(interval),
-        "--workers",
-        str(workers),
-        "--batch",
-        "32",
-        "--classes",
-        "5",
-        "--imbalance",
-        str(imbalance),
-        *extra,
-    ]
-    if not end:
-        command.append("--no-end")
+    command = live_writer_command(
+        trial,
+        truth,
+        steps=steps,
+        interval=interval,
+        workers=workers,
+        batch=32,
+        classes=5,
+        imbalance=imbalance,
+        no_end=not end,
+        s3_uri=s3_uri,
+        s3_endpoint_url=s3_endpoint_url,
+    )
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
 
 

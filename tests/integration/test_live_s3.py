@@ -12,6 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from devtools.s3server import CountingS3Server
 from tests.integration.processes import (
     free_port,
     prefix_sums,
@@ -21,7 +22,6 @@ from tests.integration.processes import (
     start_writer,
     stop_process,
 )
-from tests.trial.s3server import CountingMotoServer
 
 pytestmark = pytest.mark.slow
 CREDENTIALS = {
@@ -32,11 +32,11 @@ CREDENTIALS = {
 
 
 @pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingMotoServer]:
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingS3Server]:
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    server = CountingMotoServer()
+    server = CountingS3Server()
     server.start()
     try:
         boto3.client("s3", endpoint_url=server.endpoint).create_bucket(Bucket="training")
@@ -46,7 +46,7 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingMotoServer]
 
 
 def test_following_an_s3_trial_tracks_the_true_counts(
-    tmp_path: Path, s3_endpoint: CountingMotoServer
+    tmp_path: Path, s3_endpoint: CountingS3Server
 ) -> None:
     uri = "s3://training/job-1/debug-output"
     truth_file, status_file, port = tmp_path / "truth.jsonl", tmp_path / "s", free_port()
@@ -63,7 +63,8 @@ def test_following_an_s3_trial_tracks_the_true_counts(
             steps=30,
             interval=0.1,
             workers=2,
-            extra=("--s3-uri", uri, "--s3-endpoint-url", s3_endpoint.endpoint),
+            s3_uri=uri,
+            s3_endpoint_url=s3_endpoint.endpoint,
         )
         started.append(writer)
         scrapes = []

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from botocore.retries.standard import ExponentialBackoff
 
+from devtools.s3server import CountingS3Server, S3Request
 from devtools.write_trial import end_training, export_collections, write_step
 from evaluator.trial.interface import StepRef, TrialError, WorkerTensors
 from evaluator.trial.layout import END_MARKER, event_key, index_key
@@ -29,7 +30,7 @@ from evaluator.trial.local import LocalStorage
 from evaluator.trial.native import EVENT_HEAD_BYTES, NativeTrialReader
 from evaluator.trial.open import open_trial, s3_native_reader
 from evaluator.trial.s3 import S3Storage, make_client, parse_s3_uri
-from tests.trial.s3server import ClientCounter, CountingMotoServer, Failures, Seen
+from tests.trial.s3server import ClientCounter, Failures
 from tests.trial.test_native import (
     SCENARIOS,
     SMDEBUG_SAFE_DTYPES,
@@ -59,8 +60,8 @@ def every_tensor(_name: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[CountingMotoServer]:
-    moto = CountingMotoServer()
+def server() -> Iterator[CountingS3Server]:
+    moto = CountingS3Server()
     moto.start()
     try:
         yield moto
@@ -81,7 +82,7 @@ def session() -> Any:
 
 
 @pytest.fixture(scope="module")
-def uploader(server: CountingMotoServer, session: Any) -> Iterator[Any]:
+def uploader(server: CountingS3Server, session: Any) -> Iterator[Any]:
     client = session.client("s3", endpoint_url=server.endpoint)
     yield client
     client.close()
@@ -91,7 +92,7 @@ def uploader(server: CountingMotoServer, session: Any) -> Iterator[Any]:
 class S3:
     """One test's bucket on the shared server, and what the test needs to use it."""
 
-    server: CountingMotoServer
+    server: CountingS3Server
     bucket: str
     writer: Any
     """The uploader's client (never counted as the reader's)."""
@@ -148,7 +149,7 @@ class S3:
 
 @pytest.fixture
 def s3(
-    server: CountingMotoServer,
+    server: CountingS3Server,
     uploader: Any,
     session: Any,
     monkeypatch: pytest.MonkeyPatch,
@@ -169,7 +170,7 @@ def s3(
         monkeypatch.delenv(name)
     bucket = f"trials-{next(_buckets)}"
     uploader.create_bucket(Bucket=bucket)
-    server.requests.clear()
+    server.clear()
     return S3(server, bucket, uploader, session)
 
 
@@ -187,7 +188,7 @@ def backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return delays
 
 
-def reads(calls: list[Seen]) -> Counter[str]:
+def reads(calls: list[S3Request]) -> Counter[str]:
     """Requests by kind; GETs by the folder they fetch from (ranged or not: same price)."""
     kinds: Counter[str] = Counter()
     for seen in calls:

@@ -141,10 +141,13 @@ class ClassImbalanceRule:
         position = 0
         while position < len(steps):
             size = max(1, _CHUNK_CELLS // max(1, self._class_bound()))
-            chunk = [
-                (step, self._prepare_step(step, batches))
-                for step, batches in steps[position : position + size]
-            ]
+            window = steps[position : position + size]
+            uniform = self._prepare_uniform(window)
+            chunk = (
+                list(zip((step for step, _ in window), uniform, strict=True))
+                if uniform is not None
+                else [(step, self._prepare_step(step, batches)) for step, batches in window]
+            )
             results.extend(self._evaluate_chunk(chunk, stop_at_first_issue))
             if stop_at_first_issue and self.issue_step is not None:
                 break
@@ -163,6 +166,60 @@ class ClassImbalanceRule:
                 prepared.rejected.append(
                     (rejection.reason, f"step {step}, {batch.source}: {rejection}")
                 )
+        return prepared
+
+    def _prepare_uniform(
+        self, steps: Sequence[tuple[int, Sequence[WorkerBatch]]]
+    ) -> list[_PreparedStep] | None:
+        """``_prepare_step`` for every step at once, when every batch has the common form.
+
+        A training job saves the same two tensors at every step: integer class indices (B,)
+        and float scores (B, C). Then one concatenation, one argmax and four reductions over
+        the whole chunk replace a dozen numpy calls per batch. Any batch of another form, and
+        any row with a problem (a NaN score, a label out of range or ignored), returns None and
+        the chunk takes the batch-by-batch path, so the rows counted are always the same.
+        """
+        batches = [batch for _, step_batches in steps for batch in step_batches]
+        if not batches or not self.params.argmax:
+            return None
+        names = tuple(batches[0].tensors)
+        label_names, prediction_names = self.split_names(names)
+        if len(label_names) != 1 or len(prediction_names) != 1 or label_names == prediction_names:
+            return None
+        labels, scores = _uniform_tensors(batches, names, label_names[0], prediction_names[0])
+        if labels is None or scores is None:
+            return None
+        label_rows = np.concatenate(labels).astype(np.int64, copy=False)
+        if not label_rows.size:
+            return None
+        low, high = int(label_rows.min()), int(label_rows.max())
+        ignore = self.params.ignore_index
+        if (
+            low < 0
+            or high >= self.params.max_classes
+            or (ignore is not None and low <= ignore <= high)
+        ):
+            return None
+        predicted = _argmax_blocks(scores)
+        if predicted is None:
+            return None
+        if (
+            scores[0].shape[1] > self.params.max_classes
+            and int(predicted.max()) >= self.params.max_classes
+        ):
+            return None
+        prepared: list[_PreparedStep] = []
+        offset = 0
+        sizes = iter([batch_labels.shape[0] for batch_labels in labels])
+        for _, step_batches in steps:
+            step_prepared = _PreparedStep()
+            for batch in step_batches:
+                end = offset + next(sizes)
+                step_prepared.rows.append(
+                    (batch.mode, label_rows[offset:end], predicted[offset:end])
+                )
+                offset = end
+            prepared.append(step_prepared)
         return prepared
 
     def _evaluate_chunk(
@@ -465,3 +522,69 @@ def _valid_rows(
                 tallies.skipped_rows[reason] += hit
             remaining &= ~mask
     return remaining
+
+
+_BLOCK_BYTES = 512 << 10
+"""Scores concatenated for one argmax: enough that a block of small batches (tens of classes)
+costs a few numpy calls, while a batch this large (thousands of classes) goes alone, uncopied."""
+
+
+def _argmax_blocks(scores: list[npt.NDArray[Any]]) -> IntArray | None:
+    """The argmax of every score row, in blocks of about ``_BLOCK_BYTES``; None as soon as a
+    block holds a NaN or infinite score (those rows need the batch-by-batch path)."""
+    predicted: list[IntArray] = []
+    block: list[npt.NDArray[Any]] = []
+    block_bytes = 0
+    for position, batch_scores in enumerate(scores):
+        block.append(batch_scores)
+        block_bytes += batch_scores.nbytes
+        if block_bytes < _BLOCK_BYTES and position + 1 < len(scores):
+            continue
+        rows = block[0] if len(block) == 1 else np.concatenate(block)
+        if rows.size and not (np.isfinite(rows.min()) and np.isfinite(rows.max())):
+            return None
+        predicted.append(np.argmax(rows, axis=1).astype(np.int64, copy=False))
+        block, block_bytes = [], 0
+    return _joined(predicted)
+
+
+def _uniform_tensors(
+    batches: list[WorkerBatch], names: tuple[str, ...], label_name: str, prediction_name: str
+) -> tuple[list[npt.NDArray[Any]] | None, list[npt.NDArray[Any]] | None]:
+    """Each batch's labels and scores when all have the common form, else (None, None):
+    the same tensor names, labels (B,) of one integer dtype that int64 holds exactly, scores
+    (B, C) of one float dtype with the same C >= 2 and as many rows as labels."""
+    labels: list[npt.NDArray[Any]] = []
+    scores: list[npt.NDArray[Any]] = []
+    first_labels = batches[0].tensors.get(label_name)
+    first_scores = batches[0].tensors.get(prediction_name)
+    if not isinstance(first_labels, np.ndarray) or not isinstance(first_scores, np.ndarray):
+        return None, None
+    label_dtype, score_dtype = first_labels.dtype, first_scores.dtype
+    columns = first_scores.shape[1] if first_scores.ndim == 2 else 0
+    if not (
+        (label_dtype.kind == "i" or (label_dtype.kind == "u" and label_dtype.itemsize < 8))
+        and score_dtype.kind == "f"
+        and columns >= 2
+    ):
+        return None, None
+    for batch in batches:
+        tensors = batch.tensors
+        if batch.error_reason is not None or tuple(tensors) != names:
+            return None, None
+        batch_labels = tensors[label_name]
+        batch_scores = tensors[prediction_name]
+        if not (
+            isinstance(batch_labels, np.ndarray)
+            and isinstance(batch_scores, np.ndarray)
+            and batch_labels.dtype == label_dtype
+            and batch_scores.dtype == score_dtype
+            and batch_labels.ndim == 1
+            and batch_scores.ndim == 2
+            and batch_scores.shape[1] == columns
+            and batch_scores.shape[0] == batch_labels.shape[0]
+        ):
+            return None, None
+        labels.append(batch_labels)
+        scores.append(batch_scores)
+    return labels, scores

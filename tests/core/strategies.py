@@ -163,3 +163,88 @@ def simulate(scenario: Scenario) -> Expected:
     expected.samples = samples
     expected.mispredicted = mispredicted
     return expected
+
+
+# -- runs of score batches: the form a training job saves at every step ---------------------
+
+LABEL_DTYPES = (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64)
+SCORE_DTYPES = (np.float16, np.float32, np.float64)
+ODD_FORMS = ("column_labels", "integer_scores", "one_column", "rows_mismatch", "reader_error")
+
+
+@st.composite
+def score_batches(
+    draw: st.DrawFn, columns: int, label_dtype: Any, score_dtype: Any, source: str
+) -> WorkerBatch:
+    """Mostly the common form ((B,) class indices, (B, C) float scores); now and then a bad row
+    (a NaN or infinite score, an ignored, negative or out-of-range label) or a batch of
+    another form, so that both of the rule's paths are taken and must agree."""
+    size = draw(st.integers(0, 10))
+    valid = st.integers(0, columns - 1)
+    odd_label = st.sampled_from([-100, -1, columns, 1000])
+    label_values = draw(st.lists(st.one_of(*[valid] * 30, odd_label), min_size=size, max_size=size))
+    kind = np.dtype(label_dtype)
+    low, high = (np.iinfo(kind).min, np.iinfo(kind).max)
+    labels = np.asarray([min(max(v, low), high) for v in label_values], dtype=kind)
+    scores = np.asarray(
+        draw(
+            st.lists(
+                st.lists(
+                    st.floats(-10, 10, allow_nan=False, width=16),
+                    min_size=columns,
+                    max_size=columns,
+                ),
+                min_size=size,
+                max_size=size,
+            )
+        ),
+        dtype=score_dtype,
+    ).reshape(size, columns)
+    if size and draw(st.integers(0, 40)) == 0:
+        scores[draw(st.integers(0, size - 1)), 0] = draw(st.sampled_from([np.nan, np.inf]))
+    tensors: dict[str, Any] = {"labels": labels, "predictions": scores}
+    odd = draw(st.sampled_from([None] * 30 + list(ODD_FORMS)))
+    if odd == "column_labels":
+        tensors["labels"] = labels.reshape(-1, 1)
+    elif odd == "integer_scores":
+        tensors["predictions"] = scores.astype(np.int32)
+    elif odd == "one_column":
+        tensors["predictions"] = scores[:, :1]
+    elif odd == "rows_mismatch" and size:
+        tensors["predictions"] = scores[:-1]
+    if odd == "reader_error":
+        return WorkerBatch(source, "TRAIN", {}, error_reason="truncated", error="cut short")
+    return WorkerBatch(source, draw(st.sampled_from(MODES)), tensors)
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    params: dict[str, Any]
+    steps: tuple[tuple[int, tuple[WorkerBatch, ...]], ...]
+
+
+@st.composite
+def score_runs(draw: st.DrawFn, max_steps: int = 16) -> ScoreRun:
+    columns = draw(st.sampled_from([2, 3, 7]))
+    label_dtype = draw(st.sampled_from(LABEL_DTYPES))
+    score_dtype = draw(st.sampled_from(SCORE_DTYPES))
+    workers = draw(st.integers(1, 3))
+    steps = tuple(
+        (
+            step,
+            tuple(
+                draw(score_batches(columns, label_dtype, score_dtype, f"worker-{w}"))
+                for w in range(workers)
+            ),
+        )
+        for step in range(draw(st.integers(1, max_steps)))
+    )
+    params = {
+        "threshold_imbalance": draw(st.sampled_from([1.5, 10.0])),
+        "threshold_misprediction": draw(st.sampled_from([0.5, 0.7])),
+        "samples": draw(st.sampled_from([0, 20])),
+        "max_classes": draw(st.sampled_from([columns, columns - 1, 1000])),
+        "ignore_index": draw(st.sampled_from([-100, 0, None])),
+        "argmax": draw(st.sampled_from([True, True, True, False])),
+    }
+    return ScoreRun(params, steps)

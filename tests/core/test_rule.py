@@ -24,7 +24,7 @@ from tests.core.reference import (
     imbalance_holds,
     misprediction_holds,
 )
-from tests.core.strategies import Scenario, scenarios, simulate
+from tests.core.strategies import Scenario, ScoreRun, scenarios, score_runs, simulate
 
 CASE_IDS = list(CASES)
 REJECTED = {name: case for name, case in CASES.items() if case.skipped_batches}
@@ -564,3 +564,86 @@ def test_a_check_exactly_at_its_threshold_does_not_hold_now() -> None:
     rule.evaluate_step(0, [WorkerBatch("w", "TRAIN", {"labels": labels, "predictions": predicted})])
     assert rule.current_holds == {IMBALANCE: False, MISPREDICTION: False}
     assert rule.findings == []
+
+
+# -- the whole-chunk path for the common form ------------------------------------------------
+
+
+def _without_uniform_path(run: ScoreRun) -> tuple[list[Any], dict[str, Any]]:
+    rule = ClassImbalanceRule(parse_rule_parameters(run.params))
+    with patch.object(ClassImbalanceRule, "_prepare_uniform", return_value=None):
+        results = rule.evaluate_steps([(step, list(batches)) for step, batches in run.steps])
+    return results, rule.to_state()
+
+
+@SCENARIO_SETTINGS
+@given(score_runs(), st.sampled_from([1, 4, 10_000]), st.sampled_from([1, 100, 4 << 20]))
+def test_whole_chunk_path_equals_batch_by_batch(
+    run: ScoreRun, chunk_steps: int, block_bytes: int
+) -> None:
+    """Labels and scores of a whole chunk normalised at once count exactly the rows the
+    batch-by-batch path counts, with the same skips, findings and state, whatever the rows."""
+    expected_results, expected_state = _without_uniform_path(run)
+    rule = ClassImbalanceRule(parse_rule_parameters(run.params))
+    cells = chunk_steps * (rule.params.max_classes + 1)
+    with (
+        patch.object(rule_module, "_CHUNK_CELLS", cells),
+        patch.object(rule_module, "_BLOCK_BYTES", block_bytes),
+    ):
+        results = rule.evaluate_steps([(step, list(batches)) for step, batches in run.steps])
+    assert results == expected_results
+    assert rule.to_state() == expected_state
+
+
+UNIFORM_CHUNKS = {
+    "int64_labels_float32_scores": (np.int64, np.float32),
+    "uint8_labels_float16_scores": (np.uint8, np.float16),
+    "int32_labels_float64_scores": (np.int32, np.float64),
+}
+
+
+@pytest.mark.parametrize("dtypes", UNIFORM_CHUNKS.values(), ids=UNIFORM_CHUNKS.keys())
+def test_the_common_form_takes_the_whole_chunk_path(dtypes: tuple[Any, Any]) -> None:
+    label_dtype, score_dtype = dtypes
+    rng = np.random.default_rng(3)
+    steps = [
+        (
+            step,
+            [
+                _batch(
+                    rng.integers(0, 4, 8).astype(label_dtype),
+                    rng.random((8, 4)).astype(score_dtype),
+                    source=f"worker-{w}",
+                )
+                for w in range(2)
+            ],
+        )
+        for step in range(5)
+    ]
+    rule = _rule(samples=0, argmax=True)
+    prepared = rule._prepare_uniform(steps)
+    assert prepared is not None
+    assert [len(p.rows) for p in prepared] == [2] * 5
+    labels = np.concatenate([row[1] for p in prepared for row in p.rows])
+    expected = np.concatenate([b.tensors["labels"] for _, bs in steps for b in bs])
+    np.testing.assert_array_equal(labels, expected)
+
+
+BATCH_BY_BATCH = {
+    "a_nan_score": lambda labels, scores: (labels, np.where(np.eye(8, 4) > 0, np.nan, scores)),
+    "an_ignored_label": lambda labels, scores: (np.r_[labels[:-1], -100], scores),
+    "a_label_out_of_range": lambda labels, scores: (np.r_[labels[:-1], 9], scores),
+    "index_predictions": lambda labels, scores: (labels, scores.argmax(axis=1)),
+    "column_labels": lambda labels, scores: (labels.reshape(-1, 1), scores),
+}
+
+
+@pytest.mark.parametrize("change", BATCH_BY_BATCH.values(), ids=BATCH_BY_BATCH.keys())
+def test_other_forms_and_problem_rows_take_the_batch_path(change: Any) -> None:
+    rng = np.random.default_rng(4)
+    labels, scores = rng.integers(0, 4, 8), rng.random((8, 4)).astype(np.float32)
+    clean = _batch(labels, scores)
+    odd = _batch(*change(labels, scores), source="worker-1")
+    rule = _rule(samples=0, max_classes=5, argmax=True)
+    assert rule._prepare_uniform([(0, [clean]), (1, [clean])]) is not None
+    assert rule._prepare_uniform([(0, [clean]), (1, [clean, odd])]) is None

@@ -7,9 +7,11 @@ throttled status file, the metrics server on 127.0.0.1), with the native reader 
 - ``replay``: a finished trial; the per-step costs are the gaps between successive ``read``
   calls (the first includes start-up and the one poll that finds every step).
 - ``follow``: the trial while it is being written, lock-step as in ``bench.smdebug_loop``:
-  each ``poll`` first makes the next step's files appear (untimed), so every poll finds exactly
-  one new step, the most polls per step a live run can make. A step's cost runs from the end
-  of its staging to the next poll: poll, read, rule, publishing, the end-of-training check.
+  as each ``poll`` returns, the next step's files appear (untimed), so every poll finds exactly
+  one new step, the most polls per step a live run can make, and the loop's wait ends at once
+  (as with a writer that keeps up). The time from the end of one staging to the next poll is
+  one step's cost: the rule and publishing of the step just returned, the wait, the next
+  poll's listing and loading (the costs of consecutive steps, so the sum is exact).
   After the last step the end marker appears and the loop ends as it does in production.
 - ``live``: someone else writes (a writer process, S3): plain following until the end marker.
 
@@ -64,18 +66,32 @@ class TimedReader:
 
     def poll(self) -> Sequence[StepRef]:
         self.polls += 1
-        if self.stager is not None:
-            now = time.perf_counter()
-            if self._staged_at is not None and not self._ended:
-                self.step_costs.append(now - self._staged_at)
-            if self._next_step < self.stager.spec.steps:
-                self.stager.stage(self._next_step)
-                self._next_step += 1
-            elif not self._ended:
-                self.stager.end()
-                self._ended = True
-            self._staged_at = time.perf_counter()
-        return self.inner.poll()
+        if self.stager is None:
+            return self.inner.poll()
+        now = time.perf_counter()
+        if self._staged_at is None:
+            self._stage_next()  # the first step is there before the first look
+        elif len(self.step_costs) < self.stager.spec.steps:
+            self.step_costs.append(now - self._staged_at)
+        refs = self.inner.poll()
+        # The next step lands as soon as this look is over, as with a writer that keeps up:
+        # its files are in place (and their inotify events queued) before the loop waits.
+        self._stage_next()
+        self._staged_at = time.perf_counter()
+        return refs
+
+    def _stage_next(self) -> None:
+        assert self.stager is not None
+        if self._next_step < self.stager.spec.steps:
+            self.stager.stage(self._next_step)
+            self._next_step += 1
+        elif not self._ended:
+            self.stager.end()
+            self._ended = True
+
+    @property
+    def backlog(self) -> bool:
+        return self.inner.backlog
 
     def training_ended(self) -> bool:
         return self.inner.training_ended()

@@ -137,6 +137,7 @@ def _evaluate(
             FollowOptions(
                 once=settings.once,
                 poll_interval=settings.poll_interval,
+                max_poll_interval=settings.max_poll_interval,
                 idle_timeout=settings.idle_timeout,
                 stop_on_first_issue=settings.stop_on_first_issue,
             ),
@@ -214,6 +215,7 @@ def _default_reader(settings: Settings) -> TrialReader:
         reader=settings.reader,
         verify_payload_crc=settings.verify_payload_crc,
         s3_endpoint_url=settings.s3_endpoint_url,
+        retry_seconds=settings.read_retries * settings.read_retry_delay,
     )
 
 
@@ -331,6 +333,10 @@ class _NoReader:
 
     def poll(self) -> list[Any]:
         return []
+
+    @property
+    def backlog(self) -> bool:
+        return False
 
     def training_ended(self) -> bool:
         return False

@@ -327,6 +327,7 @@ _RUNTIME: dict[str, tuple[Callable[[Any], Any], str]] = {
     "stop_on_first_issue": (parse_bool, _BOOLEAN),
     "linger_after_verdict": (parse_bool, _BOOLEAN),
     "poll_interval": (_number(0, above=True), _SECONDS),
+    "max_poll_interval": (_number(0, above=True), _SECONDS),
     "idle_timeout": (_idle_timeout, f"{_SECONDS}, or none to wait forever"),
     "read_retries": (whole_number_within(0), "a whole number >= 0, such as 5"),
     "read_retry_delay": (_number(0), "a number of seconds >= 0, such as 0.5"),
@@ -397,6 +398,7 @@ class Flags:
 
 _SECONDS_FIELDS = (
     "poll_interval",
+    "max_poll_interval",
     "idle_timeout",
     "read_retry_delay",
     "status_interval",

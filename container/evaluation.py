@@ -40,6 +40,7 @@ class FollowOptions:
 
     once: bool = False
     poll_interval: float = 1.0
+    max_poll_interval: float = 8.0
     idle_timeout: float | None = 1800.0
     stop_on_first_issue: bool = False
 
@@ -212,10 +213,17 @@ class Evaluation:
         self.stop = stop
         sleep = wait or (lambda seconds, request: request.wait(seconds) and None)
         last_progress = clock()
+        idle_polls = 0
         while not stop.is_set():
-            evaluated = self.evaluate_available(options.stop_on_first_issue)
-            if evaluated:
+            seen_before = self.steps_seen
+            self.evaluate_available(options.stop_on_first_issue)
+            # A reader hands a long backlog over in slices: more are ready without waiting.
+            backlog = self.reader.backlog
+            if self.steps_seen > seen_before or backlog:
                 last_progress = clock()
+                idle_polls = 0
+            else:
+                idle_polls += 1
             if on_poll is not None:
                 on_poll()
             if options.stop_on_first_issue and self.rule.issue_step is not None:
@@ -226,13 +234,20 @@ class Evaluation:
                 break
             if self.reader.training_ended():
                 return EndReason.END_OF_TRAINING
-            if options.once:
+            if options.once and not backlog:
                 return EndReason.ONCE
             idle = clock() - last_progress
             if options.idle_timeout is not None and idle >= options.idle_timeout:
                 return EndReason.IDLE_TIMEOUT
-            if not evaluated:
-                remaining = options.poll_interval
+            if not backlog:
+                # Steps just arrived: look again after the interval (an immediate look would
+                # find nothing and cost an S3 listing). Idle: back off, up to the maximum.
+                remaining = max(
+                    options.poll_interval,
+                    min(
+                        options.max_poll_interval, options.poll_interval * 2 ** min(idle_polls, 16)
+                    ),
+                )
                 if options.idle_timeout is not None:
                     remaining = min(remaining, options.idle_timeout - idle)
                 sleep(remaining, stop)

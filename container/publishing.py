@@ -184,6 +184,7 @@ class Publisher:
             self.run_info,
             steps_seen=self._evaluation.steps_seen,
             reader_problems=self._reader_problems(),
+            reader_examples=dict(getattr(self._evaluation.reader, "problem_examples", {}) or {}),
         )
         document = build_status(self._evaluation.rule, info, status, error=error, terminal=terminal)
         write_status(self._settings.status_file, document)

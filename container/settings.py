@@ -68,6 +68,13 @@ class Settings:
     """Seconds between looks for new steps while following; inotify wakes it sooner on local
     trials. smdebug's own reader waits 2 s."""
 
+    max_poll_interval: float = 8.0
+    """While no new step turns up, the wait between looks doubles from ``poll_interval`` up to
+    this many seconds, and drops back once a step arrives. On S3 each look is a billed LIST, so
+    a job that saves a step every few minutes costs a few looks per step instead of hundreds;
+    local trials are woken by inotify as soon as a step lands, whatever the wait. A value below
+    ``poll_interval`` means no backing off."""
+
     idle_timeout: float | None = 1800.0
     """Seconds with no new step (or no trial yet) after which following ends: a killed training
     job writes no end marker. None waits forever."""

@@ -63,6 +63,8 @@ class RunInfo:
     """Complete steps the reader delivered, in the selected modes or not."""
     reader_problems: Mapping[str, int] = field(default_factory=dict)
     """Files the reader gave up on, by reason."""
+    reader_examples: Mapping[str, str] = field(default_factory=dict)
+    """The reader's latest message per reason: which file, and what to change."""
     actions: Sequence[Mapping[str, Any]] = ()
     """Actions requested through action_json, recorded (not carried out by this version)."""
     resumed_from_step: int | None = None
@@ -129,7 +131,7 @@ def build_status(
             "rows": dict(rule.skipped_rows),
             "batches": dict(rule.skipped_batches),
             "files": dict(run.reader_problems),
-            "examples": dict(rule.problem_examples),
+            "examples": {**run.reader_examples, **rule.problem_examples},
         },
         "steps_seen": run.steps_seen,
         "parameters": asdict(rule.params),

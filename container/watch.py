@@ -9,49 +9,21 @@ file systems that deliver no events, and any event missed while a watch was bein
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import select
 from pathlib import Path
 
 from container.stopping import StopRequest
+from evaluator.trial.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
 
 log = logging.getLogger("classimbalance.watch")
 
-_IN_CLOSE_WRITE = 0x00000008
-_IN_MOVED_TO = 0x00000080
-_IN_CREATE = 0x00000100
-_IN_NONBLOCK = 0o4000
-_IN_CLOEXEC = 0o2000000
-_MASK = _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE
-
-
-class _Inotify:
-    """The three inotify calls, through libc (no third-party package needed)."""
-
-    def __init__(self) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        self._add_watch = libc.inotify_add_watch
-        self._add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        self.fd = int(libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-
-    def add_watch(self, path: str) -> None:
-        if self._add_watch(self.fd, os.fsencode(path), _MASK) < 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, os.strerror(errno), path)
-
-    def drain(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self.fd, 65536):
-                pass
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+_MASK = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
+FRESH_WATCH_WAIT = 0.01
+"""Seconds waited after a watch was just added: files that landed between the poll's listing
+and the watch raise no event, so one more quick look covers them instead of a whole interval
+(at start-up, and each time a new 1000-step index folder appears)."""
 
 
 class StepWaiter:
@@ -59,12 +31,12 @@ class StepWaiter:
 
     def __init__(self, trial_root: str | None) -> None:
         self._root = Path(trial_root) if trial_root else None
-        self._inotify: _Inotify | None = None
+        self._inotify: Inotify | None = None
         self._watched: set[str] = set()
         if self._root is not None:
             try:
-                self._inotify = _Inotify()
-            except (OSError, AttributeError) as error:
+                self._inotify = Inotify()
+            except OSError as error:
                 log.info("inotify unavailable (%s): polling only", error)
 
     @property
@@ -75,16 +47,20 @@ class StepWaiter:
         """Return after ``timeout`` seconds, or earlier on a stop or a new file."""
         readable = [stop.wake_fd]
         if self._inotify is not None:
-            self._watch_newest()
+            if self._watch_newest():
+                timeout = min(timeout, FRESH_WATCH_WAIT)
             readable.append(self._inotify.fd)
         ready, _, _ = select.select(readable, [], [], max(timeout, 0.0))
         if self._inotify is not None and self._inotify.fd in ready:
-            self._inotify.drain()
+            self._inotify.read_events()  # only the wake-up matters, not what happened
 
-    def _watch_newest(self) -> None:
-        """Watch the trial root, index/ and its newest folder: where the next step lands."""
+    def _watch_newest(self) -> bool:
+        """Watch the trial root, index/ and its newest folder: where the next step lands.
+
+        Returns whether a watch was added just now."""
         if self._root is None or self._inotify is None:
-            return
+            return False
+        added = False
         index = self._root / "index"
         candidates = [self._root, index]
         with contextlib.suppress(OSError):
@@ -95,10 +71,12 @@ class StepWaiter:
             if path in self._watched:
                 continue
             try:
-                self._inotify.add_watch(path)
+                self._inotify.add_watch(path, _MASK)
                 self._watched.add(path)
+                added = True
             except OSError:
                 continue  # not there yet: the poll interval covers it
+        return added
 
     def close(self) -> None:
         if self._inotify is not None:

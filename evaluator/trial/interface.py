@@ -81,6 +81,12 @@ class TrialReader(Protocol):
         """
         ...
 
+    @property
+    def backlog(self) -> bool:
+        """Whether the last ``poll`` left complete steps for the next one (it hands a long
+        backlog over in bounded slices): poll again without waiting."""
+        ...
+
     def training_ended(self) -> bool:
         """Whether the end marker was seen and every step before it was returned by ``poll``."""
         ...

@@ -42,10 +42,12 @@ Per poll on S3, once the collections files are read:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, runtime_checkable
+from functools import cached_property
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from evaluator.trial.interface import StepRef, WorkerStep, WorkerTensors
 from evaluator.trial.layout import (
@@ -59,8 +61,19 @@ from evaluator.trial.layout import (
     parse_index_key,
     worker_label,
 )
-from evaluator.trial.records import RECORD_OVERHEAD, RecordError, iter_records, record_payload
-from evaluator.trial.tensors import EventValue, decode_event_tensors, describe_event
+from evaluator.trial.records import (
+    HEADER_SIZE,
+    RECORD_OVERHEAD,
+    RecordError,
+    iter_records,
+    record_payload,
+)
+from evaluator.trial.tensors import (
+    EventValue,
+    decode_event_tensors,
+    decode_tensor_at,
+    describe_event,
+)
 
 MODES = frozenset({"TRAIN", "EVAL", "PREDICT", "GLOBAL"})
 MODE_NUMBERS = {"1": "TRAIN", "2": "EVAL", "3": "PREDICT", "4": "GLOBAL"}
@@ -75,6 +88,15 @@ without it by mistake. Index-free, the same bound applies to a missing or unpars
 INCOMPLETE_STEP_WINDOW = 1000
 """Incomplete steps kept waiting before the oldest are released anyway (smdebug's
 ``INCOMPLETE_STEP_WAIT_WINDOW``): a worker that died must not stall the rule or grow memory."""
+
+STEPS_PER_POLL = 256
+"""New steps one poll takes on. A finished trial or a reader far behind is handed over in
+slices of this many steps (``backlog`` says more are ready), so the work and memory of one poll
+are bounded however long the trial is: listings stop early, index and event files of later
+steps are not loaded yet, and nothing waits in memory for steps the loop has not asked for."""
+
+FIRST_SLICE_STEPS = 8
+"""Index-free, the steps the first poll takes on, before the size of a step's files is known."""
 
 UNREAD_STEP_LIMIT = 1024
 """Returned steps whose read locations are kept until read. Beyond that the oldest are dropped;
@@ -113,8 +135,14 @@ class TrialStorage(Protocol):
         """Whether the trial root exists yet."""
         ...
 
-    def list_keys(self, prefix: str, start_after: str | None = None) -> list[str]:
-        """Keys under ``prefix`` in lexical order, strictly after ``start_after``."""
+    def list_keys(
+        self, prefix: str, start_after: str | None = None, max_keys: int | None = None
+    ) -> list[str]:
+        """Keys under ``prefix`` in lexical order, strictly after ``start_after``.
+
+        With ``max_keys`` the storage may stop once it has at least that many (the first ones
+        in order); fewer than ``max_keys`` means the listing reached the end.
+        """
         ...
 
     def read_bytes(self, key: str) -> bytes:
@@ -146,13 +174,16 @@ class StorageUnavailable(OSError):
     """
 
 
-@dataclass(frozen=True)
-class _TensorSpan:
-    """Where one tensor's record lies in its event file."""
+class _TensorSpan(NamedTuple):
+    """Where one tensor's record lies in its event file (a named tuple: one per record read)."""
 
     name: str
     start: int
     length: int
+    tensor_start: int = -1
+    tensor_stop: int = -1
+    """Index-free: where the record's ``TensorProto`` lies in the event file, found while the
+    file was scanned, so that reading held bytes decodes just the tensor."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +206,9 @@ class _IndexedPart:
     def index_file_key(self) -> str:
         return index_key(self.step, self.file_worker)
 
+    @cached_property
     def worker_step(self) -> WorkerStep:
+        """Built once: a part is handed over and read, and both need it."""
         return WorkerStep(
             worker=worker_label(self.file_worker),
             mode=self.mode,
@@ -191,6 +224,8 @@ class _PendingStep:
     parts: dict[str, _IndexedPart] = field(default_factory=dict)
     """Loaded parts, by file worker."""
     retrying: dict[str, int] = field(default_factory=dict)
+    first_failed: dict[str, float] = field(default_factory=dict)
+    """File workers whose part failed to load -> when it first did (the reader's clock)."""
     """File workers whose part could not be loaded yet -> failed attempts."""
     dropped: set[str] = field(default_factory=set)
     """File workers whose part was given up on: they did write the step, we cannot read it."""
@@ -239,6 +274,9 @@ class NativeTrialReader:
         fetch_threads: int = 1,
         event_head_bytes: int = EVENT_HEAD_BYTES,
         held_bytes_limit: int = HELD_BYTES_LIMIT,
+        steps_per_poll: int = STEPS_PER_POLL,
+        retry_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._storage = storage
         self._ranges = storage if isinstance(storage, RangeReadable) else None
@@ -255,6 +293,17 @@ class NativeTrialReader:
         self._fetch_threads = max(1, fetch_threads)
         self._event_head_bytes = max(RECORD_OVERHEAD, event_head_bytes)
         self._held_bytes_limit = max(0, held_bytes_limit)
+        self._steps_per_poll = max(1, steps_per_poll)
+        self._retry_seconds = max(0.0, retry_seconds)
+        """A part that fails to load is retried for at least ``index_retry_polls`` polls and
+        at least this long: polls come fast while a backlog is read, and a file still being
+        copied needs time, not polls."""
+        self._clock = clock
+        self._backlog = False
+        """Whether the last poll left listed steps for the next one."""
+        self._bytes_loaded = 0
+        self._parts_with_bytes = 0
+        """Event-file bytes fetched at poll time so far, and the parts they came with."""
 
         self._cursor: str | None = None
         """The last index key of the returned steps; listings start after it."""
@@ -281,6 +330,8 @@ class NativeTrialReader:
         self.storage_errors = 0
         self.unheld_parts = 0
         self.last_problem: str | None = None
+        self.problem_examples: dict[str, str] = {}
+        """The latest message per reason in ``skipped`` (at most 32 reasons)."""
 
     # -- TrialReader ---------------------------------------------------------------------------
 
@@ -320,8 +371,13 @@ class NativeTrialReader:
             self.last_problem = f"{self.location}: {error}; trying again on the next poll"
             return []
 
+    @property
+    def backlog(self) -> bool:
+        """Whether steps are ready beyond what the last poll returned: poll again now."""
+        return self._backlog
+
     def training_ended(self) -> bool:
-        return self._ended and not self._pending
+        return self._ended and not self._pending and not self._backlog
 
     def read(self, ref: StepRef, wanted: Callable[[str], bool]) -> list[WorkerTensors]:
         parts = self._unread.pop(ref.step, None)
@@ -346,6 +402,9 @@ class NativeTrialReader:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+        close_storage = getattr(self._storage, "close", None)  # a local folder's watches
+        if close_storage is not None:
+            close_storage()
 
     # -- listing and completeness ----------------------------------------------------------
 
@@ -359,9 +418,9 @@ class NativeTrialReader:
         if self.expected_workers is None:
             self._read_expected_workers()
         retries = self._unparsed()
-        index_keys, marker = self._list_index()
+        index_keys, marker, cut = self._list_index()
         self._listed_once = True
-        listed, fresh = self._scan(index_keys)
+        listed, fresh = self._scan(index_keys, cut)
         self._load(retries + fresh)
         if not ended and marker is None and not fresh and not head_first:
             marker = self._storage.key_exists(END_MARKER)
@@ -369,7 +428,8 @@ class NativeTrialReader:
             # Index files written just before the marker may have landed while that listing
             # ran; one started now sees all of them.
             ended = True
-            listed, fresh = self._scan(self._storage.list_keys(INDEX_PREFIX, self._cursor))
+            keys, cut = self._list_bounded(INDEX_PREFIX, self._cursor)
+            listed, fresh = self._scan(keys, cut)
             self._load(fresh)
         released = self._release_complete(ended) + self._release_beyond_window()
         refs = [ref for step, pending in released if (ref := self._hand_over(step, pending))]
@@ -377,15 +437,50 @@ class NativeTrialReader:
         self._ended = ended
         return refs
 
-    def _list_index(self) -> tuple[list[str], bool | None]:
-        """Index keys after the cursor, and whether the end marker was seen (None: not looked).
+    def _step_bound(self) -> int:
+        """New steps to take on per poll: ``steps_per_poll``, fewer where each step's event
+        files are held in memory (index-free) and that many would not fit ``held_bytes_limit``."""
+        if not self._parts_with_bytes:
+            # Index-free, nothing says yet how large a step's files are: a short first slice
+            # measures them before a long one could hold too many.
+            return (
+                min(self._steps_per_poll, FIRST_SLICE_STEPS)
+                if self._index_free
+                else self._steps_per_poll
+            )
+        workers = max(self.expected_workers or 1, len(self._file_workers))
+        step_bytes = self._bytes_loaded / self._parts_with_bytes * workers
+        return max(1, min(self._steps_per_poll, int(self._held_bytes_limit // max(step_bytes, 1))))
+
+    def _list_bounded(self, prefix: str, start_after: str | None) -> tuple[list[str], bool]:
+        """Keys after ``start_after``, enough for ``steps_per_poll`` new steps (and one key
+        more), and whether the listing may have been cut short.
+
+        A cut listing whose index keys span at most one step is repeated with a larger bound
+        (a step with more workers than expected): a step is only taken on whole.
+        """
+        workers = max(self.expected_workers or 1, len(self._file_workers))
+        limit = self._step_bound() * workers + 1
+        while True:
+            keys = self._storage.list_keys(prefix, start_after, limit)
+            if len(keys) < limit:
+                return keys, False
+            steps = {parsed[0] for key in keys if (parsed := parse_index_key(key))}
+            if len(steps) > 1:
+                return keys, True
+            limit *= 4
+
+    def _list_index(self) -> tuple[list[str], bool | None, bool]:
+        """Index keys after the cursor, whether the end marker was seen (None: not looked),
+        and whether the listing may have been cut short by the per-poll bound.
 
         The root listing starts after the cursor, or after ``index/`` itself, which skips the
         ``collections/`` and ``events/`` keys that sort before it.
         """
         if not self._list_root:
-            return self._storage.list_keys(INDEX_PREFIX, self._cursor), None
-        keys = self._storage.list_keys("", self._cursor or INDEX_PREFIX)
+            keys, cut = self._list_bounded(INDEX_PREFIX, self._cursor)
+            return keys, None, cut
+        keys, cut = self._list_bounded("", self._cursor or INDEX_PREFIX)
         index_keys = [key for key in keys if key.startswith(INDEX_PREFIX)]
         others = [key for key in keys if not key.startswith(INDEX_PREFIX) and key != END_MARKER]
         if others:
@@ -395,7 +490,7 @@ class NativeTrialReader:
                 "in the trial: they are not smdebug's, so from now on only index/ is listed and "
                 "the end marker is checked separately when a poll finds nothing new."
             )
-        return index_keys, END_MARKER in keys
+        return index_keys, END_MARKER in keys, cut
 
     def _read_expected_workers(self) -> None:
         """Take ``_meta.num_workers`` from the collections files written so far (the largest)."""
@@ -426,20 +521,39 @@ class NativeTrialReader:
             for file_worker in pending.retrying
         ]
 
-    def _scan(self, keys: list[str]) -> tuple[list[tuple[str, int]], list[tuple[int, str]]]:
-        """Every index key listed with its step, and the (step, file worker) parts not seen yet."""
+    def _scan(
+        self, keys: list[str], cut: bool = False
+    ) -> tuple[list[tuple[str, int]], list[tuple[int, str]]]:
+        """Every index key taken on with its step, and the (step, file worker) parts not seen yet.
+
+        At most ``steps_per_poll`` steps not pending yet are taken on; the rest wait for the
+        next poll (``backlog``). A listing that may have been ``cut`` short may end in the
+        middle of a step's keys, so its last step waits too: a step is only ever taken on with
+        every key listed for it, or training's end could release it without some of its parts.
+        """
+        parsed_keys = [(key, parsed) for key in keys if (parsed := parse_index_key(key))]
+        self._backlog = False
+        if cut and parsed_keys:
+            last_step = parsed_keys[-1][1][0]
+            parsed_keys = [item for item in parsed_keys if item[1][0] != last_step]
+            self._backlog = True
         listed = []
         fresh = []
-        for key in keys:
-            parsed = parse_index_key(key)
-            if parsed is None:
-                continue
-            step, file_worker = parsed
-            listed.append((key, step))
+        new_steps = 0
+        bound = self._step_bound()
+        for key, (step, file_worker) in parsed_keys:
             if step <= self._returned_through:
+                listed.append((key, step))
                 self._late(key)
                 continue
-            pending = self._pending.setdefault(step, _PendingStep())
+            pending = self._pending.get(step)
+            if pending is None:
+                if new_steps >= bound:
+                    self._backlog = True
+                    break
+                new_steps += 1
+                pending = self._pending[step] = _PendingStep()
+            listed.append((key, step))
             if not pending.knows(file_worker):
                 self._file_workers.setdefault(worker_label(file_worker), file_worker)
                 fresh.append((step, file_worker))
@@ -511,7 +625,11 @@ class NativeTrialReader:
             return
         detail = _detail(loaded, self._where(key))
         attempts = pending.retrying.get(file_worker, 0) + 1
-        if attempts <= self._index_retry_polls:
+        first_failed = pending.first_failed.setdefault(file_worker, self._clock())
+        if (
+            attempts <= self._index_retry_polls
+            or self._clock() - first_failed < self._retry_seconds
+        ):
             pending.retrying[file_worker] = attempts
             self.last_problem = f"{detail} (will retry)"
             return
@@ -549,6 +667,8 @@ class NativeTrialReader:
         """Keep a part's bytes for ``read`` while within the budget, else only its layout."""
         if part.data is None:
             return part
+        self._bytes_loaded += len(part.data)
+        self._parts_with_bytes += 1
         if self._held_bytes + len(part.data) > self._held_bytes_limit:
             self.unheld_parts += 1
             return replace(part, data=None)
@@ -614,7 +734,7 @@ class NativeTrialReader:
         self._unread[step] = {worker_label(part.file_worker): part for part in parts}
         while len(self._unread) > self._unread_step_limit:
             self._unhold(self._unread.pop(next(iter(self._unread))).values())
-        return StepRef(step=step, parts=tuple(part.worker_step() for part in parts))
+        return StepRef(step=step, parts=tuple(part.worker_step for part in parts))
 
     def _advance_cursor(self, listed: list[tuple[str, int]]) -> None:
         """Move past the listed keys of returned steps, never past a step still pending.
@@ -652,12 +772,26 @@ class NativeTrialReader:
 
     def _read_part(self, part: _IndexedPart, wanted: Callable[[str], bool]) -> WorkerTensors:
         """All wanted tensors of one worker's part, or none and the reason (never raises)."""
-        worker_step = part.worker_step()
+        worker_step = part.worker_step
         result = WorkerTensors(worker_step.worker, part.mode, part.mode_step)
         spans = [span for span in part.spans if wanted(span.name)]
         if not spans:
             return result
         where = self._where(part.event_key)
+        data = part.data
+        if data is not None:
+            # Scanned index-free: the framing was checked then, the tensors are decoded now.
+            held = [s for s in spans if s.tensor_start >= 0 and s.tensor_stop <= len(data)]
+            for span in held:
+                try:
+                    result.tensors[span.name] = decode_tensor_at(
+                        data, span.tensor_start, span.tensor_stop, span.name
+                    )
+                except ValueError as error:
+                    return _failed(worker_step, *_decode_failure(span, where, error))
+            if len(held) == len(spans):
+                return result
+            spans = [span for span in spans if span not in held]
         try:
             located = self._locate(part, spans, where)
         except FileNotFoundError:
@@ -698,7 +832,7 @@ class NativeTrialReader:
                 chunk, _size = self._ranges.read_range(part.event_key, first, stop - first)
                 chunk_where = f"{where} (bytes {first}-{stop - 1})"
                 for span in run:
-                    fetched[span] = (chunk, replace(span, start=span.start - first), chunk_where)
+                    fetched[span] = (chunk, span._replace(start=span.start - first), chunk_where)
         return [fetched.get(span) or (data, span, where) for span in spans]
 
     def _decode_span(
@@ -715,13 +849,8 @@ class NativeTrialReader:
                 buf, span.start, span.length, verify_payload=self._verify_payload_crc, where=where
             )
             decoded = decode_event_tensors(payload, wanted)
-        except RecordError as error:
-            return error.reason, f"tensor {span.name!r}: {error}"
         except ValueError as error:
-            return "decode_error", (
-                f"tensor {span.name!r} in {where}: {error}. The record is not a tensor as "
-                "smdebug writes it; check that the trial was written by smdebug."
-            )
+            return _decode_failure(span, where, error)
         result.tensors.update(decoded)
         return None
 
@@ -731,6 +860,8 @@ class NativeTrialReader:
     def _problem(self, reason: str, message: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
         self.last_problem = message
+        if reason in self.problem_examples or len(self.problem_examples) < 32:
+            self.problem_examples[reason] = message
 
 
 def scan_event_file(
@@ -767,7 +898,16 @@ def scan_event_file(
                     f"an earlier one {described[0]} step {described[1]}: smdebug writes one "
                     "mode step per file"
                 )
-            spans.append(_TensorSpan(value.tag, offset, len(payload) + RECORD_OVERHEAD))
+            base = offset + HEADER_SIZE
+            spans.append(
+                _TensorSpan(
+                    value.tag,
+                    offset,
+                    len(payload) + RECORD_OVERHEAD,
+                    base + value.tensor_start,
+                    base + value.tensor_stop,
+                )
+            )
     if described is None:
         return None
     return described[0], described[1], tuple(spans)
@@ -790,6 +930,16 @@ def _mode_of(value: EventValue, step: int, offset: int, where: str) -> tuple[str
             "not an integer"
         ) from error
     return mode, mode_step
+
+
+def _decode_failure(span: _TensorSpan, where: str, error: ValueError) -> tuple[str, str]:
+    """``(reason, message)`` for a record that could not be decoded."""
+    if isinstance(error, RecordError):
+        return error.reason, f"tensor {span.name!r}: {error}"
+    return "decode_error", (
+        f"tensor {span.name!r} in {where}: {error}. The record is not a tensor as "
+        "smdebug writes it; check that the trial was written by smdebug."
+    )
 
 
 def _valid(span: _TensorSpan) -> bool:

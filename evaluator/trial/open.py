@@ -12,6 +12,10 @@ from evaluator.trial.smdebug_backend import SmdebugTrialReader
 
 READERS = ("native", "smdebug")
 
+LOCAL_HELD_BYTES = 32 << 20
+"""Event-file bytes a local reader keeps between ``poll`` and ``read``: with a bounded slice of
+steps per poll, a replay of any length stays small in memory while each file is read once."""
+
 S3_FETCH_THREADS = 8
 """Parallel GETs per poll on S3: a poll that finds many (step, worker) files would otherwise
 pay their latencies one after another."""
@@ -24,30 +28,44 @@ def open_trial(
     verify_payload_crc: bool = False,
     s3_endpoint_url: str | None = None,
     s3_fetch_threads: int = S3_FETCH_THREADS,
+    retry_seconds: float = 0.0,
 ) -> TrialReader:
     """A reader for ``location``: a folder, or ``s3://bucket/prefix``. Nothing is read until
     ``poll``, so a missing bucket or bad credentials show there, as a ``TrialError``.
 
     The trial may not exist yet: a rule container often starts before the training job writes.
-    On S3 the native reader loads each (step, worker) from its event file alone (one GET, not
-    two) and sees the end marker in the same listing as the index keys; ``s3_endpoint_url``
-    (else ``AWS_ENDPOINT_URL``) points it at an S3-compatible endpoint.
+    The native reader loads each (step, worker) from its event file alone (one read or GET, not
+    two). On S3 it sees the end marker in the same listing as the index keys; ``s3_endpoint_url``
+    (else ``AWS_ENDPOINT_URL``) points it at an S3-compatible endpoint. An event file that is
+    missing or unreadable when its step is listed is tried again on later polls for at least
+    ``retry_seconds`` (a file still being copied) before its part is left out.
     """
     if reader not in READERS:
         raise TrialError(f"Expected reader to be one of {', '.join(READERS)}, but got {reader!r}")
     if location.startswith("s3://"):
-        return _open_s3(location, reader, verify_payload_crc, s3_endpoint_url, s3_fetch_threads)
+        return _open_s3(
+            location, reader, verify_payload_crc, s3_endpoint_url, s3_fetch_threads, retry_seconds
+        )
     if reader == "smdebug":
         return SmdebugTrialReader(location)
-    return NativeTrialReader(LocalStorage(location), verify_payload_crc=verify_payload_crc)
+    # Index-free on local disks too: the index file only says the step is complete (smdebug
+    # renames the event file into place first), so each (step, worker) costs one file read.
+    return NativeTrialReader(
+        LocalStorage(location),
+        verify_payload_crc=verify_payload_crc,
+        index_free=True,
+        held_bytes_limit=LOCAL_HELD_BYTES,
+        retry_seconds=retry_seconds,
+    )
 
 
-def _open_s3(
+def _open_s3(  # noqa: PLR0917  (private, one caller)
     location: str,
     reader: str,
     verify_payload_crc: bool,
     endpoint_url: str | None,
     fetch_threads: int,
+    retry_seconds: float,
 ) -> TrialReader:
     # Lazy: boto3 takes a while to import and local trials never need it.
     from evaluator.trial.s3 import S3Storage, parse_s3_uri  # noqa: PLC0415
@@ -60,7 +78,12 @@ def _open_s3(
             # smdebug builds its own boto3 client, which only looks at the environment.
             os.environ["AWS_ENDPOINT_URL_S3"] = endpoint_url
         return SmdebugTrialReader(location, storage)
-    return s3_native_reader(storage, verify_payload_crc=verify_payload_crc, fetch_threads=threads)
+    return s3_native_reader(
+        storage,
+        verify_payload_crc=verify_payload_crc,
+        fetch_threads=threads,
+        retry_seconds=retry_seconds,
+    )
 
 
 def s3_native_reader(

@@ -143,8 +143,15 @@ class S3Storage:
             self._exists = bool(page.get("KeyCount", len(page.get("Contents", []))))
         return self._exists
 
-    def list_keys(self, prefix: str, start_after: str | None = None) -> list[str]:
-        """Keys under ``prefix`` after ``start_after``: one request per page of 1000 keys."""
+    def list_keys(
+        self, prefix: str, start_after: str | None = None, max_keys: int | None = None
+    ) -> list[str]:
+        """Keys under ``prefix`` after ``start_after``: one request per page of 1000 keys.
+
+        ``max_keys`` stops paging once at least that many keys are in (the whole last page is
+        kept: its keys are paid for): a reader that takes a bounded number of steps per poll
+        does not pay for listing the rest of a long trial each time.
+        """
         arguments: dict[str, Any] = {
             "Bucket": self.bucket,
             "Prefix": self._root + prefix,
@@ -162,6 +169,8 @@ class S3Storage:
             ]
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
+                return keys
+            if max_keys is not None and len(keys) >= max_keys:
                 return keys
             arguments["ContinuationToken"] = token
 

@@ -66,6 +66,11 @@ class SmdebugTrialReader:
             self._returned_through = steps[-1]
         return [ref for ref in refs if ref.parts]
 
+    @property
+    def backlog(self) -> bool:
+        """smdebug's trial hands over every step it knows at once."""
+        return False
+
     def training_ended(self) -> bool:
         trial = self._trial
         if trial is None or not self._storage.key_exists(END_MARKER):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,7 @@ __all__ = [
     "EventValue",
     "TensorDecodeError",
     "decode_event_tensors",
+    "decode_tensor_at",
     "decode_tensor_proto",
     "describe_event",
 ]
@@ -202,13 +203,19 @@ def decode_event_tensors(
     return found
 
 
-@dataclass(frozen=True)
-class EventValue:
-    """One tensor value of an Event as an index would describe it, without the tensor."""
+class EventValue(NamedTuple):
+    """One tensor value of an Event as an index would describe it, without the tensor.
+
+    A named tuple: one is built for every record a reader scans, and it costs a third of a
+    frozen dataclass to make."""
 
     tag: str
     plugins: dict[str, str]
     """``SummaryMetadata.plugin_data``: plugin name -> content (smdebug's mode and mode_step)."""
+    tensor_start: int = 0
+    tensor_stop: int = 0
+    """Where the serialized ``TensorProto`` lies in the payload: a reader that keeps the bytes
+    decodes it later with :func:`decode_tensor_at`, without walking the Event again."""
 
 
 def describe_event(payload: memoryview[Any] | bytes) -> tuple[int, list[EventValue]]:
@@ -238,7 +245,7 @@ def describe_event(payload: memoryview[Any] | bytes) -> tuple[int, list[EventVal
 
 def _describe_value(buf: Buffer, start: int, stop: int) -> EventValue | None:
     tag = ""
-    has_tensor = False
+    tensor: tuple[int, int] | None = None
     plugins: dict[str, str] = {}
     for number, wire_type, first, end in iter_fields(buf, start, stop):
         if number == 1:
@@ -246,11 +253,33 @@ def _describe_value(buf: Buffer, start: int, stop: int) -> EventValue | None:
             tag = _utf8(buf, first, end, "Summary.Value.tag")
         elif number == 8:
             _expect(wire_type, LEN, "Summary.Value.tensor")
-            has_tensor = True
+            tensor = (first, end)  # a singular field seen twice: the last one wins
         elif number == 9:
             _expect(wire_type, LEN, "Summary.Value.metadata")
-            _plugins(buf, first, end, plugins)
-    return EventValue(tag, plugins) if has_tensor else None
+            plugins.update(_plugin_data(buf, first, end))
+    return None if tensor is None else EventValue(tag, plugins, *tensor)
+
+
+def _plugin_data(buf: Buffer, start: int, stop: int) -> dict[str, str]:
+    """The plugins of the ``SummaryMetadata`` in ``buf[start:stop]``, parsed once per bytes.
+
+    Read-only: the dict is shared by every record with the same metadata.
+    """
+    raw = bytes(buf[start:stop])
+    known = _PLUGIN_DATA.get(raw)
+    if known is None:
+        known = {}
+        _plugins(buf, start, stop, known)
+        if len(_PLUGIN_DATA) >= _MAX_CACHED_PLUGIN_DATA:
+            _PLUGIN_DATA.clear()
+        _PLUGIN_DATA[raw] = known
+    return known
+
+
+_PLUGIN_DATA: dict[bytes, dict[str, str]] = {}
+"""Decoded ``SummaryMetadata`` bytes. Every tensor of every worker at one step carries the same
+mode and mode step, so all but the first of a step's records cost a dict lookup, not a parse."""
+_MAX_CACHED_PLUGIN_DATA: Final = 4096
 
 
 def _plugins(buf: Buffer, start: int, stop: int, plugins: dict[str, str]) -> None:
@@ -268,6 +297,18 @@ def _plugins(buf: Buffer, start: int, stop: int, plugins: dict[str, str]) -> Non
                 _expect(field_type, LEN, "PluginData.content")
                 content = _utf8(buf, a, b, "PluginData.content")
         plugins[name] = content
+
+
+def decode_tensor_at(payload: memoryview[Any] | bytes, start: int, stop: int, tag: str) -> Array:
+    """The tensor :func:`describe_event` placed at ``payload[start:stop]`` (named ``tag`` in
+    errors), decoded exactly as :func:`decode_event_tensors` would."""
+    buf = _as_buffer(payload)
+    try:
+        return _tensor(buf, start, stop)
+    except TensorDecodeError as error:
+        raise TensorDecodeError(f"tensor {tag!r}: {error}") from error
+    except WireError as error:
+        raise WireError(f"tensor {tag!r}: {error}") from error
 
 
 def decode_tensor_proto(buf: memoryview[Any] | bytes) -> Array:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -603,12 +603,14 @@ class CountingStorage(LocalStorage):
         self.scanned: list[str] = []
         self.listed: list[list[str]] = []
 
-    def list_keys(self, prefix: str, start_after: str | None = None) -> list[str]:
-        keys = super().list_keys(prefix, start_after)
+    def list_keys(
+        self, prefix: str, start_after: str | None = None, max_keys: int | None = None
+    ) -> list[str]:
+        keys = super().list_keys(prefix, start_after, max_keys)
         self.listed.append(keys)
         return keys
 
-    def _entries(self, folder_key: str, name_prefix: str) -> list[tuple[str, bool]]:
+    def _entries(self, folder_key: str, name_prefix: str) -> Sequence[str]:
         self.scanned.append(folder_key)
         return super()._entries(folder_key, name_prefix)
 
@@ -647,6 +649,85 @@ def test_following_costs_and_memory_stay_flat(tmp_path: Path) -> None:
         assert len(index_scans) <= 3  # index/, the cursor's folder and the new step's folder
         assert [len(keys) for keys in storage.listed[-1:]] == [2]
         assert (reader.pending_steps, reader.unread_steps) == (0, 0)
+
+
+POLL_BOUNDS = {
+    "one_step_per_poll": 1,
+    "two_steps_per_poll": 2,
+    "a_prime_number": 5,
+    "more_than_the_trial": 256,
+}
+
+
+def poll_to_the_end(reader: NativeTrialReader) -> list[tuple[StepRef, list[WorkerTensors]]]:
+    """Poll and read until training ended, as the loop does: again at once while ``backlog``."""
+    seen = []
+    for _ in range(1000):
+        refs = reader.poll()
+        seen += [(ref, reader.read(ref, lambda _name: True)) for ref in refs]
+        if reader.training_ended():
+            return seen
+        assert reader.backlog or not refs, "a poll with steps left must say so"
+    raise AssertionError("training never ended")
+
+
+@pytest.mark.parametrize("index_free", [False, True], ids=["index", "index_free"])
+@pytest.mark.parametrize("bound", POLL_BOUNDS.values(), ids=POLL_BOUNDS.keys())
+@pytest.mark.parametrize(
+    "case",
+    [TRIAL_CASES["four_workers_train_eval_interleaved"], TRIAL_CASES["steps_across_index_folders"]],
+    ids=["four_workers", "across_index_folders"],
+)
+def test_bounded_polls_hand_over_the_same_steps(
+    tmp_path: Path, case: TrialCase, bound: int, index_free: bool
+) -> None:
+    written = write_case(tmp_path / "trial", case)
+    whole = poll_to_the_end(native_reader(written.path, index_free=index_free))
+    reader = native_reader(written.path, index_free=index_free, steps_per_poll=bound)
+    sliced: list[tuple[StepRef, list[WorkerTensors]]] = []
+    while not reader.training_ended():
+        refs = reader.poll()
+        assert len(refs) <= bound
+        assert reader.pending_steps <= bound  # nothing is loaded ahead of its slice
+        sliced += [(ref, reader.read(ref, lambda _name: True)) for ref in refs]
+    assert [ref for ref, _ in sliced] == [ref for ref, _ in whole]
+    for (_, parts), (_, expected) in zip(sliced, whole, strict=True):
+        assert [(p.worker, p.error) for p in parts] == [(p.worker, None) for p in expected]
+        for part, other in zip(parts, expected, strict=True):
+            for name, array in other.tensors.items():
+                assert_same_array(part.tensors[name], array)
+    assert not reader.backlog
+
+
+def test_a_step_with_more_workers_than_expected_is_never_split(tmp_path: Path) -> None:
+    """The collections file says one worker, three wrote: a one-step listing bound would cut
+    a step in three; the reader lists further instead, so the end marker cannot release a step
+    without parts that are already there."""
+    trial = tmp_path / "trial"
+    export_collections(str(trial), "worker_0", 1)
+    for step in range(4):
+        for worker in ("worker_0", "worker_1", "worker_2"):
+            write_part(trial, step, worker)
+    end_training(str(trial))
+    reader = native_reader(trial, steps_per_poll=1)
+    refs = []
+    while not reader.training_ended():
+        refs += reader.poll()
+    assert [ref.step for ref in refs] == [0, 1, 2, 3]
+    assert all(len(ref.parts) == 3 for ref in refs)
+    assert reader.late_parts == 0
+
+
+def test_a_finished_trial_is_not_ended_until_its_backlog_is_handed_over(tmp_path: Path) -> None:
+    written = write_case(tmp_path / "trial", TRIAL_CASES["one_worker_labels_predictions"])
+    reader = native_reader(written.path, steps_per_poll=2)
+    assert [ref.step for ref in reader.poll()] == [0, 1]
+    assert reader.backlog
+    assert not reader.training_ended()
+    assert [ref.step for ref in reader.poll()] == [2, 3]
+    assert [ref.step for ref in reader.poll()] == [4]
+    assert not reader.backlog
+    assert reader.training_ended()
 
 
 def test_incomplete_step_window_releases_the_oldest(tmp_path: Path) -> None:
@@ -696,3 +777,34 @@ def test_copied_trial_reads_the_same(tmp_path: Path) -> None:
     for key, part in original.items():
         for name, array in part.tensors.items():
             assert_same_array(copied[key].tensors[name], array)
+
+
+def test_a_missing_event_file_is_waited_for_by_time_not_only_by_polls(tmp_path: Path) -> None:
+    """Polls come back to back while a backlog is read: the retry bound is also a time."""
+    written = write_case(tmp_path / "trial", TRIAL_CASES["one_worker_labels_predictions"])
+    event = written.path / event_key(1, "worker_0")
+    hidden = event.with_suffix(".hidden")
+    event.rename(hidden)
+    now = [0.0]
+    reader = native_reader(written.path, index_free=True, retry_seconds=2.0, clock=lambda: now[0])
+    assert [ref.step for ref in reader.poll()] == [0]
+    for _ in range(10):  # far more polls than index_retry_polls, all within the window
+        assert reader.poll() == []
+    now[0] = 1.5
+    hidden.rename(event)
+    assert [ref.step for ref in reader.poll()] == [1, 2, 3, 4]
+    assert reader.skipped == {}
+
+
+def test_a_missing_event_file_is_given_up_after_the_window(tmp_path: Path) -> None:
+    written = write_case(tmp_path / "trial", TRIAL_CASES["one_worker_labels_predictions"])
+    (written.path / event_key(1, "worker_0")).unlink()
+    now = [0.0]
+    reader = native_reader(written.path, index_free=True, retry_seconds=2.0, clock=lambda: now[0])
+    steps = [ref.step for ref in reader.poll()]
+    for moment in (0.5, 1.0, 1.9, 2.1):
+        now[0] = moment
+        steps += [ref.step for ref in reader.poll()]
+    assert steps == [0, 2, 3, 4]
+    assert reader.skipped == {"missing_event_file": 1}
+    assert "000000000001_worker_0.tfevents" in reader.problem_examples["missing_event_file"]

@@ -6,11 +6,13 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from container.evaluation import EndReason, Evaluation, FollowOptions
 from container.stopping import StopRequest
 from devtools.write_trial import end_training, export_collections, write_step
 from evaluator.core import ClassImbalanceRule, RuleParameters
+from evaluator.trial.interface import StepRef, WorkerStep, WorkerTensors
 from evaluator.trial.open import open_trial
 
 
@@ -93,3 +95,82 @@ def test_unselected_modes_are_not_evaluated(tmp_path: Path) -> None:
     assert evaluation.rule.steps_evaluated == 3
     assert evaluation.steps_seen == 6
     assert set(evaluation.rule.counts_by_mode) == {"EVAL"}
+
+
+class ScriptedReader:
+    """A reader whose polls return scripted step numbers (and whether more are ready)."""
+
+    def __init__(self, script: list[tuple[list[int], bool]]) -> None:
+        self.script = list(script)
+        self.backlog = False
+        self.location = "scripted"
+
+    def exists(self) -> bool:
+        return True
+
+    def poll(self) -> list[StepRef]:
+        steps, self.backlog = self.script.pop(0) if self.script else ([], False)
+        return [
+            StepRef(step, (WorkerStep("worker_0", "TRAIN", step, ("labels",)),)) for step in steps
+        ]
+
+    def training_ended(self) -> bool:
+        return False
+
+    def read(self, ref: StepRef, wanted: object) -> list[WorkerTensors]:
+        labels = np.zeros(4, dtype=np.int64)
+        return [
+            WorkerTensors("worker_0", "TRAIN", ref.step, {"labels": labels, "predictions": labels})
+        ]
+
+    def close(self) -> None:
+        return None
+
+
+def waits_while_following(script: list[tuple[list[int], bool]], polls: int) -> list[float]:
+    """The waits the loop asks for over ``polls`` polls of a scripted reader."""
+    waits: list[float] = []
+    stop = StopRequest()
+    reader = ScriptedReader(script)
+
+    def wait(seconds: float, _: StopRequest) -> None:
+        waits.append(seconds)
+        if len(waits) >= polls:
+            stop.set()
+
+    evaluation = Evaluation(reader, ClassImbalanceRule(RuleParameters(samples=0)))
+    options = FollowOptions(poll_interval=1.0, max_poll_interval=8.0, idle_timeout=None)
+    evaluation.follow(options, stop=stop, wait=wait, clock=lambda: 0.0)
+    return waits
+
+
+WAIT_SCRIPTS = {
+    "a_step_then_quiet_backs_off_to_the_maximum": (
+        [([0], False)],
+        [1.0, 2.0, 4.0, 8.0, 8.0, 8.0],
+    ),
+    "a_step_resets_the_back_off": (
+        [([0], False), ([], False), ([], False), ([1], False), ([], False)],
+        [1.0, 2.0, 4.0, 1.0, 2.0, 4.0],
+    ),
+    "a_backlog_is_read_without_waiting": (
+        [([0, 1], True), ([2, 3], True), ([4], False)],
+        [1.0, 2.0, 4.0],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", WAIT_SCRIPTS.values(), ids=WAIT_SCRIPTS.keys())
+def test_waits_between_polls(case: tuple[list[tuple[list[int], bool]], list[float]]) -> None:
+    script, expected = case
+    assert waits_while_following(script, len(expected)) == expected
+
+
+def test_once_reads_the_whole_backlog_before_it_ends() -> None:
+    reader = ScriptedReader([([0, 1], True), ([2, 3], True), ([4], False)])
+    evaluation = Evaluation(reader, ClassImbalanceRule(RuleParameters(samples=0)))
+    waits: list[float] = []
+    end = evaluation.follow(FollowOptions(once=True), wait=lambda seconds, _: waits.append(seconds))
+    assert end is EndReason.ONCE
+    assert evaluation.rule.steps_evaluated == 5
+    assert waits == []

@@ -207,7 +207,7 @@ def score_batches(
     if odd == "column_labels":
         tensors["labels"] = labels.reshape(-1, 1)
     elif odd == "integer_scores":
-        tensors["predictions"] = scores.astype(np.int32)
+        tensors["predictions"] = np.nan_to_num(scores, posinf=0.0).astype(np.int32)
     elif odd == "one_column":
         tensors["predictions"] = scores[:, :1]
     elif odd == "rows_mismatch" and size:

@@ -244,9 +244,20 @@ def describe_event(payload: memoryview[Any] | bytes) -> tuple[int, list[EventVal
 
 
 def _describe_value(buf: Buffer, start: int, stop: int) -> EventValue | None:
+    plugins: dict[str, str] = {}
+    tag, tensor = _value_fields(buf, start, stop, plugins)
+    return None if tensor is None else EventValue(tag, plugins, *tensor)
+
+
+def _value_fields(
+    buf: Buffer, start: int, stop: int, plugins: dict[str, str] | None
+) -> tuple[str, tuple[int, int] | None]:
+    """The tag of one ``Summary.Value`` and where its tensor lies (None: no tensor).
+
+    The metadata's plugins go into ``plugins`` when given; decoding skips the metadata.
+    """
     tag = ""
     tensor: tuple[int, int] | None = None
-    plugins: dict[str, str] = {}
     for number, wire_type, first, end in iter_fields(buf, start, stop):
         if number == 1:
             _expect(wire_type, LEN, "Summary.Value.tag")
@@ -254,10 +265,10 @@ def _describe_value(buf: Buffer, start: int, stop: int) -> EventValue | None:
         elif number == 8:
             _expect(wire_type, LEN, "Summary.Value.tensor")
             tensor = (first, end)  # a singular field seen twice: the last one wins
-        elif number == 9:
+        elif number == 9 and plugins is not None:
             _expect(wire_type, LEN, "Summary.Value.metadata")
             plugins.update(_plugin_data(buf, first, end))
-    return None if tensor is None else EventValue(tag, plugins, *tensor)
+    return tag, tensor
 
 
 def _plugin_data(buf: Buffer, start: int, stop: int) -> dict[str, str]:
@@ -360,23 +371,10 @@ def _value_tensor(
 
     The tag is looked at before the tensor is decoded, wherever it appears in the message.
     """
-    tag = ""
-    tensor: tuple[int, int] | None = None
-    for number, wire_type, first, end in iter_fields(buf, start, stop):
-        if number == 1:
-            _expect(wire_type, LEN, "Summary.Value.tag")
-            tag = _utf8(buf, first, end, "Summary.Value.tag")
-        elif number == 8:
-            _expect(wire_type, LEN, "Summary.Value.tensor")
-            tensor = (first, end)
+    tag, tensor = _value_fields(buf, start, stop, None)
     if tensor is None or (wanted is not None and not wanted(tag)):
         return None
-    try:
-        return tag, _tensor(buf, *tensor)
-    except TensorDecodeError as error:
-        raise TensorDecodeError(f"tensor {tag!r}: {error}") from error
-    except WireError as error:
-        raise WireError(f"tensor {tag!r}: {error}") from error
+    return tag, decode_tensor_at(buf, *tensor, tag)
 
 
 def _utf8(buf: Buffer, start: int, stop: int, what: str) -> str:

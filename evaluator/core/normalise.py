@@ -55,14 +55,8 @@ def label_classes(
     classes, column_problems = _integral_column(
         array, "labels", NONFINITE_LABEL, NONINTEGRAL_LABEL, max_classes
     )
-    if not column_problems and classes.size:
-        low, high = int(classes.min()), int(classes.max())
-        if (
-            low >= 0
-            and high < max_classes
-            and not (ignore_index is not None and low <= ignore_index <= high)
-        ):
-            return RowClasses(classes)  # the common case: two reductions, no masks
+    if not column_problems and countable_as_is(classes, ignore_index, max_classes):
+        return RowClasses(classes)  # the common case: two reductions, no masks
     problems = list(column_problems)
     if ignore_index is not None:
         ignored = classes == ignore_index
@@ -77,6 +71,31 @@ def label_classes(
     if above.any():
         problems.append((LABEL_OUT_OF_RANGE, above))
     return RowClasses(classes, tuple(problems))
+
+
+def countable_as_is(classes: IntArray, ignore_index: int | None, max_classes: int) -> bool:
+    """Whether every label index counts as it is (none ignored, negative or out of range),
+    decided by two reductions; False for no rows, which take the masked path."""
+    if not classes.size:
+        return False
+    low, high = int(classes.min()), int(classes.max())
+    return (
+        low >= 0
+        and high < max_classes
+        and not (ignore_index is not None and low <= ignore_index <= high)
+    )
+
+
+def all_finite(array: npt.NDArray[np.generic]) -> bool:
+    """Whether a float array holds no NaN or infinity (other dtypes always do not).
+
+    min and max propagate NaN and show infinities without float warnings: two fast passes
+    decide the common case before any per-row work."""
+    return (
+        array.dtype.kind != "f"
+        or not array.size
+        or bool(np.isfinite(array.min()) and np.isfinite(array.max()))
+    )
 
 
 def prediction_classes(tensor: npt.ArrayLike, *, argmax: bool, max_classes: int) -> RowClasses:
@@ -128,13 +147,7 @@ def _as_rows(tensor: npt.ArrayLike, role: str) -> npt.NDArray[np.generic]:
 
 
 def _argmax_rows(array: npt.NDArray[np.generic], role: str, nonfinite: str) -> RowClasses:
-    # min and max propagate NaN and show infinities without float warnings: two fast passes
-    # decide the common all-finite case before any per-row work.
-    if (
-        array.dtype.kind == "f"
-        and array.size
-        and not (np.isfinite(array.min()) and np.isfinite(array.max()))
-    ):
+    if not all_finite(array):
         bad = ~np.isfinite(array).all(axis=1)
         cleaned = np.where(bad[:, None], 0, array)
         return RowClasses(np.argmax(cleaned, axis=1).astype(np.int64), ((nonfinite, bad),))

@@ -30,6 +30,8 @@ from evaluator.core.normalise import (
     IGNORED,
     BatchRejected,
     RowClasses,
+    all_finite,
+    countable_as_is,
     label_classes,
     prediction_classes,
 )
@@ -190,15 +192,7 @@ class ClassImbalanceRule:
         if labels is None or scores is None:
             return None
         label_rows = np.concatenate(labels).astype(np.int64, copy=False)
-        if not label_rows.size:
-            return None
-        low, high = int(label_rows.min()), int(label_rows.max())
-        ignore = self.params.ignore_index
-        if (
-            low < 0
-            or high >= self.params.max_classes
-            or (ignore is not None and low <= ignore <= high)
-        ):
+        if not countable_as_is(label_rows, self.params.ignore_index, self.params.max_classes):
             return None
         predicted = _argmax_blocks(scores)
         if predicted is None:
@@ -541,7 +535,7 @@ def _argmax_blocks(scores: list[npt.NDArray[Any]]) -> IntArray | None:
         if block_bytes < _BLOCK_BYTES and position + 1 < len(scores):
             continue
         rows = block[0] if len(block) == 1 else np.concatenate(block)
-        if rows.size and not (np.isfinite(rows.min()) and np.isfinite(rows.max())):
+        if not all_finite(rows):
             return None
         predicted.append(np.argmax(rows, axis=1).astype(np.int64, copy=False))
         block, block_bytes = [], 0

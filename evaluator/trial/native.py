@@ -95,6 +95,9 @@ slices of this many steps (``backlog`` says more are ready), so the work and mem
 are bounded however long the trial is: listings stop early, index and event files of later
 steps are not loaded yet, and nothing waits in memory for steps the loop has not asked for."""
 
+PROBLEM_EXAMPLES_KEPT = 32
+"""Distinct reasons whose latest message is kept for the status, as the rule keeps its own."""
+
 FIRST_SLICE_STEPS = 8
 """Index-free, the steps the first poll takes on, before the size of a step's files is known."""
 
@@ -224,9 +227,9 @@ class _PendingStep:
     parts: dict[str, _IndexedPart] = field(default_factory=dict)
     """Loaded parts, by file worker."""
     retrying: dict[str, int] = field(default_factory=dict)
+    """File workers whose part could not be loaded yet -> failed attempts."""
     first_failed: dict[str, float] = field(default_factory=dict)
     """File workers whose part failed to load -> when it first did (the reader's clock)."""
-    """File workers whose part could not be loaded yet -> failed attempts."""
     dropped: set[str] = field(default_factory=set)
     """File workers whose part was given up on: they did write the step, we cannot read it."""
 
@@ -331,7 +334,7 @@ class NativeTrialReader:
         self.unheld_parts = 0
         self.last_problem: str | None = None
         self.problem_examples: dict[str, str] = {}
-        """The latest message per reason in ``skipped`` (at most 32 reasons)."""
+        """The latest message per reason in ``skipped`` (``PROBLEM_EXAMPLES_KEPT`` reasons)."""
 
     # -- TrialReader ---------------------------------------------------------------------------
 
@@ -437,6 +440,10 @@ class NativeTrialReader:
         self._ended = ended
         return refs
 
+    def _workers_per_step(self) -> int:
+        """Parts a step is expected to have: the collections files' count, or the workers seen."""
+        return max(self.expected_workers or 1, len(self._file_workers))
+
     def _step_bound(self) -> int:
         """New steps to take on per poll: ``steps_per_poll``, fewer where each step's event
         files are held in memory (index-free) and that many would not fit ``held_bytes_limit``."""
@@ -448,8 +455,7 @@ class NativeTrialReader:
                 if self._index_free
                 else self._steps_per_poll
             )
-        workers = max(self.expected_workers or 1, len(self._file_workers))
-        step_bytes = self._bytes_loaded / self._parts_with_bytes * workers
+        step_bytes = self._bytes_loaded / self._parts_with_bytes * self._workers_per_step()
         return max(1, min(self._steps_per_poll, int(self._held_bytes_limit // max(step_bytes, 1))))
 
     def _list_bounded(self, prefix: str, start_after: str | None) -> tuple[list[str], bool]:
@@ -459,8 +465,7 @@ class NativeTrialReader:
         A cut listing whose index keys span at most one step is repeated with a larger bound
         (a step with more workers than expected): a step is only taken on whole.
         """
-        workers = max(self.expected_workers or 1, len(self._file_workers))
-        limit = self._step_bound() * workers + 1
+        limit = self._step_bound() * self._workers_per_step() + 1
         while True:
             keys = self._storage.list_keys(prefix, start_after, limit)
             if len(keys) < limit:
@@ -860,7 +865,7 @@ class NativeTrialReader:
     def _problem(self, reason: str, message: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
         self.last_problem = message
-        if reason in self.problem_examples or len(self.problem_examples) < 32:
+        if reason in self.problem_examples or len(self.problem_examples) < PROBLEM_EXAMPLES_KEPT:
             self.problem_examples[reason] = message
 
 

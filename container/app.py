@@ -84,6 +84,7 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
         run_info,
         box,
         reader_problems=lambda: _reader_problems(evaluation.reader),
+        reader_examples=lambda: dict(getattr(evaluation.reader, "problem_examples", {}) or {}),
         managed_root=runtime.managed_root,
     )
     with _metrics_server(settings, box, runtime) as metrics_error:

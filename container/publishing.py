@@ -61,6 +61,7 @@ class Publisher:
         box: SnapshotBox,
         *,
         reader_problems: Callable[[], dict[str, int]],
+        reader_examples: Callable[[], dict[str, str]] = dict,
         managed_root: str = "/opt/ml",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -69,6 +70,7 @@ class Publisher:
         self.run_info = run_info
         self._box = box
         self._reader_problems = reader_problems
+        self._reader_examples = reader_examples
         self._clock = clock
         self._message_file, self._report_dir = managed_paths(settings, managed_root)
         self._last_status_write = -float("inf")
@@ -184,7 +186,7 @@ class Publisher:
             self.run_info,
             steps_seen=self._evaluation.steps_seen,
             reader_problems=self._reader_problems(),
-            reader_examples=dict(getattr(self._evaluation.reader, "problem_examples", {}) or {}),
+            reader_examples=self._reader_examples(),
         )
         document = build_status(self._evaluation.rule, info, status, error=error, terminal=terminal)
         write_status(self._settings.status_file, document)

@@ -37,6 +37,7 @@ from bench.common import (
     python_env,
     writer_command,
 )
+from devtools.launch import sidecar_command
 
 LAST_STEP = re.compile(rb"^classimbalance_last_evaluated_step (\S+)$", re.MULTILINE)
 
@@ -100,18 +101,10 @@ def evaluator_latency(
     work.mkdir(parents=True)
     trial, truth = work / "trial", work / "truth.jsonl"
     port = free_port()
-    command = module_command(
-        "container",
-        "--trial",
-        str(trial),
-        "--status-file",
-        str(work / "status.json"),
-        "--argmax",
-        "true",
-        "--metrics-address",
-        "127.0.0.1",
-        "--metrics-port",
-        str(port),
+    command = sidecar_command(
+        trial,
+        work / "status.json",
+        port,
         "--poll-interval",
         str(poll_interval),
         "--idle-timeout",

@@ -1,5 +1,5 @@
-"""The command line of the stand-in training job (``devtools.live_writer``), for the tests and the
-benchmarks that run it beside a reader.
+"""The command lines of the stand-in training job (``devtools.live_writer``) and of the evaluator
+following it as a sidecar, for the tests and the benchmarks that run them side by side.
 
 A module of its own because ``devtools.live_writer`` imports smdebug (through its writer): a
 benchmark measuring a reader's memory must be able to start the job without that import.
@@ -53,3 +53,27 @@ def live_writer_command(
     if no_end:
         command.append("--no-end")
     return command
+
+
+def sidecar_command(
+    trial: Path | str, status_file: Path | str, port: int, *flags: str
+) -> list[str]:
+    """``python -m container`` following ``trial`` as a sidecar would: argmax on (the stand-in
+    job saves scores), metrics on 127.0.0.1 at ``port``; ``flags`` add or override settings
+    (a flag given twice takes its last value)."""
+    return [
+        sys.executable,
+        "-m",
+        "container",
+        "--trial",
+        str(trial),
+        "--status-file",
+        str(status_file),
+        "--argmax",
+        "true",
+        "--metrics-address",
+        "127.0.0.1",
+        "--metrics-port",
+        str(port),
+        *flags,
+    ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +15,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools.launch import live_writer_command
+from devtools.launch import live_writer_command, sidecar_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,20 +57,10 @@ def start_writer(
 def start_evaluator(
     trial: Path | str, status_file: Path, port: int, *flags: str
 ) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "container",
-        "--trial",
-        str(trial),
-        "--status-file",
-        str(status_file),
-        "--argmax",
-        "true",
-        "--metrics-address",
-        "127.0.0.1",
-        "--metrics-port",
-        str(port),
+    command = sidecar_command(
+        trial,
+        status_file,
+        port,
         "--poll-interval",
         "0.2",
         "--status-interval",
@@ -81,7 +70,7 @@ def start_evaluator(
         "--log-format",
         "json",
         *flags,
-    ]
+    )
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
 
 

@@ -659,15 +659,19 @@ def test_throttling_and_5xx_are_retried_with_backoff(
     assert all(delay >= 0 for delay in backoff)
 
 
-def test_a_part_that_keeps_failing_is_skipped_not_fatal(
-    s3: S3, tmp_path: Path, backoff: list[float]
-) -> None:
-    trial = tmp_path / "trial"
+def upload_one_step_of_two_workers(s3: S3, trial: Path) -> None:
+    """Step 0 of worker_0 and worker_1 (and their collections files), written and uploaded."""
     for worker in ("worker_0", "worker_1"):
         export_collections(str(trial), worker, 2)
         write_part(trial, 0, worker)
         s3.upload_part(trial, 0, worker)
     s3.upload_collections(trial, ("worker_0", "worker_1"))
+
+
+def test_a_part_that_keeps_failing_is_skipped_not_fatal(
+    s3: S3, tmp_path: Path, backoff: list[float]
+) -> None:
+    upload_one_step_of_two_workers(s3, tmp_path / "trial")
     storage, counter = s3.storage(max_attempts=2)
     broken = event_key(0, "worker_1")
     Failures(
@@ -693,12 +697,7 @@ def is_head(request: Any) -> bool:
 def test_a_read_that_keeps_failing_is_a_worker_error(
     s3: S3, tmp_path: Path, backoff: list[float]
 ) -> None:
-    trial = tmp_path / "trial"
-    for worker in ("worker_0", "worker_1"):
-        export_collections(str(trial), worker, 2)
-        write_part(trial, 0, worker)
-        s3.upload_part(trial, 0, worker)
-    s3.upload_collections(trial, ("worker_0", "worker_1"))
+    upload_one_step_of_two_workers(s3, tmp_path / "trial")
     storage, _counter = s3.storage(max_attempts=2)
     broken = event_key(0, "worker_1")
     Failures(

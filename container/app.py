@@ -24,8 +24,7 @@ from container.status import RunInfo, Status
 from container.stopping import StopRequest
 from container.watch import StepWaiter
 from evaluator.core import ClassImbalanceRule
-from evaluator.trial.interface import TrialError, TrialReader
-from evaluator.trial.open import open_trial
+from evaluator.trial import NO_PROBLEMS, ReaderProblems, TrialError, TrialReader, open_trial
 
 log = logging.getLogger("classimbalance")
 
@@ -84,7 +83,7 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
         run_info,
         box,
         reader_problems=lambda: _reader_problems(evaluation.reader),
-        reader_examples=lambda: dict(getattr(evaluation.reader, "problem_examples", {}) or {}),
+        reader_examples=lambda: dict(evaluation.reader.problems().examples),
         managed_root=runtime.managed_root,
     )
     with _metrics_server(settings, box, runtime) as metrics_error:
@@ -121,7 +120,7 @@ def _evaluate(
         evaluation.reader = (runtime.open_reader or _default_reader)(settings)
     except TrialError as exc:
         return _fail(publisher, run_info, str(exc))
-    waiter = StepWaiter(None if "://" in settings.base_trial else settings.base_trial)
+    waiter = StepWaiter(evaluation.reader.local_path)
     try:
         if settings.once and not evaluation.reader.exists():
             return _fail(publisher, run_info, _missing_trial(settings.base_trial))
@@ -221,12 +220,7 @@ def _default_reader(settings: Settings) -> TrialReader:
 
 
 def _reader_problems(reader: TrialReader) -> dict[str, int]:
-    problems = dict(getattr(reader, "skipped", {}) or {})
-    for reason, attribute in (("late_part", "late_parts"), ("storage_error", "storage_errors")):
-        count = getattr(reader, attribute, 0)
-        if count:
-            problems[reason] = count
-    return problems
+    return dict(reader.problems().skipped_files)
 
 
 def _conclude(
@@ -329,8 +323,13 @@ class _NoReader:
     def __init__(self, location: str) -> None:
         self.location = location
 
+    local_path = None
+
     def exists(self) -> bool:
         return False
+
+    def problems(self) -> ReaderProblems:
+        return NO_PROBLEMS
 
     def poll(self) -> list[Any]:
         return []

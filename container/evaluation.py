@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from container.stopping import StopRequest
 from evaluator.core import ClassImbalanceRule, StepResult, WorkerBatch
-from evaluator.trial.interface import StepRef, TrialReader, WorkerTensors
+from evaluator.trial import StepRef, TrialReader, WorkerTensors
 
 log = logging.getLogger("classimbalance.evaluation")
 

@@ -15,7 +15,7 @@ import select
 from pathlib import Path
 
 from container.stopping import StopRequest
-from evaluator.trial.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
+from evaluator.linux import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
 
 log = logging.getLogger("classimbalance.watch")
 

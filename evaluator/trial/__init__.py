@@ -1,0 +1,28 @@
+"""The trial reader: smdebug's format, local and on S3, behind the small interface the loop uses.
+
+This is the package's surface for the runtime (an import-linter contract holds ``container`` to
+it): open a reader for a location, then poll it for complete steps and read their tensors.
+"""
+
+from evaluator.trial.contract import TrialError
+from evaluator.trial.interface import (
+    NO_PROBLEMS,
+    ReaderProblems,
+    StepRef,
+    TrialReader,
+    WorkerStep,
+    WorkerTensors,
+)
+from evaluator.trial.open import READERS, open_trial
+
+__all__ = [
+    "NO_PROBLEMS",
+    "READERS",
+    "ReaderProblems",
+    "StepRef",
+    "TrialError",
+    "TrialReader",
+    "WorkerStep",
+    "WorkerTensors",
+    "open_trial",
+]

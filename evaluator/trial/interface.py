@@ -4,11 +4,14 @@ A reader turns a trial (folder or S3 prefix) into complete steps in global-step 
 never sees files: it asks for what became complete since the last call, picks the tensor names it
 needs from each step's index, and asks for just those. Both the native reader and the optional
 smdebug backend implement it, so the loop and its tests do not care which one is in use.
+
+Whatever a reader could not use is declared here too (``ReaderProblems``, from ``problems()``):
+the runtime shows it in the status, the metrics and the log, and reads nothing else of a reader.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,13 +19,6 @@ import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[np.generic]
-
-
-class TrialError(Exception):
-    """The trial cannot be read at all (missing, unreadable or malformed beyond one step).
-
-    The message says what was expected, what was found and what to change.
-    """
 
 
 @dataclass(frozen=True)
@@ -61,12 +57,40 @@ class WorkerTensors:
     error_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class ReaderProblems:
+    """What a reader could not use and why, as of one moment (a copy: safe to keep)."""
+
+    skipped_files: Mapping[str, int] = field(default_factory=dict)
+    """Trial files given up on, by reason: left out of their step after retries (a malformed
+    index or event file, a missing event file), or arriving after their step was evaluated
+    (``late_part``). The status shows them as ``skipped.files``."""
+    notices: Mapping[str, int] = field(default_factory=dict)
+    """Events that lose no data by themselves but that an operator should know of, by reason:
+    polls that found the storage unavailable, steps released by the incomplete-step window,
+    parts read again by range because their bytes were over the held budget, keys that are not
+    smdebug's. The status shows them as ``reader_notices``."""
+    examples: Mapping[str, str] = field(default_factory=dict)
+    """The latest message per reason of either kind: which file, and what to change."""
+    last: str | None = None
+    """The latest message of any kind, a retry included."""
+
+
+NO_PROBLEMS = ReaderProblems()
+
+
 class TrialReader(Protocol):
     """What the evaluation loop needs from a trial."""
 
     @property
     def location(self) -> str:
         """The trial path or URI, for messages."""
+        ...
+
+    @property
+    def local_path(self) -> str | None:
+        """The trial's folder when it is on this machine (the runtime watches it for new
+        steps), None when it is remote."""
         ...
 
     def exists(self) -> bool:
@@ -96,6 +120,10 @@ class TrialReader(Protocol):
 
         Never raises for a bad record: the worker's entry carries the error instead.
         """
+        ...
+
+    def problems(self) -> ReaderProblems:
+        """Everything given up on or worth knowing so far; cheap enough to call every step."""
         ...
 
     def close(self) -> None:

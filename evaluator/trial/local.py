@@ -8,7 +8,7 @@ Listing is the one call that would grow with the trial: a following reader lists
 every poll, and reading a folder costs time in proportion to its entries (about 2 ms for the
 4000 index files of 1000 steps of 4 workers, even on tmpfs), so the cost of a step grew through
 each 1000-step folder. On local file systems the storage therefore keeps the sorted names of the
-folders it lists up to date from inotify events (see ``evaluator.trial.inotify``) and answers
+folders it lists up to date from inotify events (see ``evaluator.linux.inotify``) and answers
 from them by bisection: a poll costs the same at the start and at the end of a folder.
 
 Correctness rests on one property of inotify: the kernel queues an event inside the file system
@@ -46,7 +46,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluator.trial.inotify import (
+from evaluator.linux.inotify import (
     IN_CREATE,
     IN_DELETE,
     IN_DELETE_SELF,
@@ -124,6 +124,11 @@ class LocalStorage:
     @property
     def location(self) -> str:
         """The folder, for messages."""
+        return str(self.root)
+
+    @property
+    def local_path(self) -> str:
+        """The folder itself: the runtime watches it for new steps."""
         return str(self.root)
 
     @property

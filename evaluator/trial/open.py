@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from evaluator.trial.interface import TrialError, TrialReader
+from evaluator.trial.contract import TrialError, TrialStorage
+from evaluator.trial.interface import TrialReader
 from evaluator.trial.local import LocalStorage
-from evaluator.trial.native import NativeTrialReader, TrialStorage
+from evaluator.trial.native import NativeTrialReader
 from evaluator.trial.smdebug_backend import SmdebugTrialReader
 
 READERS = ("native", "smdebug")
@@ -34,8 +35,8 @@ def open_trial(
     ``poll``, so a missing bucket or bad credentials show there, as a ``TrialError``.
 
     The trial may not exist yet: a rule container often starts before the training job writes.
-    The native reader loads each (step, worker) from its event file alone (one read or GET, not
-    two). On S3 it sees the end marker in the same listing as the index keys; ``s3_endpoint_url``
+    The native reader loads each (step, worker) from its event file alone (one read or GET). On
+    S3 it sees the end marker in the same listing as the index keys; ``s3_endpoint_url``
     (else ``AWS_ENDPOINT_URL``) points it at an S3-compatible endpoint. An event file that is
     missing or unreadable when its step is listed is tried again on later polls for at least
     ``retry_seconds`` (a file still being copied) before its part is left out.
@@ -48,12 +49,9 @@ def open_trial(
         )
     if reader == "smdebug":
         return SmdebugTrialReader(location)
-    # Index-free on local disks too: the index file only says the step is complete (smdebug
-    # renames the event file into place first), so each (step, worker) costs one file read.
     return NativeTrialReader(
         LocalStorage(location),
         verify_payload_crc=verify_payload_crc,
-        index_free=True,
         held_bytes_limit=LOCAL_HELD_BYTES,
         retry_seconds=retry_seconds,
     )
@@ -94,13 +92,11 @@ def s3_native_reader(
     **options: Any,
 ) -> NativeTrialReader:
     """The native reader as ``open_trial`` sets it up for S3, where every request is billed and
-    slow: event files only (one GET per part), the end marker found in the index listing (no
-    HEAD per poll), and parallel GETs. Tests and tools that build their own ``S3Storage`` use it
-    to get the same."""
+    slow: the end marker found in the index listing (no HEAD per poll), and parallel GETs.
+    Tests and tools that build their own ``S3Storage`` use it to get the same."""
     return NativeTrialReader(
         storage,
         verify_payload_crc=verify_payload_crc,
-        index_free=True,
         marker_in_listing=True,
         fetch_threads=fetch_threads,
         **options,

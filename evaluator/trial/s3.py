@@ -29,8 +29,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as EndpointUnreachable
 
-from evaluator.trial.interface import TrialError
-from evaluator.trial.native import StorageUnavailable
+from evaluator.trial.contract import StorageUnavailable, TrialError
 
 MAX_POOL = 10
 """HTTP connections kept to the endpoint: at least the reader's fetch threads (8 by default)."""
@@ -111,6 +110,7 @@ class S3Storage:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._root = f"{self.prefix}/" if self.prefix else ""
+        self._owns_client = client is None
         self.client = client or make_client(
             endpoint_url, max_pool=max_pool, max_attempts=max_attempts
         )
@@ -122,6 +122,11 @@ class S3Storage:
     @property
     def location(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    @property
+    def local_path(self) -> None:
+        """Remote: nothing on this machine to watch."""
+        return None
 
     @property
     def endpoint(self) -> str:
@@ -205,6 +210,13 @@ class S3Storage:
         except FileNotFoundError:
             return False
         return True
+
+    def close(self) -> None:
+        """Close the connections of a client this storage made (a given one is its owner's)."""
+        if self._owns_client:
+            close = getattr(self.client, "close", None)  # botocore >= 1.29
+            if close is not None:
+                close()
 
     # -- errors -------------------------------------------------------------------------------
 

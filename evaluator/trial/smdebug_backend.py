@@ -26,10 +26,16 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from evaluator.trial.interface import StepRef, TrialError, WorkerStep, WorkerTensors
+from evaluator.trial.contract import TrialError, TrialStorage
+from evaluator.trial.interface import (
+    NO_PROBLEMS,
+    ReaderProblems,
+    StepRef,
+    WorkerStep,
+    WorkerTensors,
+)
 from evaluator.trial.layout import COLLECTIONS_PREFIX, END_MARKER, parse_collections_key
 from evaluator.trial.local import LocalStorage
-from evaluator.trial.native import TrialStorage
 
 
 class SmdebugTrialReader:
@@ -49,6 +55,10 @@ class SmdebugTrialReader:
     @property
     def location(self) -> str:
         return self._path
+
+    @property
+    def local_path(self) -> str | None:
+        return self._storage.local_path
 
     def exists(self) -> bool:
         return self._storage.exists()
@@ -83,8 +93,14 @@ class SmdebugTrialReader:
     def read(self, ref: StepRef, wanted: Callable[[str], bool]) -> list[WorkerTensors]:
         return [self._read_part(ref.step, part, wanted) for part in ref.parts]
 
+    def problems(self) -> ReaderProblems:
+        """smdebug keeps its problems to itself (its log): a part it cannot read reaches the
+        rule as a skipped batch with smdebug's message."""
+        return NO_PROBLEMS
+
     def close(self) -> None:
         self._trial = None
+        self._storage.close()
 
     def _open(self) -> Any:
         """The smdebug trial, once every collections file smdebug will wait for is there."""

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evaluator.linux.inotify import IN_Q_OVERFLOW, Event, Inotify
 from evaluator.trial import local
-from evaluator.trial.inotify import IN_Q_OVERFLOW, Event, Inotify
 from evaluator.trial.local import INOTIFY_FILESYSTEMS, LocalStorage, filesystem_type
 
 TREE = (

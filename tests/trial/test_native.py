@@ -19,12 +19,12 @@ import numpy.typing as npt
 import pytest
 
 from devtools.write_trial import end_training, export_collections, write_step
-from evaluator.trial.interface import StepRef, TrialError, WorkerTensors
+from evaluator.trial import StepRef, TrialError, WorkerTensors
 from evaluator.trial.layout import event_key, index_key, worker_label
 from evaluator.trial.local import LocalStorage
 from evaluator.trial.native import NativeTrialReader
 from evaluator.trial.open import open_trial
-from evaluator.trial.records import HEADER_SIZE
+from evaluator.trial.records import HEADER_SIZE, RECORD_OVERHEAD
 
 Array = npt.NDArray[Any]
 
@@ -160,6 +160,32 @@ def write_case(path: Path, case: TrialCase, *, end: bool = True) -> WrittenTrial
 
 def native_reader(path: Path, **options: Any) -> NativeTrialReader:
     return NativeTrialReader(LocalStorage(path), **options)
+
+
+class RangedLocalStorage(LocalStorage):
+    """A folder that also reads ranges, as S3 does: with a small ``event_head_bytes`` the reader
+    takes each part's layout from its index file and fetches the wanted records by range, which
+    is how it treats event files too large to fetch whole."""
+
+    def read_range(self, key: str, start: int, length: int) -> tuple[bytes, int]:
+        data = self.read_bytes(key)
+        return data[start : start + length], len(data)
+
+
+def large_file_reader(path: Path, **options: Any) -> NativeTrialReader:
+    """A reader that uses the index files: every event file counts as a large one."""
+    return NativeTrialReader(RangedLocalStorage(path), event_head_bytes=RECORD_OVERHEAD, **options)
+
+
+def given_up(reader: NativeTrialReader) -> dict[str, int]:
+    """Files the reader gave up on, by reason, besides parts that arrived late."""
+    files = dict(reader.problems().skipped_files)
+    files.pop("late_part", None)
+    return files
+
+
+def late_parts(reader: NativeTrialReader) -> int:
+    return reader.problems().skipped_files.get("late_part", 0)
 
 
 def read_everything(reader: NativeTrialReader) -> dict[tuple[int, str], WorkerTensors]:
@@ -339,9 +365,9 @@ def test_completeness(tmp_path: Path, scenario: Scenario) -> None:
                 assert [len(ref.parts) for ref in refs] == list(action.parts)
             returned += [ref.step for ref in refs]
     assert len(returned) == len(set(returned))
-    assert reader.late_parts == scenario.late_parts
+    assert late_parts(reader) == scenario.late_parts
     assert reader.training_ended() is scenario.ended
-    assert reader.skipped == {}
+    assert given_up(reader) == {}
 
 
 def test_steps_carry_mode_and_tensor_names(tmp_path: Path) -> None:
@@ -374,8 +400,8 @@ def test_tmp_files_are_ignored(tmp_path: Path) -> None:
     tmp_index.unlink()
     write_part(trial, 1, "worker_0")
     assert [ref.step for ref in reader.poll()] == [1]
-    assert reader.skipped == {}
-    assert reader.last_problem is None
+    assert given_up(reader) == {}
+    assert reader.problems().last is None
 
 
 def test_missing_trial_folder_is_waited_for(tmp_path: Path) -> None:
@@ -399,8 +425,8 @@ def test_malformed_collections_file_is_counted_once(tmp_path: Path) -> None:
     reader = native_reader(trial)
     assert reader.poll() == []
     assert reader.poll() == []
-    assert reader.skipped == {"malformed_collections": 1}
-    assert "worker_0_collections.json" in (reader.last_problem or "")
+    assert given_up(reader) == {"malformed_collections": 1}
+    assert "worker_0_collections.json" in (reader.problems().last or "")
     end_training(str(trial))
     assert [ref.step for ref in reader.poll()] == [0]
 
@@ -441,14 +467,26 @@ def test_malformed_index_is_retried_then_skipped(tmp_path: Path, content: bytes)
     write_part(trial, 0, "worker_0")
     (trial / index_key(0, "worker_0")).write_bytes(content)
     write_part(trial, 1, "worker_0")
-    reader = native_reader(trial, index_retry_polls=2)
+    reader = large_file_reader(trial, index_retry_polls=2)
     assert reader.poll() == []
     assert reader.poll() == []
-    assert reader.skipped == {}
+    assert given_up(reader) == {}
     assert [ref.step for ref in reader.poll()] == [1]
-    assert reader.skipped == {"malformed_index": 1}
-    assert index_key(0, "worker_0") in (reader.last_problem or "")
+    assert given_up(reader) == {"malformed_index": 1}
+    assert index_key(0, "worker_0") in (reader.problems().last or "")
     assert reader.poll() == []
+
+
+def test_a_malformed_index_is_not_read_when_the_event_file_says_it_all(tmp_path: Path) -> None:
+    """The production path for event files of usual size: the index only says "complete"."""
+    trial = tmp_path / "trial"
+    export_collections(str(trial), "worker_0", 1)
+    write_part(trial, 0, "worker_0")
+    (trial / index_key(0, "worker_0")).write_bytes(MALFORMED_INDEXES["not_json"])
+    reader = native_reader(trial)
+    (ref,) = reader.poll()
+    assert reader.read(ref, lambda _name: True)[0].tensors["labels"].tolist() == [0, 1, 2, 3]
+    assert given_up(reader) == {}
 
 
 def test_index_fixed_while_retried_is_used(tmp_path: Path) -> None:
@@ -458,13 +496,13 @@ def test_index_fixed_while_retried_is_used(tmp_path: Path) -> None:
     good = (trial / index_key(0, "worker_0")).read_bytes()
     (trial / index_key(0, "worker_0")).write_bytes(good[: len(good) // 2])
     write_part(trial, 1, "worker_0")
-    reader = native_reader(trial)
+    reader = large_file_reader(trial)
     assert reader.poll() == []
     (trial / index_key(0, "worker_0")).write_bytes(good)
     refs = reader.poll()
     assert [ref.step for ref in refs] == [0, 1]
     assert reader.read(refs[0], lambda _name: True)[0].tensors["labels"].tolist() == [0, 1, 2, 3]
-    assert reader.skipped == {}
+    assert given_up(reader) == {}
 
 
 # -- damaged event files ---------------------------------------------------------------------
@@ -504,11 +542,14 @@ class Damage:
     apply: Any
     """(event file path, start of the first record) -> None"""
     reason: str
+    """The worker's error reason when its file is damaged after its step was listed."""
+    skip_reason: str = "malformed_event_file"
+    """The reason the part is given up on when its file is damaged before it is loaded."""
     verify_payload_crc: bool = False
 
 
 DAMAGE: dict[str, Damage] = {
-    "missing_event_file": Damage(delete, "missing_event_file"),
+    "missing_event_file": Damage(delete, "missing_event_file", "missing_event_file"),
     "truncated": Damage(truncate, "truncated"),
     "length_crc": Damage(flip_byte(8), "length_crc"),
     "payload_crc": Damage(flip_footer, "payload_crc", verify_payload_crc=True),
@@ -516,21 +557,42 @@ DAMAGE: dict[str, Damage] = {
 }
 
 
-@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
-def test_damaged_event_file_gives_a_worker_error(tmp_path: Path, damage: Damage) -> None:
+def damaged_trial(tmp_path: Path) -> Path:
     trial = tmp_path / "trial"
     export_collections(str(trial), "worker_0", 2)
     for worker in ("worker_0", "worker_1"):
         write_step(str(trial), 0, worker, {"labels": np.arange(3), "predictions": np.ones((3, 2))})
+    return trial
+
+
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_damaged_event_file_gives_a_worker_error(tmp_path: Path, damage: Damage) -> None:
+    """Damaged between poll and read, with its bytes not held (over ``held_bytes_limit``)."""
+    trial = damaged_trial(tmp_path)
+    reader = native_reader(trial, verify_payload_crc=damage.verify_payload_crc, held_bytes_limit=0)
+    (ref,) = reader.poll()
     event_file = trial / event_key(0, "worker_1")
     damage.apply(event_file, first_record_start(trial, "worker_1"))
-    reader = native_reader(trial, verify_payload_crc=damage.verify_payload_crc)
-    (ref,) = reader.poll()
     good, bad = reader.read(ref, lambda _name: True)
     assert good.error is None
     assert set(good.tensors) == {"labels", "predictions"}
     assert (bad.worker, bad.error_reason, bad.tensors) == ("worker_1", damage.reason, {})
     assert event_key(0, "worker_1") in (bad.error or "")
+
+
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_damaged_event_file_is_retried_then_left_out(tmp_path: Path, damage: Damage) -> None:
+    """Damaged before its step is listed: the part is tried again, then given up on."""
+    trial = damaged_trial(tmp_path)
+    damage.apply(trial / event_key(0, "worker_1"), first_record_start(trial, "worker_1"))
+    reader = native_reader(trial, verify_payload_crc=damage.verify_payload_crc, index_retry_polls=1)
+    assert reader.poll() == []
+    assert given_up(reader) == {}
+    (ref,) = reader.poll()
+    assert [part.worker for part in ref.parts] == ["worker_0"]
+    assert set(reader.read(ref, lambda _name: True)[0].tensors) == {"labels", "predictions"}
+    assert given_up(reader) == {damage.skip_reason: 1}
+    assert event_key(0, "worker_1") in reader.problems().examples[damage.skip_reason]
 
 
 def test_payload_crc_check_accepts_smdebugs_constant_footer(tmp_path: Path) -> None:
@@ -553,7 +615,8 @@ def test_read_only_wanted_tensors(tmp_path: Path) -> None:
 
 
 def test_step_read_twice_or_after_eviction_is_read_again(tmp_path: Path) -> None:
-    written = write_case(tmp_path / "trial", TRIAL_CASES["four_workers_train_eval_interleaved"])
+    case = TRIAL_CASES["four_workers_train_eval_interleaved"]
+    written = write_case(tmp_path / "trial", case)
     reader = native_reader(written.path, unread_step_limit=2)
     refs = reader.poll()
     assert reader.unread_steps == 2
@@ -561,16 +624,18 @@ def test_step_read_twice_or_after_eviction_is_read_again(tmp_path: Path) -> None
         for part in reader.read(ref, lambda _name: True):
             expected = written.values[(ref.step, part.worker)]
             assert_same_array(part.tensors["labels"], expected["labels"])
-    assert reader.unread_steps == 1
+    # Only step 5 is still unread, with every byte of its four event files.
+    step_5 = sum((written.path / event_key(5, worker)).stat().st_size for worker in case.workers)
+    assert (reader.unread_steps, reader.held_bytes) == (1, step_5)
 
 
-def test_index_deleted_before_a_late_read(tmp_path: Path) -> None:
+def test_event_file_deleted_before_a_late_read(tmp_path: Path) -> None:
     written = write_case(tmp_path / "trial", TRIAL_CASES["one_worker_labels_predictions"])
     reader = native_reader(written.path, unread_step_limit=1)
     refs = reader.poll()
-    (written.path / index_key(0, "worker_0")).unlink()
+    (written.path / event_key(0, "worker_0")).unlink()
     (part,) = reader.read(refs[0], lambda _name: True)
-    assert part.error_reason == "missing_index"
+    assert part.error_reason == "missing_event_file"
 
 
 # -- following a live trial, and what it costs -----------------------------------------------
@@ -622,8 +687,7 @@ def test_polls_only_touch_the_current_index_folder(tmp_path: Path) -> None:
         write_part(trial, step, "worker_0")
     storage = CountingStorage(trial)
     reader = NativeTrialReader(storage)
-    for ref in reader.poll():
-        reader.read(ref, lambda _name: True)
+    poll_to_the_end(reader, ended=False)
     storage.scanned.clear()
     storage.listed.clear()
     write_part(trial, 3002, "worker_0")
@@ -659,19 +723,21 @@ POLL_BOUNDS = {
 }
 
 
-def poll_to_the_end(reader: NativeTrialReader) -> list[tuple[StepRef, list[WorkerTensors]]]:
-    """Poll and read until training ended, as the loop does: again at once while ``backlog``."""
+def poll_to_the_end(
+    reader: NativeTrialReader, *, ended: bool = True
+) -> list[tuple[StepRef, list[WorkerTensors]]]:
+    """Poll and read until training ended (or, with ``ended`` False, until no backlog is left),
+    as the loop does: again at once while ``backlog``."""
     seen = []
     for _ in range(1000):
         refs = reader.poll()
         seen += [(ref, reader.read(ref, lambda _name: True)) for ref in refs]
-        if reader.training_ended():
+        if reader.training_ended() or (not ended and not reader.backlog):
             return seen
         assert reader.backlog or not refs, "a poll with steps left must say so"
     raise AssertionError("training never ended")
 
 
-@pytest.mark.parametrize("index_free", [False, True], ids=["index", "index_free"])
 @pytest.mark.parametrize("bound", POLL_BOUNDS.values(), ids=POLL_BOUNDS.keys())
 @pytest.mark.parametrize(
     "case",
@@ -679,11 +745,11 @@ def poll_to_the_end(reader: NativeTrialReader) -> list[tuple[StepRef, list[Worke
     ids=["four_workers", "across_index_folders"],
 )
 def test_bounded_polls_hand_over_the_same_steps(
-    tmp_path: Path, case: TrialCase, bound: int, index_free: bool
+    tmp_path: Path, case: TrialCase, bound: int
 ) -> None:
     written = write_case(tmp_path / "trial", case)
-    whole = poll_to_the_end(native_reader(written.path, index_free=index_free))
-    reader = native_reader(written.path, index_free=index_free, steps_per_poll=bound)
+    whole = poll_to_the_end(native_reader(written.path))
+    reader = native_reader(written.path, steps_per_poll=bound)
     sliced: list[tuple[StepRef, list[WorkerTensors]]] = []
     while not reader.training_ended():
         refs = reader.poll()
@@ -715,7 +781,7 @@ def test_a_step_with_more_workers_than_expected_is_never_split(tmp_path: Path) -
         refs += reader.poll()
     assert [ref.step for ref in refs] == [0, 1, 2, 3]
     assert all(len(ref.parts) == 3 for ref in refs)
-    assert reader.late_parts == 0
+    assert late_parts(reader) == 0
 
 
 def test_a_finished_trial_is_not_ended_until_its_backlog_is_handed_over(tmp_path: Path) -> None:
@@ -737,8 +803,9 @@ def test_incomplete_step_window_releases_the_oldest(tmp_path: Path) -> None:
         write_part(trial, step, "worker_0")
     reader = native_reader(trial, incomplete_step_window=3)
     assert [ref.step for ref in reader.poll()] == [0, 1, 2]
-    assert (reader.forced_steps, reader.pending_steps) == (3, 3)
-    assert "worker" in (reader.last_problem or "")
+    released = reader.problems().notices["incomplete_step_released"]
+    assert (released, reader.pending_steps) == (3, 3)
+    assert "worker" in (reader.problems().last or "")
 
 
 # -- the factory -----------------------------------------------------------------------------
@@ -786,25 +853,25 @@ def test_a_missing_event_file_is_waited_for_by_time_not_only_by_polls(tmp_path: 
     hidden = event.with_suffix(".hidden")
     event.rename(hidden)
     now = [0.0]
-    reader = native_reader(written.path, index_free=True, retry_seconds=2.0, clock=lambda: now[0])
+    reader = native_reader(written.path, retry_seconds=2.0, clock=lambda: now[0])
     assert [ref.step for ref in reader.poll()] == [0]
     for _ in range(10):  # far more polls than index_retry_polls, all within the window
         assert reader.poll() == []
     now[0] = 1.5
     hidden.rename(event)
     assert [ref.step for ref in reader.poll()] == [1, 2, 3, 4]
-    assert reader.skipped == {}
+    assert given_up(reader) == {}
 
 
 def test_a_missing_event_file_is_given_up_after_the_window(tmp_path: Path) -> None:
     written = write_case(tmp_path / "trial", TRIAL_CASES["one_worker_labels_predictions"])
     (written.path / event_key(1, "worker_0")).unlink()
     now = [0.0]
-    reader = native_reader(written.path, index_free=True, retry_seconds=2.0, clock=lambda: now[0])
+    reader = native_reader(written.path, retry_seconds=2.0, clock=lambda: now[0])
     steps = [ref.step for ref in reader.poll()]
     for moment in (0.5, 1.0, 1.9, 2.1):
         now[0] = moment
         steps += [ref.step for ref in reader.poll()]
     assert steps == [0, 2, 3, 4]
-    assert reader.skipped == {"missing_event_file": 1}
-    assert "000000000001_worker_0.tfevents" in reader.problem_examples["missing_event_file"]
+    assert given_up(reader) == {"missing_event_file": 1}
+    assert "000000000001_worker_0.tfevents" in reader.problems().examples["missing_event_file"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,12 @@ from botocore.retries.standard import ExponentialBackoff
 
 from devtools.s3server import CountingS3Server, S3Request
 from devtools.write_trial import end_training, export_collections, write_step
-from evaluator.trial.interface import StepRef, TrialError, WorkerTensors
+from evaluator.trial import StepRef, TrialError, WorkerTensors
 from evaluator.trial.layout import END_MARKER, event_key, index_key
-from evaluator.trial.local import LocalStorage
-from evaluator.trial.native import EVENT_HEAD_BYTES, NativeTrialReader
+from evaluator.trial.native import NativeTrialReader
 from evaluator.trial.open import open_trial, s3_native_reader
+from evaluator.trial.parts import EVENT_HEAD_BYTES
+from evaluator.trial.records import RECORD_OVERHEAD
 from evaluator.trial.s3 import S3Storage, make_client, parse_s3_uri
 from tests.trial.s3server import ClientCounter, Failures
 from tests.trial.test_native import (
@@ -40,6 +41,9 @@ from tests.trial.test_native import (
     TrialCase,
     Write,
     assert_same_array,
+    given_up,
+    large_file_reader,
+    late_parts,
     make_array,
     native_reader,
     read_everything,
@@ -249,8 +253,9 @@ def test_reads_what_the_local_reader_reads(s3: S3, tmp_path: Path, case: TrialCa
     reader.close()
 
 
-def test_index_mode_on_s3_fetches_just_the_wanted_records(s3: S3, tmp_path: Path) -> None:
-    """The local strategy also works on S3; there ``read`` GETs only the wanted byte ranges."""
+def test_large_event_files_on_s3_fetch_just_the_wanted_records(s3: S3, tmp_path: Path) -> None:
+    """Event files over ``event_head_bytes``: the index gives the layout, and ``read`` GETs only
+    the wanted byte ranges."""
     case = TrialCase(
         {"labels": ("int32", (8,)), "predictions": ("float64", (8, 3))},
         steps=(0, 1, 2),
@@ -260,7 +265,7 @@ def test_index_mode_on_s3_fetches_just_the_wanted_records(s3: S3, tmp_path: Path
     written = write_case(tmp_path / "trial", case)
     s3.upload_case(written.path, case)
     storage, counter = s3.storage()
-    reader = NativeTrialReader(storage)
+    reader = s3_native_reader(storage, event_head_bytes=RECORD_OVERHEAD)
     parts = {}
     for ref in reader.poll():
         for part in reader.read(ref, lambda name: name == "labels"):
@@ -269,7 +274,8 @@ def test_index_mode_on_s3_fetches_just_the_wanted_records(s3: S3, tmp_path: Path
         assert list(part.tensors) == ["labels"]
         assert_same_array(part.tensors["labels"], written.values[key]["labels"])
     kinds = reads(counter.calls)
-    assert kinds["GET index"] == kinds["GET events"] == len(written.values)
+    assert kinds["GET index"] == len(written.values)
+    assert kinds["GET events"] == 2 * len(written.values)  # the head at poll, labels at read
     assert all(seen.ranged for seen in counter.calls if "/events/" in seen.key)
 
 
@@ -451,7 +457,7 @@ def test_over_the_held_bytes_limit_parts_are_read_by_range(s3: S3, tmp_path: Pat
     reader = s3_native_reader(storage, held_bytes_limit=0)
     parts = read_everything(reader)
     compare_with_local(parts, read_everything(native_reader(written.path)))
-    assert reader.unheld_parts == len(case.steps)
+    assert reader.problems().notices["unheld_part"] == len(case.steps)
     assert reads(counter.calls)["GET events"] == 2 * len(case.steps)  # at poll, then at read
 
 
@@ -481,7 +487,7 @@ def test_missing_event_file_is_retried_then_skipped(s3: S3, tmp_path: Path) -> N
     storage, _counter = s3.storage()
     reader = s3_native_reader(storage, index_retry_polls=2)
     assert reader.poll() == []
-    assert "will retry" in (reader.last_problem or "")
+    assert "will retry" in (reader.problems().last or "")
     s3.upload(trial, event_key(0, "worker_1"))  # arrives while retried: used
     (ref,) = reader.poll()
     assert len(ref.parts) == 2
@@ -491,8 +497,8 @@ def test_missing_event_file_is_retried_then_skipped(s3: S3, tmp_path: Path) -> N
     assert reader.poll() == []
     (ref,) = reader.poll()
     assert [part.worker for part in ref.parts] == ["worker_1"]
-    assert reader.skipped == {"missing_event_file": 1}
-    assert event_key(1, "worker_0") in (reader.last_problem or "")
+    assert given_up(reader) == {"missing_event_file": 1}
+    assert event_key(1, "worker_0") in (reader.problems().last or "")
 
 
 def test_truncated_event_file_is_retried_then_skipped(s3: S3, tmp_path: Path) -> None:
@@ -505,42 +511,39 @@ def test_truncated_event_file_is_retried_then_skipped(s3: S3, tmp_path: Path) ->
     storage, _counter = s3.storage()
     reader = s3_native_reader(storage, index_retry_polls=1)
     assert reader.poll() == []
-    assert "truncated" in (reader.last_problem or "")
+    assert "truncated" in (reader.problems().last or "")
     assert reader.poll() == []
-    assert reader.skipped == {"malformed_event_file": 1}
+    assert given_up(reader) == {"malformed_event_file": 1}
     assert reader.training_ended() is False
 
 
-def index_free_local(path: Path, **options: Any) -> NativeTrialReader:
-    return NativeTrialReader(LocalStorage(path), index_free=True, **options)
-
-
 @pytest.mark.parametrize("case", TRIAL_CASES.values(), ids=TRIAL_CASES.keys())
-def test_index_free_on_a_folder_reads_the_same(tmp_path: Path, case: TrialCase) -> None:
+def test_large_event_files_on_a_folder_read_the_same(tmp_path: Path, case: TrialCase) -> None:
+    """The index-and-ranges path of large files gives what the event file alone gives."""
     written = write_case(tmp_path / "trial", case)
     compare_with_local(
-        read_everything(index_free_local(written.path)),
+        read_everything(large_file_reader(written.path)),
         read_everything(native_reader(written.path)),
     )
 
 
-LOADERS = {
-    "index_free": {"index_free": True},
-    "index_free_marker_in_listing": {"index_free": True, "marker_in_listing": True},
-    "index_marker_in_listing": {"marker_in_listing": True},
+LOADERS: dict[str, Callable[[Path], NativeTrialReader]] = {
+    "marker_in_listing": lambda path: native_reader(path, marker_in_listing=True),
+    "large_files": large_file_reader,
+    "large_files_marker_in_listing": lambda path: large_file_reader(path, marker_in_listing=True),
 }
 
 
-@pytest.mark.parametrize("options", LOADERS.values(), ids=LOADERS.keys())
+@pytest.mark.parametrize("make_reader", LOADERS.values(), ids=LOADERS.keys())
 @pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
 def test_completeness_is_the_same_for_every_loader(
-    tmp_path: Path, scenario: Scenario, options: dict[str, bool]
+    tmp_path: Path, scenario: Scenario, make_reader: Callable[[Path], NativeTrialReader]
 ) -> None:
     """The S3 options release the same steps poll by poll as the local reader."""
     trial = tmp_path / "trial"
     if scenario.expected_workers is not None:
         export_collections(str(trial), "worker_0", scenario.expected_workers)
-    local, other = native_reader(trial), NativeTrialReader(LocalStorage(trial), **options)
+    local, other = native_reader(trial), make_reader(trial)
     for action in scenario.actions:
         if isinstance(action, Write):
             for worker in action.workers:
@@ -549,23 +552,8 @@ def test_completeness_is_the_same_for_every_loader(
             end_training(str(trial))
         else:
             assert other.poll() == local.poll()
-    assert (other.late_parts, other.skipped) == (scenario.late_parts, {})
+    assert (late_parts(other), given_up(other)) == (scenario.late_parts, {})
     assert other.training_ended() is local.training_ended() is scenario.ended
-
-
-def test_index_free_step_read_twice_or_after_eviction_is_fetched_again(tmp_path: Path) -> None:
-    case = TRIAL_CASES["four_workers_train_eval_interleaved"]
-    written = write_case(tmp_path / "trial", case)
-    reader = index_free_local(written.path, unread_step_limit=2)
-    refs = reader.poll()
-    assert reader.unread_steps == 2
-    for ref in [refs[0], refs[-1], refs[-1]]:
-        for part in reader.read(ref, every_tensor):
-            expected = written.values[(ref.step, part.worker)]["labels"]
-            assert_same_array(part.tensors["labels"], expected)
-    # Only step 5 is still unread, with every byte of its four event files.
-    step_5 = sum((written.path / event_key(5, worker)).stat().st_size for worker in case.workers)
-    assert (reader.unread_steps, reader.held_bytes) == (1, step_5)
 
 
 def test_foreign_keys_after_index_fall_back_to_a_head_when_idle(s3: S3, tmp_path: Path) -> None:
@@ -579,7 +567,7 @@ def test_foreign_keys_after_index_fall_back_to_a_head_when_idle(s3: S3, tmp_path
     storage, counter = s3.storage()
     reader = s3_native_reader(storage)
     assert [ref.step for ref in reader.poll()] == [0]
-    assert "notes/README.txt" in (reader.last_problem or "")
+    assert "notes/README.txt" in (reader.problems().last or "")
     counter.clear()
     assert reader.poll() == []
     assert reads(counter.calls) == {"LIST": 1, "HEAD": 1}
@@ -681,8 +669,8 @@ def test_a_part_that_keeps_failing_is_skipped_not_fatal(
     assert reader.poll() == []
     (ref,) = reader.poll()
     assert [part.worker for part in ref.parts] == ["worker_0"]
-    assert reader.skipped == {"unreadable_event_file": 1}
-    assert broken in (reader.last_problem or "")
+    assert given_up(reader) == {"unreadable_event_file": 1}
+    assert broken in (reader.problems().last or "")
     # two collections files and worker_0 once; worker_1 on two polls, two attempts each
     assert counter.attempts["GetObject"] == 2 + 1 + 2 * 2
 
@@ -724,8 +712,8 @@ def test_a_listing_outage_returns_nothing_then_recovers(
     outage.attach(storage.client)
     reader = s3_native_reader(storage)
     assert reader.poll() == []
-    assert reader.storage_errors == 1
-    assert "SlowDown" in (reader.last_problem or "")
+    assert reader.problems().notices["storage_unavailable"] == 1
+    assert "SlowDown" in (reader.problems().last or "")
     outage.remaining = 0
     assert [ref.step for ref in reader.poll()] == [0, 1, 2, 3, 4]
 

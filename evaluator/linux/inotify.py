@@ -24,13 +24,8 @@ import struct
 from dataclasses import dataclass
 from typing import Self
 
-# Events, from <sys/inotify.h>.
-IN_ACCESS = 0x00000001
-IN_MODIFY = 0x00000002
-IN_ATTRIB = 0x00000004
+# Events, from <sys/inotify.h>: the ones the storage and the runtime watch for.
 IN_CLOSE_WRITE = 0x00000008
-IN_CLOSE_NOWRITE = 0x00000010
-IN_OPEN = 0x00000020
 IN_MOVED_FROM = 0x00000040
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
@@ -43,9 +38,6 @@ IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
 # Options of inotify_add_watch.
 IN_ONLYDIR = 0x01000000
-IN_DONT_FOLLOW = 0x02000000
-IN_EXCL_UNLINK = 0x04000000
-IN_MASK_ADD = 0x20000000
 # Flag in the mask of an event about a folder (rather than a file) inside the watched folder.
 IN_ISDIR = 0x40000000
 # Flags of inotify_init1 (O_NONBLOCK and O_CLOEXEC on every Linux architecture we run on).

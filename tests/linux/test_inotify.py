@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.trial.inotify import (
+from evaluator.linux.inotify import (
     IN_CREATE,
     IN_DELETE,
     IN_IGNORED,

@@ -1,0 +1,229 @@
+"""What smdebug's files hold, as pure functions of their bytes: index, collections, event file.
+
+``layout.py`` says where smdebug puts each file; this module says what is in them and checks it.
+Nothing here reads a file or knows a storage: each parser takes bytes and returns what the
+reader needs, or raises a typed error (a ``ValueError``) whose message names the first thing
+that is not what smdebug 1.0.34 writes. Files are data from a job anyone may control, so every
+field is checked for its type, and paths taken from them must stay inside the trial.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, NamedTuple
+
+from evaluator.trial.interface import WorkerStep
+from evaluator.trial.layout import index_key, is_safe_key, worker_label
+from evaluator.trial.records import HEADER_SIZE, RECORD_OVERHEAD, iter_records
+from evaluator.trial.tensors import EventValue, describe_event
+
+MODES = frozenset({"TRAIN", "EVAL", "PREDICT", "GLOBAL"})
+MODE_NUMBERS = {"1": "TRAIN", "2": "EVAL", "3": "PREDICT", "4": "GLOBAL"}
+"""smdebug's ``ModeKeys`` values, as its writer puts them into the ``mode`` plugin data."""
+
+
+class MalformedIndexError(ValueError):
+    """An index file that is not what smdebug writes; the message says what is wrong."""
+
+
+class MalformedEventFileError(ValueError):
+    """An event file whose records do not describe one smdebug step; the message says why."""
+
+
+class MalformedCollectionsError(ValueError):
+    """A collections file without a usable ``_meta.num_workers``; the message says why."""
+
+
+class TensorSpan(NamedTuple):
+    """Where one tensor's record lies in its event file (a named tuple: one per record read)."""
+
+    name: str
+    start: int
+    length: int
+    tensor_start: int = -1
+    tensor_stop: int = -1
+    """Where the record's ``TensorProto`` lies in the event file, when it was found by scanning
+    the file, so that reading held bytes decodes just the tensor (-1: not known)."""
+
+
+@dataclass(frozen=True)
+class PartLayout:
+    """One worker's part of one step: what reading needs to find its tensors.
+
+    Described by its event file (whose bytes from offset 0, the whole file or its first bytes,
+    may be kept in ``data`` until read), or by its index file when the event file is too large
+    to fetch whole or holds no tensor record.
+    """
+
+    step: int
+    file_worker: str
+    mode: str
+    mode_step: int
+    event_key: str
+    spans: tuple[TensorSpan, ...]
+    data: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def index_file_key(self) -> str:
+        return index_key(self.step, self.file_worker)
+
+    @cached_property
+    def worker_step(self) -> WorkerStep:
+        """Built once: a part is handed over and read, and both need it."""
+        return WorkerStep(
+            worker=worker_label(self.file_worker),
+            mode=self.mode,
+            mode_step=self.mode_step,
+            tensor_names=tuple(span.name for span in self.spans),
+        )
+
+
+# -- index files ------------------------------------------------------------------------------
+
+
+def parse_index(raw: bytes, step: int, file_worker: str) -> PartLayout:
+    """Check and keep what reading needs from one index file.
+
+    Raises MalformedIndexError naming the first thing that is not what smdebug writes.
+    """
+    try:
+        document = json.loads(raw)
+    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError alike
+        raise MalformedIndexError(f"not JSON ({error}; {len(raw)} bytes)") from error
+    meta = _field(document, "meta", dict, "the index")
+    mode = _field(meta, "mode", str, "meta").strip()
+    if mode not in MODES:
+        raise MalformedIndexError(f"meta.mode is {mode!r}, expected one of {sorted(MODES)}")
+    mode_step = _field(meta, "mode_step", int, "meta")
+    payload = document.get("tensor_payload")
+    payload = [] if payload is None else payload
+    if not isinstance(payload, list):
+        raise MalformedIndexError("tensor_payload is not a list")
+    spans = tuple(_span(entry, position) for position, entry in enumerate(payload))
+    event_key = _field(meta, "event_file_name", str, "meta") if spans else ""
+    if spans and not is_safe_key(event_key):
+        raise MalformedIndexError(
+            f"meta.event_file_name {event_key!r} is not a relative path inside the trial"
+        )
+    return PartLayout(step, file_worker, mode, mode_step, event_key, spans)
+
+
+def _span(entry: Any, position: int) -> TensorSpan:
+    where = f"tensor_payload[{position}]"
+    name = _field(entry, "tensorname", str, where)
+    start = _field(entry, "start_idx", int, where)
+    length = _field(entry, "length", int, where)
+    return TensorSpan(name, start, length)
+
+
+def _field(container: Any, name: str, kind: type[Any], where: str) -> Any:
+    """``container[name]`` checked to be a ``kind`` (bools are not ints here)."""
+    if not isinstance(container, dict):
+        raise MalformedIndexError(f"{where} is not an object")
+    value = container.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MalformedIndexError(
+            f"{where}.{name} should be a {kind.__name__}, found {type(value).__name__}"
+        )
+    return value
+
+
+# -- collections files ------------------------------------------------------------------------
+
+
+def parse_num_workers(raw: bytes) -> int:
+    """``_meta.num_workers`` of a collections file (smdebug's default is 1).
+
+    Raises MalformedCollectionsError for anything else, undecodable bytes included.
+    """
+    try:
+        document = json.loads(raw)
+    except ValueError as error:
+        raise MalformedCollectionsError(f"not JSON ({error})") from error
+    meta = document.get("_meta", {}) if isinstance(document, dict) else None
+    if not isinstance(meta, dict):
+        raise MalformedCollectionsError("no _meta object")
+    workers = meta.get("num_workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int | str):
+        raise MalformedCollectionsError(f"_meta.num_workers is {workers!r}")
+    try:
+        count = int(workers)
+    except ValueError as error:
+        raise MalformedCollectionsError(f"_meta.num_workers is {workers!r}") from error
+    if count < 1:
+        raise MalformedCollectionsError(f"_meta.num_workers is {count}, expected at least 1")
+    return count
+
+
+# -- event files ------------------------------------------------------------------------------
+
+
+def scan_event_file(
+    buf: bytes, step: int, *, where: str = "", verify_payload: bool = False
+) -> tuple[str, int, tuple[TensorSpan, ...]] | None:
+    """``(mode, mode_step, spans)`` of an event file, as its index would give them.
+
+    None when the file holds no tensor record (then only the index knows the mode). Raises
+    RecordError for broken framing (``truncated`` for a short file) and MalformedEventFileError
+    when the records are not one smdebug step. A missing mode is GLOBAL and a missing mode step
+    is the global step, as smdebug's own event reader assumes.
+    """
+    described: tuple[str, int] | None = None
+    spans: list[TensorSpan] = []
+    for offset, payload in iter_records(buf, verify_payload=verify_payload, where=where):
+        try:
+            event_step, values = describe_event(payload)
+        except ValueError as error:
+            raise MalformedEventFileError(
+                f"record at offset {offset} of {where}: {error}; not an smdebug Event"
+            ) from error
+        if values and event_step != step:
+            raise MalformedEventFileError(
+                f"record at offset {offset} of {where} is for step {event_step}, but the file is "
+                f"named for step {step}: it was not written for this step"
+            )
+        for value in values:
+            mode = mode_of(value, step, offset, where)
+            if described is None:
+                described = mode
+            elif mode != described:
+                raise MalformedEventFileError(
+                    f"record at offset {offset} of {where} has mode {mode[0]} step {mode[1]}, "
+                    f"an earlier one {described[0]} step {described[1]}: smdebug writes one "
+                    "mode step per file"
+                )
+            base = offset + HEADER_SIZE
+            spans.append(
+                TensorSpan(
+                    value.tag,
+                    offset,
+                    len(payload) + RECORD_OVERHEAD,
+                    base + value.tensor_start,
+                    base + value.tensor_stop,
+                )
+            )
+    if described is None:
+        return None
+    return described[0], described[1], tuple(spans)
+
+
+def mode_of(value: EventValue, step: int, offset: int, where: str) -> tuple[str, int]:
+    """``(mode, mode_step)`` of one summary value, from the ``mode`` plugin data smdebug adds."""
+    raw_mode = value.plugins.get("mode")
+    mode = "GLOBAL" if raw_mode is None else MODE_NUMBERS.get(raw_mode.strip())
+    if mode is None:
+        raise MalformedEventFileError(
+            f"tensor {value.tag!r} at offset {offset} of {where} has mode {raw_mode!r}; smdebug "
+            f"writes one of {sorted(MODE_NUMBERS)} (its ModeKeys)"
+        )
+    raw_step = value.plugins.get("mode_step")
+    try:
+        mode_step = step if raw_step is None else int(raw_step)
+    except ValueError as error:
+        raise MalformedEventFileError(
+            f"tensor {value.tag!r} at offset {offset} of {where} has mode_step {raw_step!r}, "
+            "not an integer"
+        ) from error
+    return mode, mode_step

@@ -1,0 +1,78 @@
+"""A reader's record of what it could not use: counted, explained, logged, handed over as a copy.
+
+Every message a reader has for its operator goes through one ``ProblemLog``, so nothing is said
+in one place and lost in another: a file given up on is counted under its reason with the latest
+message as an example (the status shows both), and logged as it happens; a notice (a storage
+outage ridden out, a step released without all its workers) is counted and logged the same
+way; a retry is logged at debug level and remembered as the latest message only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from evaluator.trial.interface import ReaderProblems
+
+log = logging.getLogger("classimbalance.trial")
+
+EXAMPLES_KEPT = 32
+"""Distinct reasons whose latest message is kept for the status, as the rule keeps its own."""
+
+# Reasons of files given up on (``skipped_files``).
+MALFORMED_COLLECTIONS = "malformed_collections"
+MALFORMED_INDEX = "malformed_index"
+MALFORMED_EVENT_FILE = "malformed_event_file"
+MISSING_EVENT_FILE = "missing_event_file"
+UNREADABLE_EVENT_FILE = "unreadable_event_file"
+LATE_PART = "late_part"
+
+# Reasons of notices (``notices``).
+STORAGE_UNAVAILABLE = "storage_unavailable"
+INCOMPLETE_STEP_RELEASED = "incomplete_step_released"
+UNHELD_PART = "unheld_part"
+FOREIGN_KEYS = "foreign_keys"
+
+
+class ProblemLog:
+    """Counts by reason, the latest message per reason, and the log line for each."""
+
+    def __init__(self) -> None:
+        self._skipped: dict[str, int] = {}
+        self._notices: dict[str, int] = {}
+        self._examples: dict[str, str] = {}
+        self._last: str | None = None
+        self._snapshot: ReaderProblems | None = None
+        """Cached until the next change: the runtime asks after every step."""
+
+    def skipped(self, reason: str, message: str) -> None:
+        """A file given up on: its data is not counted."""
+        self._count(self._skipped, reason, message)
+        log.warning("%s", message, extra={"event": "file_skipped", "reason": reason})
+
+    def notice(self, reason: str, message: str, *, level: int = logging.INFO) -> None:
+        """Something that loses no data by itself but that an operator should know of."""
+        self._count(self._notices, reason, message)
+        log.log(level, "%s", message, extra={"event": "reader_notice", "reason": reason})
+
+    def retrying(self, message: str) -> None:
+        """A part that will be tried again: only the latest such message is kept."""
+        self._last = message
+        self._snapshot = None
+        log.debug("%s", message, extra={"event": "reader_retry"})
+
+    def snapshot(self) -> ReaderProblems:
+        if self._snapshot is None:
+            self._snapshot = ReaderProblems(
+                skipped_files=dict(self._skipped),
+                notices=dict(self._notices),
+                examples=dict(self._examples),
+                last=self._last,
+            )
+        return self._snapshot
+
+    def _count(self, counts: dict[str, int], reason: str, message: str) -> None:
+        counts[reason] = counts.get(reason, 0) + 1
+        self._last = message
+        if reason in self._examples or len(self._examples) < EXAMPLES_KEPT:
+            self._examples[reason] = message
+        self._snapshot = None

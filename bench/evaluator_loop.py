@@ -34,7 +34,7 @@ from typing import Any
 from bench.common import SCRATCH, emit, peak_rss_mb, per_step_stats
 from bench.trials import Stager, TrialSpec, load_meta
 from container.app import Runtime, run
-from container.settings import Settings
+from container.config import Settings
 from evaluator.core import RuleParameters
 from evaluator.trial.interface import StepRef, TrialReader, WorkerTensors
 from evaluator.trial.open import open_trial
@@ -54,7 +54,7 @@ class TimedReader:
         self._staged_at: float | None = None
         self._ended = False
 
-    def __getattr__(self, name: str) -> Any:  # skipped, late_parts: the runtime's counters
+    def __getattr__(self, name: str) -> Any:  # problems(), local_path: the rest of the reader
         return getattr(self.inner, name)
 
     @property
@@ -133,7 +133,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
         assert source is not None, "follow needs a local trial"
         stager = Stager(source, work / "trial", TrialSpec(**meta["spec"]))
         location = str(stager.target)
-    settings = Settings(
+    settings = Settings.of(
         base_trial=location,
         rule=RuleParameters(argmax=True),
         status_file=str(work / "status.json"),
@@ -146,7 +146,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
     readers: list[TimedReader] = []
 
     def factory(chosen: Settings) -> TrialReader:
-        reader = TimedReader(open_reader(chosen.base_trial, args.s3_endpoint), stager)
+        reader = TimedReader(open_reader(chosen.trial.base_trial, args.s3_endpoint), stager)
         readers.append(reader)
         return reader
 

@@ -1,7 +1,9 @@
 """One evaluation from settings to verdict: resume, attach, follow, publish, conclude.
 
 Every failure ends here as a status of Error with a sentence that says what was expected, what
-was found and what to change; nothing escapes as a bare traceback.
+was found and what to change; nothing escapes as a bare traceback. Each subsystem gets its own
+settings group: the reader ``trial``, the loop ``trial`` and ``following``, the publisher
+``outputs``, the metrics server ``metrics``, the checkpointer ``checkpoints``.
 """
 
 from __future__ import annotations
@@ -14,17 +16,22 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from container.checkpoint import CheckpointError, load_checkpoint
-from container.evaluation import EndReason, Evaluation, FollowOptions
+from container.checkpoint import (
+    Checkpoint,
+    Checkpointer,
+    CheckpointError,
+    load_checkpoint,
+)
+from container.config import MetricsSettings, Settings
+from container.evaluation import EndReason, Evaluation
 from container.publishing import Publisher
 from container.server import MetricsServer
-from container.settings import Settings
-from container.snapshot import SnapshotBox, take_snapshot
+from container.snapshot import Progress, Snapshot, SnapshotBox, take_snapshot
 from container.status import RunInfo, Status
 from container.stopping import StopRequest
 from container.watch import StepWaiter
-from evaluator.core import ClassImbalanceRule
-from evaluator.trial import NO_PROBLEMS, ReaderProblems, TrialError, TrialReader, open_trial
+from evaluator.core import Check, ClassImbalanceRule, RuleParameters, StepResult
+from evaluator.trial import TrialError, TrialReader, open_trial
 
 log = logging.getLogger("classimbalance")
 
@@ -49,48 +56,34 @@ class Runtime:
     """Called with the bound metrics port (useful with port 0)."""
     warnings: Sequence[str] = ()
     """Warnings found while loading the settings, carried into the status."""
+    checks: Callable[[RuleParameters], Sequence[Check]] | None = None
+    """The checks to evaluate instead of the seed rule's (an embedding's own check)."""
 
 
 def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
     """Evaluate the trial named in ``settings`` and write its terminal status."""
     runtime = runtime or Runtime()
     stop = runtime.stop or StopRequest()
-    rule = ClassImbalanceRule(settings.rule)
-    run_info = RunInfo(
-        trial=settings.base_trial,
-        reader=settings.reader,
-        modes=settings.modes,
+    checks = tuple(runtime.checks(settings.rule)) if runtime.checks else ()
+    rule = ClassImbalanceRule(settings.rule, checks=checks)
+    box = SnapshotBox(_rule_snapshot(rule, settings, Status.IN_PROGRESS))
+    info = RunInfo(
+        trial=settings.trial.base_trial,
+        reader=settings.trial.reader,
+        modes=settings.trial.modes,
         started_at=time.time(),
-        actions=settings.actions,
+        actions=settings.managed.actions,
         warnings=tuple(runtime.warnings),
     )
-    evaluation = Evaluation(
-        reader=_NoReader(settings.base_trial),
-        rule=rule,
-        modes=settings.modes,
-        start_step=settings.start_step,
-        end_step=settings.end_step,
-        read_retries=settings.read_retries,
-        read_retry_delay=settings.read_retry_delay,
-        stop=stop,
-    )
-    box = SnapshotBox(
-        take_snapshot(rule, status=str(Status.IN_PROGRESS), trial=settings.base_trial, ready=False)
-    )
-    publisher = Publisher(
-        settings,
-        evaluation,
-        run_info,
-        box,
-        reader_problems=lambda: _reader_problems(evaluation.reader),
-        reader_examples=lambda: dict(evaluation.reader.problems().examples),
-        managed_root=runtime.managed_root,
-    )
-    with _metrics_server(settings, box, runtime) as metrics_error:
+    with _metrics_server(settings.metrics, box, runtime) as metrics_error:
         if metrics_error is not None:
-            return _fail(publisher, run_info, metrics_error)
-        outcome = _evaluate(settings, runtime, stop, evaluation, publisher)
-        if settings.linger_after_verdict and settings.metrics_enabled and not stop.is_set():
+            publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
+            return _fail(
+                publisher, info, _rule_snapshot(rule, settings, Status.ERROR), metrics_error
+            )
+        outcome = _evaluate(settings, runtime, stop=stop, rule=rule, box=box, info=info)
+        lingering = settings.following.linger_after_verdict and settings.metrics.enabled
+        if lingering and not stop.is_set():
             log.info(
                 "verdict %s; serving metrics until stopped (linger_after_verdict)",
                 outcome.status,
@@ -100,96 +93,130 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
         return outcome
 
 
+def _rule_snapshot(
+    rule: ClassImbalanceRule, settings: Settings, status: Status, progress: Progress | None = None
+) -> Snapshot:
+    """A snapshot before there is a reader (starting, resuming, failing to open it)."""
+    return take_snapshot(
+        rule, status=str(status), trial=settings.trial.base_trial, ready=False, progress=progress
+    )
+
+
 def _evaluate(
     settings: Settings,
     runtime: Runtime,
+    *,
     stop: StopRequest,
-    evaluation: Evaluation,
-    publisher: Publisher,
+    rule: ClassImbalanceRule,
+    box: SnapshotBox,
+    info: RunInfo,
 ) -> Outcome:
-    run_info = publisher.run_info
     try:
-        resumed = _resume(settings, evaluation)
+        checkpoint = _resume(settings)
     except CheckpointError as exc:
-        return _fail(publisher, run_info, str(exc))
-    if resumed is not None:
-        run_info = replace(run_info, resumed_from_step=resumed)
-        publisher.run_info = run_info
-    publisher.in_progress(force=True)
+        publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
+        return _fail(publisher, info, _rule_snapshot(rule, settings, Status.ERROR), str(exc))
+    if checkpoint is not None:
+        rule = ClassImbalanceRule.from_state(settings.rule, checkpoint.rule_state, rule.checks)
+        info = replace(info, resumed_from_step=checkpoint.delivered_through)
+    publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
+    progress = Progress(steps_seen=checkpoint.steps_seen if checkpoint else 0)
+    publisher.publish(_rule_snapshot(rule, settings, Status.IN_PROGRESS, progress), force=True)
     try:
-        evaluation.reader = (runtime.open_reader or _default_reader)(settings)
+        reader = (runtime.open_reader or _default_reader)(settings)
     except TrialError as exc:
-        return _fail(publisher, run_info, str(exc))
-    waiter = StepWaiter(evaluation.reader.local_path)
+        return _fail(publisher, info, _rule_snapshot(rule, settings, Status.ERROR), str(exc))
+    checkpointer = Checkpointer(
+        settings.checkpoints, settings, steps_evaluated=rule.steps_evaluated
+    )
+    hooks = _Hooks(publisher, checkpointer)
+    evaluation = Evaluation(
+        reader,
+        rule,
+        trial=settings.trial,
+        following=settings.following,
+        delivered_through=checkpoint.delivered_through if checkpoint else -1,
+        steps_seen=progress.steps_seen,
+        on_step=hooks.step_done,
+        on_poll=hooks.poll_done,
+        stop=stop,
+    )
+    waiter = StepWaiter(reader.local_path)
     try:
-        if settings.once and not evaluation.reader.exists():
-            return _fail(publisher, run_info, _missing_trial(settings.base_trial))
+        if settings.following.once and not reader.exists():
+            return _fail(
+                publisher, info, evaluation.snapshot(Status.ERROR), _missing_trial(info.trial)
+            )
         log.info(
             "attached to trial %s (reader: %s%s)",
-            settings.base_trial,
-            settings.reader,
-            f", resuming after step {resumed}" if resumed is not None else "",
-            extra={"event": "attached", "trial": settings.base_trial},
+            info.trial,
+            info.reader,
+            f", resuming after step {checkpoint.delivered_through}" if checkpoint else "",
+            extra={"event": "attached", "trial": info.trial},
         )
-        publisher.ready = True
-        evaluation.on_step = publisher.step_done
-        end = evaluation.follow(
-            FollowOptions(
-                once=settings.once,
-                poll_interval=settings.poll_interval,
-                max_poll_interval=settings.max_poll_interval,
-                idle_timeout=settings.idle_timeout,
-                stop_on_first_issue=settings.stop_on_first_issue,
-            ),
-            stop=stop,
-            wait=waiter.wait,
-            on_poll=publisher.poll_done,
-        )
-        return _conclude(evaluation, settings, publisher, end, stop)
+        end = evaluation.follow(stop=stop, wait=waiter.wait)
+        checkpointer.save(evaluation.rule.steps_evaluated, evaluation.checkpoint())
+        return _conclude(evaluation, settings, publisher=publisher, info=info, end=end, stop=stop)
     except TrialError as exc:
-        return _fail(publisher, publisher.run_info, str(exc))
+        return _fail(publisher, info, evaluation.snapshot(Status.ERROR), str(exc))
     except Exception as exc:  # the last line of defence: a status, never a bare traceback
         log.exception("internal error")
         return _fail(
             publisher,
-            publisher.run_info,
+            info,
+            evaluation.snapshot(Status.ERROR),
             f"internal error {type(exc).__name__}: {exc}; please report it with the log above",
         )
     finally:
         waiter.close()
-        evaluation.reader.close()
+        reader.close()
 
 
-def _resume(settings: Settings, evaluation: Evaluation) -> int | None:
-    """Restore the rule and position from the checkpoint, if one exists."""
-    if settings.checkpoint_file is None:
+@dataclass(frozen=True)
+class _Hooks:
+    """What the loop calls after each step and each poll: publish, and checkpoint when due."""
+
+    publisher: Publisher
+    checkpointer: Checkpointer
+
+    def step_done(self, evaluation: Evaluation, result: StepResult) -> None:
+        self.publisher.step_done(result, evaluation.snapshot)
+        self.checkpointer.maybe_save(evaluation.rule.steps_evaluated, evaluation.checkpoint)
+
+    def poll_done(self, evaluation: Evaluation) -> None:
+        self.publisher.poll_done(evaluation.snapshot)
+        self.checkpointer.maybe_save(evaluation.rule.steps_evaluated, evaluation.checkpoint)
+
+
+def _resume(settings: Settings) -> Checkpoint | None:
+    """The checkpoint to resume from, if one exists."""
+    path = settings.checkpoints.file
+    if path is None:
         return None
-    checkpoint = load_checkpoint(settings.checkpoint_file, settings)
+    checkpoint = load_checkpoint(path, settings)
     if checkpoint is None:
         return None
-    evaluation.rule = ClassImbalanceRule.from_state(settings.rule, checkpoint.rule_state)
-    evaluation.delivered_through = checkpoint.delivered_through
-    evaluation.steps_seen = checkpoint.steps_seen
+    state = checkpoint.rule_state
     log.info(
         "resumed from checkpoint %s: %d steps and %d labels counted through step %d",
-        settings.checkpoint_file,
-        evaluation.rule.steps_evaluated,
-        evaluation.rule.samples,
+        path,
+        int(state["steps_evaluated"]),
+        sum(sum(counts["samples"]) for counts in state["counts_by_mode"].values()),
         checkpoint.delivered_through,
         extra={"event": "resumed"},
     )
-    return checkpoint.delivered_through
+    return checkpoint
 
 
 @contextlib.contextmanager
-def _metrics_server(settings: Settings, box: SnapshotBox, runtime: Runtime) -> Iterator[str | None]:
+def _metrics_server(
+    metrics: MetricsSettings, box: SnapshotBox, runtime: Runtime
+) -> Iterator[str | None]:
     """Serve metrics and health while the block runs; yield an error sentence if it cannot."""
-    if not settings.metrics_enabled:
+    if not metrics.enabled:
         yield None
         return
-    server = MetricsServer(
-        box, settings.metrics_address, settings.metrics_port, settings.max_class_series
-    )
+    server = MetricsServer(box, metrics.address, metrics.port, metrics.max_class_series)
     try:
         server.start()
     except OSError as exc:
@@ -197,7 +224,7 @@ def _metrics_server(settings: Settings, box: SnapshotBox, runtime: Runtime) -> I
         return
     log.info(
         "serving metrics on http://%s:%d/metrics",
-        settings.metrics_address,
+        metrics.address,
         server.port,
         extra={"event": "metrics_listening", "port": server.port},
     )
@@ -210,32 +237,31 @@ def _metrics_server(settings: Settings, box: SnapshotBox, runtime: Runtime) -> I
 
 
 def _default_reader(settings: Settings) -> TrialReader:
+    trial, following = settings.trial, settings.following
     return open_trial(
-        settings.base_trial,
-        reader=settings.reader,
-        verify_payload_crc=settings.verify_payload_crc,
-        s3_endpoint_url=settings.s3_endpoint_url,
-        retry_seconds=settings.read_retries * settings.read_retry_delay,
+        trial.base_trial,
+        reader=trial.reader,
+        verify_payload_crc=trial.verify_payload_crc,
+        s3_endpoint_url=trial.s3_endpoint_url,
+        retry_seconds=following.read_retries * following.read_retry_delay,
     )
-
-
-def _reader_problems(reader: TrialReader) -> dict[str, int]:
-    return dict(reader.problems().skipped_files)
 
 
 def _conclude(
     evaluation: Evaluation,
     settings: Settings,
+    *,
     publisher: Publisher,
+    info: RunInfo,
     end: EndReason,
     stop: StopRequest,
 ) -> Outcome:
     rule = evaluation.rule
-    warnings = list(publisher.run_info.warnings)
+    warnings = list(info.warnings)
     if end is EndReason.IDLE_TIMEOUT:
         warnings.append(
-            f"ended after {settings.idle_timeout:g} s without a new step and without the end "
-            f"marker training_job_end.ts: the training job may have been killed"
+            f"ended after {settings.following.idle_timeout:g} s without a new step and without "
+            f"the end marker training_job_end.ts: the training job may have been killed"
         )
     if 0 < rule.samples < settings.rule.samples:
         warnings.append(
@@ -243,7 +269,7 @@ def _conclude(
             f"{settings.rule.samples}: the checks never ran; lower samples to check smaller "
             f"trials"
         )
-    info = replace(publisher.run_info, ended_by=str(end), warnings=warnings)
+    info = replace(info, ended_by=str(end), warnings=warnings)
     log.info(
         "evaluation ended: %s%s",
         end,
@@ -257,15 +283,16 @@ def _conclude(
     else:
         error = _no_data_error(evaluation, settings, end)
         if error is not None:
-            return _fail(publisher, info, error)
+            return _fail(publisher, info, evaluation.snapshot(Status.ERROR), error)
         status = Status.NO_ISSUES_FOUND
-    return Outcome(status, publisher.terminal(status, info), warnings)
+    document = publisher.terminal(evaluation.snapshot(status, ready=False), info)
+    return Outcome(status, document, warnings)
 
 
 def _no_data_error(evaluation: Evaluation, settings: Settings, end: EndReason) -> str | None:
     """Why nothing was counted, as an actionable sentence; None when labels were counted."""
     rule = evaluation.rule
-    trial = settings.base_trial
+    trial = settings.trial.base_trial
     if rule.samples > 0:
         return None
     if end is EndReason.IDLE_TIMEOUT and not evaluation.reader.exists():
@@ -312,37 +339,6 @@ def _missing_trial(trial: str) -> str:
     )
 
 
-def _fail(publisher: Publisher, info: RunInfo, error: str) -> Outcome:
+def _fail(publisher: Publisher, info: RunInfo, snapshot: Snapshot, error: str) -> Outcome:
     log.error("%s", error, extra={"event": "error"})
-    return Outcome(Status.ERROR, publisher.terminal(Status.ERROR, info, error))
-
-
-class _NoReader:
-    """Stands in until the real reader is opened, so every path can publish a status."""
-
-    def __init__(self, location: str) -> None:
-        self.location = location
-
-    local_path = None
-
-    def exists(self) -> bool:
-        return False
-
-    def problems(self) -> ReaderProblems:
-        return NO_PROBLEMS
-
-    def poll(self) -> list[Any]:
-        return []
-
-    @property
-    def backlog(self) -> bool:
-        return False
-
-    def training_ended(self) -> bool:
-        return False
-
-    def read(self, ref: Any, wanted: Any) -> list[Any]:
-        return []
-
-    def close(self) -> None:
-        return None
+    return Outcome(Status.ERROR, publisher.terminal(snapshot, info, error))

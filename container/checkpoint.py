@@ -6,20 +6,21 @@ A checkpoint holds the rule's additive state and the last global step delivered 
 position always agree. After a restart (a restarted sidecar, or kill -9) evaluation resumes at
 the next step: steps after the checkpoint are read again from the trial, which still has them.
 A checkpoint made under other parameters or for another trial is refused: its counts would
-silently mix two evaluations.
+silently mix two evaluations. ``Checkpointer`` decides when to save (every N steps or seconds).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from container.atomic import write_text_atomically
-from container.settings import Settings
-from evaluator.core import ClassImbalanceRule
+from container.config import CheckpointSettings, Settings
 
 log = logging.getLogger("classimbalance.checkpoint")
 
@@ -32,11 +33,12 @@ class CheckpointError(ValueError):
 
 def fingerprint(settings: Settings) -> dict[str, Any]:
     """What must not change between the run that saved a checkpoint and the one resuming it."""
+    trial = settings.trial
     return {
-        "trial": settings.base_trial,
+        "trial": trial.base_trial,
         "rule": asdict(settings.rule),
-        "modes": list(settings.modes) if settings.modes else None,
-        "start_step": settings.start_step,
+        "modes": list(trial.modes) if trial.modes else None,
+        "start_step": trial.start_step,
     }
 
 
@@ -49,15 +51,13 @@ class Checkpoint:
     steps_seen: int
 
 
-def save_checkpoint(
-    path: str, settings: Settings, rule: ClassImbalanceRule, delivered_through: int, steps_seen: int
-) -> None:
+def save_checkpoint(path: str, settings: Settings, checkpoint: Checkpoint) -> None:
     document = {
         "format": FORMAT_VERSION,
         "fingerprint": fingerprint(settings),
-        "delivered_through": delivered_through,
-        "steps_seen": steps_seen,
-        "rule_state": rule.to_state(),
+        "delivered_through": checkpoint.delivered_through,
+        "steps_seen": checkpoint.steps_seen,
+        "rule_state": checkpoint.rule_state,
     }
     write_text_atomically(path, json.dumps(document, separators=(",", ":")))
 
@@ -96,3 +96,50 @@ def load_checkpoint(path: str, settings: Settings) -> Checkpoint | None:
 def _difference(saved: dict[str, Any], current: dict[str, Any]) -> str:
     changed = [key for key in current if saved.get(key) != current[key]]
     return "; ".join(f"{key}: saved {saved.get(key)!r}, now {current[key]!r}" for key in changed)
+
+
+class Checkpointer:
+    """Saves a checkpoint every ``every_steps`` evaluated steps or ``every_seconds``, whichever
+    comes first, and when asked (at the end); does nothing without ``file``."""
+
+    def __init__(
+        self,
+        checkpoints: CheckpointSettings,
+        settings: Settings,
+        *,
+        steps_evaluated: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._checkpoints = checkpoints
+        self._settings = settings
+        self._clock = clock
+        self._last_save = clock()
+        self._steps_at_save = steps_evaluated
+
+    def maybe_save(self, steps_evaluated: int, checkpoint: Callable[[], Checkpoint]) -> None:
+        """Save if enough steps or time passed since the last save."""
+        if self._checkpoints.file is None:
+            return
+        steps = steps_evaluated - self._steps_at_save
+        if steps >= self._checkpoints.every_steps or (
+            steps > 0 and self._clock() - self._last_save >= self._checkpoints.every_seconds
+        ):
+            self.save(steps_evaluated, checkpoint())
+
+    def save(self, steps_evaluated: int, checkpoint: Checkpoint) -> None:
+        """Save now; a failure is logged, never fatal (the evaluation goes on without)."""
+        path = self._checkpoints.file
+        if path is None:
+            return
+        try:
+            save_checkpoint(path, self._settings, checkpoint)
+        except OSError as exc:
+            log.error(
+                "cannot save the checkpoint %s: %s; set checkpoint_file to a writable path",
+                path,
+                exc,
+                extra={"event": "checkpoint_failed"},
+            )
+            return
+        self._last_save = self._clock()
+        self._steps_at_save = steps_evaluated

@@ -25,6 +25,7 @@ from container.config import (
     parse_flags,
 )
 from container.logs import configure_logging
+from container.snapshot import take_snapshot
 from container.status import EXIT_CODES, RunInfo, Status, build_status, write_status
 from container.stopping import StopRequest, stop_on_signals
 from evaluator.core import ClassImbalanceRule, RuleParameters
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if loaded.print_config:
         sys.stdout.write(format_settings(loaded))
         return 0
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.logs.format, settings.logs.level)
     for warning in loaded.warnings:
         log.warning("%s", warning)
     stop = StopRequest()
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = run(settings, Runtime(stop=stop, warnings=tuple(loaded.warnings)))
     except OSError as exc:
         print(
-            f"error: cannot write the status file {settings.status_file}: {exc}; set "
+            f"error: cannot write the status file {settings.outputs.status_file}: {exc}; set "
             f"--status-file to a writable path",
             file=sys.stderr,
         )
@@ -76,15 +77,20 @@ def _settings_error(exc: ConfigError) -> int:
     when that part of them is valid, so a watcher of that file sees the Error."""
     print(f"error: {exc}", file=sys.stderr)
     fallback = exc.fallback
-    document = build_status(
+    snapshot = take_snapshot(
         ClassImbalanceRule(RuleParameters()),
+        status=str(Status.ERROR),
+        trial=fallback.base_trial,
+        ready=False,
+    )
+    document = build_status(
+        snapshot,
         RunInfo(
             trial=fallback.base_trial,
             reader=fallback.reader,
             modes=fallback.modes,
             started_at=time.time(),
         ),
-        Status.ERROR,
         error=str(exc),
     )
     try:

@@ -4,6 +4,10 @@ It runs in two shapes over the same step function: evaluate what is there and st
 trial, ``--once``), or follow a trial that is still being written until training ends, the idle
 timeout passes, ``end_step`` is reached, the first issue is found (when asked to stop there) or
 a stop is requested. Clock, waits and the stop flag are parameters so tests drive it exactly.
+
+It takes two settings groups: ``trial`` (which steps count) and ``following`` (how to wait, read
+again and end). What it has done is offered as a ``Snapshot`` for every output and as a
+``Checkpoint`` to resume from.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from container.checkpoint import Checkpoint
+from container.config import FollowSettings, TrialSettings
+from container.snapshot import Progress, Snapshot, take_snapshot
+from container.status import Status
 from container.stopping import StopRequest
 from evaluator.core import ClassImbalanceRule, StepResult, WorkerBatch
 from evaluator.trial import StepRef, TrialReader, WorkerTensors
@@ -35,27 +43,15 @@ class EndReason(StrEnum):
 
 
 @dataclass
-class FollowOptions:
-    """How the loop waits; see container.settings for each default."""
-
-    once: bool = False
-    poll_interval: float = 1.0
-    max_poll_interval: float = 8.0
-    idle_timeout: float | None = 1800.0
-    stop_on_first_issue: bool = False
-
-
-@dataclass
 class Evaluation:
     """One rule evaluation over one trial."""
 
     reader: TrialReader
     rule: ClassImbalanceRule
-    modes: Collection[str] | None = None
-    start_step: int | None = None
-    end_step: int | None = None
-    read_retries: int = 5
-    read_retry_delay: float = 0.5
+    trial: TrialSettings | None = None
+    """Which steps count (``modes``, ``start_step``, ``end_step``); None: every step."""
+    following: FollowSettings = field(default_factory=FollowSettings)
+    """How ``follow`` waits, reads again and ends."""
     delivered_through: int = -1
     """The last global step the reader delivered and the loop dealt with (evaluated, or passed
     over as out of range or unselected): a checkpoint resumes after it."""
@@ -63,9 +59,43 @@ class Evaluation:
     """Complete steps the reader delivered, selected or not."""
     tensor_names_seen: set[str] = field(default_factory=set)
     end_step_reached: bool = False
-    on_step: Callable[[StepResult], object] | None = None
+    on_step: Callable[[Evaluation, StepResult], object] | None = None
+    """Called after each evaluated step (publish, checkpoint)."""
+    on_poll: Callable[[Evaluation], object] | None = None
+    """Called after each look at the trial, whether it brought steps or not."""
     stop: StopRequest | None = None
     last_evaluation_time: float | None = None
+
+    @property
+    def modes(self) -> Collection[str] | None:
+        return None if self.trial is None else self.trial.modes
+
+    @property
+    def start_step(self) -> int | None:
+        return None if self.trial is None else self.trial.start_step
+
+    @property
+    def end_step(self) -> int | None:
+        return None if self.trial is None else self.trial.end_step
+
+    def snapshot(self, status: Status | None = None, *, ready: bool = True) -> Snapshot:
+        """The evaluation as of now, for every output. Without a ``status``, the running one:
+        IssuesFound as soon as a check held (evaluation goes on), else InProgress."""
+        if status is None:
+            issue = self.rule.issue_step is not None
+            status = Status.ISSUES_FOUND if issue else Status.IN_PROGRESS
+        return take_snapshot(
+            self.rule,
+            status=str(status),
+            trial=self.reader.location if self.trial is None else self.trial.base_trial,
+            ready=ready,
+            reader=self.reader.problems(),
+            progress=Progress(self.steps_seen, self.last_evaluation_time),
+        )
+
+    def checkpoint(self) -> Checkpoint:
+        """What a restart resumes from: the counts and the last step dealt with."""
+        return Checkpoint(self.delivered_through, self.rule.to_state(), self.steps_seen)
 
     def evaluate_available(self, stop_on_first_issue: bool = False) -> int:
         """Evaluate every step that is complete now; return how many were evaluated.
@@ -133,13 +163,14 @@ class Evaluation:
             self._log_step(result, first=first, had_issue=had_issue)
             first, had_issue = False, had_issue or bool(result.new_findings)
             if self.on_step is not None:
-                self.on_step(result)
+                self.on_step(self, result)
         return len(results)
 
     def _read_with_retries(self, ref: StepRef) -> list[WorkerTensors]:
         """Read a step; parts whose files may still be arriving are read again, bounded."""
         results = self.reader.read(ref, self.rule.wants)
-        for attempt in range(1, self.read_retries + 1):
+        retries, delay = self.following.read_retries, self.following.read_retry_delay
+        for attempt in range(1, retries + 1):
             failed = [i for i, t in enumerate(results) if t.error_reason in TRANSIENT_READ_ERRORS]
             if not failed or self._stopping():
                 break
@@ -149,12 +180,12 @@ class Evaluation:
                 len(failed),
                 results[failed[0]].error_reason,
                 attempt,
-                self.read_retries,
+                retries,
             )
             if self.stop is not None:
-                self.stop.wait(self.read_retry_delay)
+                self.stop.wait(delay)
             else:
-                time.sleep(self.read_retry_delay)
+                time.sleep(delay)
             retried = self.reader.read(
                 StepRef(ref.step, tuple(ref.parts[i] for i in failed)), self.rule.wants
             )
@@ -199,16 +230,32 @@ class Evaluation:
                 "issue found at step %d", step, extra={"event": "issue_found", "step": step}
             )
 
+    def _ended(self, stop: StopRequest, *, backlog: bool, idle: float) -> EndReason | None:
+        """Why following ends after this poll, or None to go on."""
+        options = self.following
+        if options.stop_on_first_issue and self.rule.issue_step is not None:
+            return EndReason.FIRST_ISSUE
+        if self.end_step_reached:
+            return EndReason.END_STEP
+        if stop.is_set():
+            return EndReason.STOPPED
+        if self.reader.training_ended():
+            return EndReason.END_OF_TRAINING
+        if options.once and not backlog:
+            return EndReason.ONCE
+        if options.idle_timeout is not None and idle >= options.idle_timeout:
+            return EndReason.IDLE_TIMEOUT
+        return None
+
     def follow(
         self,
-        options: FollowOptions,
         *,
         stop: StopRequest | None = None,
         clock: Callable[[], float] = time.monotonic,
         wait: Callable[[float, StopRequest], None] | None = None,
-        on_poll: Callable[[], object] | None = None,
     ) -> EndReason:
         """Evaluate steps as they become complete until one of the end conditions holds."""
+        options = self.following
         stop = stop or self.stop or StopRequest()
         self.stop = stop
         sleep = wait or (lambda seconds, request: request.wait(seconds) and None)
@@ -224,34 +271,26 @@ class Evaluation:
                 idle_polls = 0
             else:
                 idle_polls += 1
-            if on_poll is not None:
-                on_poll()
-            if options.stop_on_first_issue and self.rule.issue_step is not None:
-                return EndReason.FIRST_ISSUE
-            if self.end_step_reached:
-                return EndReason.END_STEP
-            if stop.is_set():
-                break
-            if self.reader.training_ended():
-                return EndReason.END_OF_TRAINING
-            if options.once and not backlog:
-                return EndReason.ONCE
+            if self.on_poll is not None:
+                self.on_poll(self)
             idle = clock() - last_progress
-            if options.idle_timeout is not None and idle >= options.idle_timeout:
-                return EndReason.IDLE_TIMEOUT
+            end = self._ended(stop, backlog=backlog, idle=idle)
+            if end is not None:
+                return end
             if not backlog:
-                # Steps just arrived: look again after the interval (an immediate look would
-                # find nothing and cost an S3 listing). Idle: back off, up to the maximum.
-                remaining = max(
-                    options.poll_interval,
-                    min(
-                        options.max_poll_interval, options.poll_interval * 2 ** min(idle_polls, 16)
-                    ),
-                )
-                if options.idle_timeout is not None:
-                    remaining = min(remaining, options.idle_timeout - idle)
-                sleep(remaining, stop)
+                sleep(_next_wait(options, idle_polls, idle), stop)
         return EndReason.STOPPED
+
+
+def _next_wait(options: FollowSettings, idle_polls: int, idle: float) -> float:
+    """Steps just arrived: look again after the interval (an immediate look would find nothing
+    and cost an S3 listing). Idle: back off, doubling up to the maximum, never past the idle
+    timeout."""
+    backed_off = options.poll_interval * float(2 ** min(idle_polls, 16))
+    wait = max(options.poll_interval, min(options.max_poll_interval, backed_off))
+    if options.idle_timeout is not None:
+        wait = min(wait, options.idle_timeout - idle)
+    return wait
 
 
 _CHUNK_STEPS = 512

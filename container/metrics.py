@@ -25,12 +25,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import CollectorRegistry
 
 from container.snapshot import Snapshot, SnapshotBox
-from evaluator.core.checks import IMBALANCE, MISPREDICTION
-from evaluator.core.normalise import IGNORED
+from evaluator.core import IGNORED
 
 PREFIX = "classimbalance"
 STATES = ("InProgress", "NoIssuesFound", "IssuesFound", "Error", "Stopped")
-CHECKS = (IMBALANCE, MISPREDICTION)
 OTHER = "other"
 """The ``class`` label of the series that sums every class not kept on its own."""
 
@@ -90,19 +88,20 @@ class ClassImbalanceCollector:
         f.steps.add_metric([], s.steps_evaluated)
         if s.last_step is not None:
             f.last_step.add_metric([], s.last_step)
-        if s.last_evaluation_time is not None:
-            f.last_evaluation.add_metric([], s.last_evaluation_time)
+        if s.progress.last_evaluation_time is not None:
+            f.last_evaluation.add_metric([], s.progress.last_evaluation_time)
         # An unknown status leaves every state 0 rather than inventing a state (and a series).
         f.status.add_metric([], {state: s.status == state for state in STATES})
-        for check in CHECKS:
-            f.issue_current.add_metric([check], float(s.issue_now.get(check, False)))
-            f.issue_found.add_metric([check], float(s.issue_found.get(check, False)))
+        for check in s.checks:
+            f.issue_current.add_metric([check.name], float(s.issue_now.get(check.name, False)))
+            f.issue_found.add_metric([check.name], float(s.issue_found.get(check.name, False)))
         rows = dict(s.skipped_rows)
         if s.ignored:
             rows[IGNORED] = rows.get(IGNORED, 0) + s.ignored
         _add_by_reason(f.skipped_rows, rows)
         _add_by_reason(f.skipped_batches, s.skipped_batches)
-        _add_by_reason(f.read_errors, s.reader_problems)
+        _add_by_reason(f.skipped_files, s.reader.skipped_files)
+        _add_by_reason(f.reader_notices, s.reader.notices)
         self._add_classes(f, s)
 
     def _add_classes(self, f: _Families, s: Snapshot) -> None:
@@ -112,9 +111,10 @@ class ClassImbalanceCollector:
             mispredicted = s.by_mode[mode].mispredicted
             own = kept[kept < samples.size]
             own = own[samples[own] > 0]  # kept overall, but maybe never seen in this mode
-            for c in own.tolist():
+            fractions = mispredicted[own] / samples[own]
+            for c, fraction in zip(own.tolist(), fractions.tolist(), strict=True):
                 f.class_samples.add_metric([str(c), mode], float(samples[c]))
-                f.class_fraction.add_metric([str(c), mode], float(mispredicted[c] / samples[c]))
+                f.class_fraction.add_metric([str(c), mode], fraction)
             rest = samples > 0
             rest[own] = False
             rest_samples = int(samples[rest].sum())
@@ -198,9 +198,16 @@ class _Families:
             "Worker batches not counted, by reason (including read errors of their part).",
             labels=["reason"],
         )
-        self.read_errors = CounterMetricFamily(
-            f"{p}_read_errors",
-            "Trial files the reader gave up on, by reason.",
+        self.skipped_files = CounterMetricFamily(
+            f"{p}_skipped_files",
+            "Trial files the reader gave up on (left out of their step after retries, or "
+            "arriving after it was evaluated), by reason.",
+            labels=["reason"],
+        )
+        self.reader_notices = CounterMetricFamily(
+            f"{p}_reader_notices",
+            "Reader events that lose no data by themselves (storage outages ridden out, steps "
+            "released by the incomplete-step window, ...), by reason.",
             labels=["reason"],
         )
         self.last_evaluation = GaugeMetricFamily(

@@ -1,9 +1,11 @@
-"""Everything the evaluation shows the outside: status file, snapshot for metrics, checkpoints
-and the managed service's files, each at its own cadence.
+"""Everything the evaluation shows the outside, from snapshots: the metrics' snapshot box, the
+status file and the managed service's message and report, each at its own cadence.
 
 Status writes are throttled while nothing important changes (a fast replay must not write a
 file per step) but immediate when a finding appears; snapshots are cheap and follow each step
-closely so metrics lag a new step by milliseconds; checkpoints go every N steps or seconds.
+closely so metrics lag a new step by milliseconds. Every output of one moment is built from one
+``Snapshot``, so the status file and the metrics never disagree. The publisher takes its own
+settings group (``outputs``) and a source of snapshots; it never sees the rule or the reader.
 """
 
 from __future__ import annotations
@@ -17,27 +19,30 @@ from pathlib import Path
 from typing import Any
 
 from container.atomic import write_text_atomically
-from container.checkpoint import save_checkpoint
-from container.evaluation import Evaluation
-from container.settings import Settings
-from container.snapshot import SnapshotBox, take_snapshot
-from container.status import RunInfo, Status, build_status, write_status
+from container.config import OutputSettings
+from container.snapshot import Snapshot, SnapshotBox
+from container.status import RunInfo, build_status, write_status
 from evaluator.core import StepResult
 
 log = logging.getLogger("classimbalance")
 
 MESSAGE_LIMIT = 1024  # the managed service shows the first 1 KB of the message file
 REPORT_NAME = "ClassImbalance.json"
-_SNAPSHOT_INTERVAL = 0.05
+SNAPSHOT_INTERVAL = 0.05
+"""Seconds between snapshots while steps are evaluated without a finding: metrics lag a step
+by at most this, and a replay of thousands of steps takes a few dozen snapshots, not one each."""
+
+SnapshotSource = Callable[[], Snapshot]
+"""Takes a snapshot of the evaluation as it is now (called only when one is needed)."""
 
 
-def managed_paths(settings: Settings, managed_root: str) -> tuple[Path | None, Path | None]:
+def managed_paths(outputs: OutputSettings, managed_root: str) -> tuple[Path | None, Path | None]:
     """(message file, report folder): the settings', else the managed service's when present."""
     root = Path(managed_root)
-    message = settings.message_file or (
+    message = outputs.message_file or (
         str(root / "output" / "message") if (root / "output").is_dir() else None
     )
-    report = settings.report_dir or (
+    report = outputs.report_dir or (
         str(root / "processing" / "output" / "rule")
         if (root / "processing" / "output" / "rule").is_dir()
         else None
@@ -55,72 +60,58 @@ class Publisher:
 
     def __init__(
         self,
-        settings: Settings,
-        evaluation: Evaluation,
+        outputs: OutputSettings,
         run_info: RunInfo,
         box: SnapshotBox,
         *,
-        reader_problems: Callable[[], dict[str, int]],
-        reader_examples: Callable[[], dict[str, str]] = dict,
         managed_root: str = "/opt/ml",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._settings = settings
-        self._evaluation = evaluation
-        self.run_info = run_info
+        self._outputs = outputs
+        self._run_info = run_info
         self._box = box
-        self._reader_problems = reader_problems
-        self._reader_examples = reader_examples
         self._clock = clock
-        self._message_file, self._report_dir = managed_paths(settings, managed_root)
+        self._message_file, self._report_dir = managed_paths(outputs, managed_root)
         self._last_status_write = -float("inf")
         self._last_snapshot = -float("inf")
-        self._last_checkpoint = clock()
-        self._steps_at_checkpoint = evaluation.rule.steps_evaluated
-        self.ready = False
 
     # -- while running ----------------------------------------------------------------------
 
-    def step_done(self, result: StepResult) -> None:
-        """After each evaluated step: snapshot soon, status at once on a finding."""
+    def publish(self, snapshot: Snapshot, *, force: bool = False) -> None:
+        """Show ``snapshot`` on the metrics now; write the status file at most every
+        ``status_interval`` unless ``force``."""
         now = self._clock()
-        if result.new_findings:
-            self.in_progress(force=True)
-            self._write_report(self._running_status())
-        elif now - self._last_snapshot >= _SNAPSHOT_INTERVAL:
-            self._publish_snapshot(self._running_status())
-        self._maybe_checkpoint(now)
-
-    def poll_done(self) -> None:
-        """After each look at the trial: the status and snapshot catch up, throttled."""
-        self.in_progress()
-        self._maybe_checkpoint(self._clock())
-
-    def in_progress(self, *, force: bool = False) -> None:
-        now = self._clock()
-        status = self._running_status()
-        self._publish_snapshot(status)
-        if force or now - self._last_status_write >= self._settings.status_interval:
-            self._write_status(status)
+        self._box.publish(snapshot)
+        self._last_snapshot = now
+        if force or now - self._last_status_write >= self._outputs.status_interval:
+            self._write_status(snapshot)
             self._last_status_write = now
 
-    def _running_status(self) -> Status:
-        """IssuesFound as soon as a check held, while evaluation goes on; InProgress before."""
-        if self._evaluation.rule.issue_step is not None:
-            return Status.ISSUES_FOUND
-        return Status.IN_PROGRESS
+    def step_done(self, result: StepResult, source: SnapshotSource) -> None:
+        """After each evaluated step: a finding is written at once, else a snapshot soon."""
+        if result.new_findings:
+            snapshot = source()
+            self.publish(snapshot, force=True)
+            self._write_report(self._document(snapshot, terminal=False))
+        elif self._clock() - self._last_snapshot >= SNAPSHOT_INTERVAL:
+            self._box.publish(source())
+            self._last_snapshot = self._clock()
+
+    def poll_done(self, source: SnapshotSource) -> None:
+        """After each look at the trial: the snapshot catches up, the status file throttled."""
+        self.publish(source())
 
     # -- the end ----------------------------------------------------------------------------
 
-    def terminal(self, status: Status, info: RunInfo, error: str | None = None) -> dict[str, Any]:
-        """Write the verdict everywhere it is read, the checkpoint first."""
-        self.run_info = info
-        self.ready = False
-        if error is None:
-            self.checkpoint()
-        document = self._write_status(status, error, terminal=True)
-        self._publish_snapshot(status)
-        self._write_report(status, document)
+    def terminal(
+        self, snapshot: Snapshot, run_info: RunInfo, error: str | None = None
+    ) -> dict[str, Any]:
+        """Write the verdict everywhere it is read; the snapshot says the terminal status."""
+        self._run_info = run_info
+        snapshot = replace(snapshot, ready=False)
+        document = self._write_status(snapshot, error, terminal=True)
+        self._box.publish(snapshot)
+        self._write_report(document)
         if self._message_file is not None:
             try:
                 write_text_atomically(
@@ -130,72 +121,23 @@ class Publisher:
                 log.error("cannot write the message file %s: %s", self._message_file, exc)
         return document
 
-    def checkpoint(self) -> None:
-        path = self._settings.checkpoint_file
-        if path is None:
-            return
-        evaluation = self._evaluation
-        try:
-            save_checkpoint(
-                path,
-                self._settings,
-                evaluation.rule,
-                evaluation.delivered_through,
-                evaluation.steps_seen,
-            )
-        except OSError as exc:
-            log.error(
-                "cannot save the checkpoint %s: %s; set checkpoint_file to a writable path",
-                path,
-                exc,
-                extra={"event": "checkpoint_failed"},
-            )
-            return
-        self._last_checkpoint = self._clock()
-        self._steps_at_checkpoint = evaluation.rule.steps_evaluated
-
     # -- helpers ----------------------------------------------------------------------------
 
-    def _maybe_checkpoint(self, now: float) -> None:
-        if self._settings.checkpoint_file is None:
-            return
-        steps = self._evaluation.rule.steps_evaluated - self._steps_at_checkpoint
-        if steps >= self._settings.checkpoint_every_steps or (
-            steps > 0 and now - self._last_checkpoint >= self._settings.checkpoint_every_seconds
-        ):
-            self.checkpoint()
-
-    def _publish_snapshot(self, status: Status) -> None:
-        self._last_snapshot = self._clock()
-        evaluation = self._evaluation
-        self._box.publish(
-            take_snapshot(
-                evaluation.rule,
-                status=str(status),
-                trial=self._settings.base_trial,
-                ready=self.ready,
-                reader_problems=self._reader_problems(),
-                last_evaluation_time=evaluation.last_evaluation_time,
-            )
-        )
+    def _document(
+        self, snapshot: Snapshot, error: str | None = None, *, terminal: bool = False
+    ) -> dict[str, Any]:
+        return build_status(snapshot, self._run_info, error=error, terminal=terminal)
 
     def _write_status(
-        self, status: Status, error: str | None = None, *, terminal: bool = False
+        self, snapshot: Snapshot, error: str | None = None, *, terminal: bool = False
     ) -> dict[str, Any]:
-        info = replace(
-            self.run_info,
-            steps_seen=self._evaluation.steps_seen,
-            reader_problems=self._reader_problems(),
-            reader_examples=self._reader_examples(),
-        )
-        document = build_status(self._evaluation.rule, info, status, error=error, terminal=terminal)
-        write_status(self._settings.status_file, document)
+        document = self._document(snapshot, error, terminal=terminal)
+        write_status(self._outputs.status_file, document)
         return document
 
-    def _write_report(self, status: Status, document: dict[str, Any] | None = None) -> None:
+    def _write_report(self, document: dict[str, Any]) -> None:
         if self._report_dir is None:
             return
-        document = document or build_status(self._evaluation.rule, self.run_info, status)
         try:
             write_text_atomically(
                 self._report_dir / REPORT_NAME, json.dumps(document, indent=2) + "\n"

@@ -1,8 +1,12 @@
-"""An immutable picture of the evaluation, taken by the loop and read by exporters.
+"""An immutable picture of the evaluation: the one projection every output is built from.
 
 The loop owns the rule and mutates it; the metrics server's thread must never read half an
-update. So the loop publishes a ``Snapshot`` (copies, not views) after each step, and exporters
-read whichever snapshot is current: one reference swap, no lock held while serving.
+update, and the status file, the managed service's message and report must say the same as the
+metrics. So the loop takes a ``Snapshot`` (copies, not views) and every exporter reads one: the
+metrics collector per scrape (``metrics``), the status document (``status``), the report. What
+each output computes from the counts (the ratio, the fractions) is computed here once.
+
+The snapshot box is one reference swap, no lock held while serving.
 """
 
 from __future__ import annotations
@@ -14,10 +18,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from evaluator.core import ClassImbalanceRule
-from evaluator.core.checks import IMBALANCE, MISPREDICTION, imbalance_ratio
+from evaluator.core import (
+    Check,
+    ClassImbalanceRule,
+    Finding,
+    RuleParameters,
+    describe_current,
+    imbalance_ratio,
+    misprediction_fractions,
+)
+from evaluator.trial import NO_PROBLEMS, ReaderProblems
 
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,20 @@ class ModeCounts:
 
     samples: IntArray
     mispredicted: IntArray
+
+
+def _no_counts() -> ModeCounts:
+    return ModeCounts(np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the loop knows beyond the rule: how far the reader got, and when."""
+
+    steps_seen: int = 0
+    """Complete steps the reader delivered, in the selected modes and range or not."""
+    last_evaluation_time: float | None = None
+    """Unix time of the last evaluated step."""
 
 
 @dataclass(frozen=True)
@@ -37,29 +64,59 @@ class Snapshot:
     trial: str
     ready: bool
     """Attached to the trial and evaluating (for /readyz)."""
-    threshold_imbalance: float
-    threshold_misprediction: float
-    samples_required: int
+    params: RuleParameters = field(default_factory=RuleParameters)
+    checks: tuple[Check, ...] = ()
+    """The checks evaluated, in order: every per-check output iterates these."""
     steps_evaluated: int = 0
     last_step: int | None = None
     samples: int = 0
     ignored: int = 0
+    combined: ModeCounts = field(default_factory=_no_counts)
+    """Per-class counts summed over modes."""
+    fractions: FloatArray = field(default_factory=lambda: np.zeros(0))
+    """Per class: mispredicted / samples over all modes; NaN for a class with no sample."""
     imbalance_ratio: float | None = None
     by_mode: Mapping[str, ModeCounts] = field(default_factory=dict)
-    combined: ModeCounts = field(
-        default_factory=lambda: ModeCounts(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    )
+    findings: tuple[Finding, ...] = ()
+    """The first finding of each check, in the order they occurred."""
     issue_now: Mapping[str, bool] = field(default_factory=dict)
-    """Whether each check holds at the last evaluated step."""
+    """Whether each check holds at the last evaluated step (all False before ``samples``)."""
     issue_found: Mapping[str, bool] = field(default_factory=dict)
     """Whether each check has held at any evaluated step."""
     issue_step: int | None = None
     skipped_rows: Mapping[str, int] = field(default_factory=dict)
     skipped_batches: Mapping[str, int] = field(default_factory=dict)
-    reader_problems: Mapping[str, int] = field(default_factory=dict)
-    """Files the reader gave up on, by reason (malformed index, late parts, ...)."""
-    last_evaluation_time: float | None = None
-    """Unix time of the last evaluated step."""
+    rule_examples: Mapping[str, str] = field(default_factory=dict)
+    """The rule's latest message per skip reason."""
+    reader: ReaderProblems = NO_PROBLEMS
+    """What the reader could not use, and why."""
+    progress: Progress = field(default_factory=Progress)
+
+    @property
+    def threshold_imbalance(self) -> float:
+        return self.params.threshold_imbalance
+
+    @property
+    def threshold_misprediction(self) -> float:
+        return self.params.threshold_misprediction
+
+    @property
+    def samples_required(self) -> int:
+        return self.params.samples
+
+    @property
+    def checks_active(self) -> bool:
+        """Whether ``samples`` labels were counted, so that the checks run."""
+        return self.samples >= self.params.samples
+
+    def current_findings(self) -> dict[str, Finding | None]:
+        """Each check's finding at the last evaluated step, None where it does not hold now;
+        empty before a step is evaluated with ``samples`` reached. Described on demand (for a
+        status write): describing is the costly part, and a scrape never needs it."""
+        if self.last_step is None or not self.checks_active:
+            return {}
+        samples, mispredicted = self.combined.samples, self.combined.mispredicted
+        return describe_current(self.checks, self.issue_now, samples, mispredicted, self.last_step)
 
 
 def take_snapshot(
@@ -68,40 +125,41 @@ def take_snapshot(
     status: str,
     trial: str,
     ready: bool,
-    reader_problems: Mapping[str, int] | None = None,
-    last_evaluation_time: float | None = None,
+    reader: ReaderProblems = NO_PROBLEMS,
+    progress: Progress | None = None,
 ) -> Snapshot:
     """Copy what exporters need out of the rule (cost: O(classes x modes))."""
     by_mode = {
         mode: ModeCounts(*(a.copy() for a in counts.trimmed()))
         for mode, counts in sorted(rule.counts_by_mode.items())
     }
-    samples, mispredicted = rule.combined_counts()
+    samples, mispredicted = (a.copy() for a in rule.combined_counts())
     ratio = imbalance_ratio(samples)
     found = {finding.check for finding in rule.findings}
+    holds = rule.current_holds
     return Snapshot(
         status=status,
         trial=trial,
         ready=ready,
-        threshold_imbalance=rule.params.threshold_imbalance,
-        threshold_misprediction=rule.params.threshold_misprediction,
-        samples_required=rule.params.samples,
+        params=rule.params,
+        checks=rule.checks,
         steps_evaluated=rule.steps_evaluated,
         last_step=rule.last_step,
         samples=rule.samples,
         ignored=rule.ignored,
+        combined=ModeCounts(samples, mispredicted),
+        fractions=misprediction_fractions(samples, mispredicted),
         imbalance_ratio=None if ratio is None else ratio[0],
         by_mode=by_mode,
-        combined=ModeCounts(samples.copy(), mispredicted.copy()),
-        issue_now={
-            check: rule.current_holds.get(check, False) for check in (IMBALANCE, MISPREDICTION)
-        },
-        issue_found={check: check in found for check in (IMBALANCE, MISPREDICTION)},
+        findings=tuple(rule.findings),
+        issue_now={check.name: holds.get(check.name, False) for check in rule.checks},
+        issue_found={check.name: check.name in found for check in rule.checks},
         issue_step=rule.issue_step,
         skipped_rows=dict(rule.skipped_rows),
         skipped_batches=dict(rule.skipped_batches),
-        reader_problems=dict(reader_problems or {}),
-        last_evaluation_time=last_evaluation_time,
+        rule_examples=dict(rule.problem_examples),
+        reader=reader,
+        progress=progress or Progress(),
     )
 
 

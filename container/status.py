@@ -2,8 +2,8 @@
 
 Field names are a contract (documented in the README): ``rule``, ``status``, ``trial``,
 ``last_step``, ``steps_evaluated``, ``samples``, ``issue_step``, ``findings``, ``classes``,
-``message``, ``error``; the rest adds detail. The document is built from a snapshot of the rule,
-so building it never changes the evaluation.
+``message``, ``error``; the rest adds detail. The document is built from the same ``Snapshot`` as
+the metrics, so the two always agree and building it never changes the evaluation.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+
 from container.atomic import write_text_atomically
-from evaluator.core import RULE_NAME, ClassImbalanceRule
-from evaluator.core.checks import imbalance_ratio, misprediction_fractions
+from container.snapshot import Snapshot
+from evaluator.core import RULE_NAME, Finding
 
 
 class Status(StrEnum):
@@ -49,7 +51,7 @@ def condition_met_message(step: int) -> str:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What the runtime knows beyond the rule's counts."""
+    """What the runtime knows of the run beyond the snapshot: its settings and how it ended."""
 
     trial: str
     reader: str
@@ -59,12 +61,6 @@ class RunInfo:
     """Why evaluation ended: end_of_training, end_step, once, first_issue, idle_timeout,
     stopped."""
     warnings: Sequence[str] = ()
-    steps_seen: int = 0
-    """Complete steps the reader delivered, in the selected modes or not."""
-    reader_problems: Mapping[str, int] = field(default_factory=dict)
-    """Files the reader gave up on, by reason."""
-    reader_examples: Mapping[str, str] = field(default_factory=dict)
-    """The reader's latest message per reason: which file, and what to change."""
     actions: Sequence[Mapping[str, Any]] = ()
     """Actions requested through action_json, recorded (not carried out by this version)."""
     resumed_from_step: int | None = None
@@ -72,69 +68,68 @@ class RunInfo:
 
 
 def build_status(
-    rule: ClassImbalanceRule,
+    snapshot: Snapshot,
     run: RunInfo,
-    status: Status,
     *,
     error: str | None = None,
     now: float | None = None,
     terminal: bool = True,
 ) -> dict[str, Any]:
-    """The status document for ``rule`` in the given state.
+    """The status document for one snapshot (whose ``status`` it reports).
 
     ``terminal`` is False while evaluation goes on: the status is then InProgress, or
     IssuesFound once a check held (a sidecar keeps evaluating after an issue).
     """
-    samples, mispredicted = rule.combined_counts()
-    ratio = imbalance_ratio(samples)
-    fractions = misprediction_fractions(samples, mispredicted)
-    if status is Status.ISSUES_FOUND and rule.issue_step is not None:
-        message = condition_met_message(rule.issue_step)
-    elif status is Status.ERROR:
+    status = snapshot.status
+    samples, mispredicted = snapshot.combined.samples, snapshot.combined.mispredicted
+    fractions = snapshot.fractions
+    if status == Status.ISSUES_FOUND and snapshot.issue_step is not None:
+        message = condition_met_message(snapshot.issue_step)
+    elif status == Status.ERROR:
         message = f"ClientError: {error}" if error else "ClientError: evaluation failed"
     else:
-        message = _summary_message(rule, status)
+        message = _summary_message(snapshot)
+    reader = snapshot.reader
     return {
         "rule": RULE_NAME,
         "status": str(status),
         "terminal": terminal,
         "trial": run.trial,
-        "last_step": rule.last_step,
-        "steps_evaluated": rule.steps_evaluated,
-        "samples": rule.samples,
-        "issue_step": rule.issue_step,
-        "findings": [
-            asdict(finding) | {"classes": list(finding.classes)} for finding in rule.findings
-        ],
+        "last_step": snapshot.last_step,
+        "steps_evaluated": snapshot.steps_evaluated,
+        "samples": snapshot.samples,
+        "issue_step": snapshot.issue_step,
+        "findings": [_finding(finding) for finding in snapshot.findings],
         "classes": {
             str(c): {
                 "samples": int(samples[c]),
                 "mispredicted": int(mispredicted[c]),
                 "misprediction_fraction": round(float(fractions[c]), 6),
             }
-            for c in range(samples.size)
-            if samples[c] > 0
+            for c in np.flatnonzero(samples).tolist()
         },
         "message": message,
         "error": error,
-        "imbalance_ratio": None if ratio is None else ratio[0],
-        "checks_active": rule.samples >= rule.params.samples,
+        "imbalance_ratio": snapshot.imbalance_ratio,
+        "checks_active": snapshot.checks_active,
         "current": {
-            check: (asdict(f) | {"classes": list(f.classes)}) if f else None
-            for check, f in rule.current_findings().items()
+            check: _finding(finding) if finding else None
+            for check, finding in snapshot.current_findings().items()
         },
         "modes": {
-            mode: {"samples": counts.total} for mode, counts in sorted(rule.counts_by_mode.items())
+            mode: {"samples": int(counts.samples.sum())}
+            for mode, counts in sorted(snapshot.by_mode.items())
         },
-        "ignored": rule.ignored,
+        "ignored": snapshot.ignored,
         "skipped": {
-            "rows": dict(rule.skipped_rows),
-            "batches": dict(rule.skipped_batches),
-            "files": dict(run.reader_problems),
-            "examples": {**run.reader_examples, **rule.problem_examples},
+            "rows": dict(snapshot.skipped_rows),
+            "batches": dict(snapshot.skipped_batches),
+            "files": dict(reader.skipped_files),
+            "examples": {**reader.examples, **snapshot.rule_examples},
         },
-        "steps_seen": run.steps_seen,
-        "parameters": asdict(rule.params),
+        "reader_notices": dict(reader.notices),
+        "steps_seen": snapshot.progress.steps_seen,
+        "parameters": asdict(snapshot.params),
         "reader": run.reader,
         "selected_modes": list(run.modes) if run.modes else None,
         "ended_by": run.ended_by,
@@ -146,13 +141,18 @@ def build_status(
     }
 
 
-def _summary_message(rule: ClassImbalanceRule, status: Status) -> str:
-    counted = f"{rule.samples} labels over {rule.steps_evaluated} steps"
-    if rule.samples < rule.params.samples:
+def _finding(finding: Finding) -> dict[str, Any]:
+    return asdict(finding) | {"classes": list(finding.classes)}
+
+
+def _summary_message(snapshot: Snapshot) -> str:
+    counted = f"{snapshot.samples} labels over {snapshot.steps_evaluated} steps"
+    if not snapshot.checks_active:
         return (
-            f"{counted}: fewer than samples={rule.params.samples}, so the checks have not run yet"
+            f"{counted}: fewer than samples={snapshot.samples_required}, so the checks have not "
+            f"run yet"
         )
-    if status is Status.IN_PROGRESS:
+    if snapshot.status == Status.IN_PROGRESS:
         return f"{counted}: no issue so far"
     return f"{counted}: neither check held"
 

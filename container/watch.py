@@ -41,6 +41,8 @@ class StepWaiter:
 
     @property
     def uses_inotify(self) -> bool:
+        """Whether file events can wake the wait (a diagnostic for tests; the wait works
+        either way)."""
         return self._inotify is not None
 
     def wait(self, timeout: float, stop: StopRequest) -> None:

@@ -1,15 +1,51 @@
-"""The rule core: pure functions and additive state, no I/O (enforced by import-linter)."""
+"""The rule core: pure functions and additive state, no I/O (enforced by import-linter).
 
-from evaluator.core.checks import Finding
-from evaluator.core.params import RuleParameters, parse_rule_parameters
-from evaluator.core.rule import RULE_NAME, ClassImbalanceRule, StepResult, WorkerBatch
+This is the package's surface for the runtime (an import-linter contract holds ``container`` to
+it): the rule and its inputs, its parameters and their errors, the checks and their findings.
+"""
+
+from evaluator.core.checks import (
+    IMBALANCE,
+    MISPREDICTION,
+    Check,
+    Finding,
+    ImbalanceCheck,
+    MispredictionCheck,
+    describe_current,
+    imbalance_ratio,
+    misprediction_fractions,
+    seed_checks,
+)
+from evaluator.core.errors import ParameterError, ParameterProblem
+from evaluator.core.normalise import IGNORED, WorkerBatch
+from evaluator.core.params import (
+    PARAMETER_NAMES,
+    RuleParameters,
+    accepted,
+    check_rule_parameters,
+)
+from evaluator.core.rule import RULE_NAME, ClassImbalanceRule, StepResult
 
 __all__ = [
+    "IGNORED",
+    "IMBALANCE",
+    "MISPREDICTION",
+    "PARAMETER_NAMES",
     "RULE_NAME",
+    "Check",
     "ClassImbalanceRule",
     "Finding",
+    "ImbalanceCheck",
+    "MispredictionCheck",
+    "ParameterError",
+    "ParameterProblem",
     "RuleParameters",
     "StepResult",
     "WorkerBatch",
-    "parse_rule_parameters",
+    "accepted",
+    "check_rule_parameters",
+    "describe_current",
+    "imbalance_ratio",
+    "misprediction_fractions",
+    "seed_checks",
 ]

@@ -1,19 +1,35 @@
-"""The rule's two checks, as pure functions of the cumulative per-class counts.
+"""The rule's checks: conditions on the cumulative per-class counts, as a list of ``Check``.
 
-Both thresholds are exclusive ("strictly above"), as in the seed's wording "exceeds". Classes
-with no labelled sample take part in neither check: a class the data has not shown yet is not
-"infinitely rare", and its misprediction fraction is undefined, not 0.
+A check answers two questions. ``holds`` says, for every row of a (steps x classes) matrix of
+cumulative counts, whether it holds there: the rule asks it once per chunk of steps, so it must
+be a few vectorised numpy calls. ``describe`` says why, as a ``Finding``, for one step's counts:
+asked only where ``holds`` said yes (the first time) or when a status is written, so it may take
+its time. Both must agree: they use the same float divisions.
+
+The seed rule's two checks are the defaults (``seed_checks``). Both thresholds are exclusive
+("strictly above"), as in the seed's wording "exceeds". Classes with no labelled sample take
+part in neither check: a class the data has not shown yet is not "infinitely rare", and its
+misprediction fraction is undefined, not 0.
+
+To add a check: a class with ``name``, ``holds`` and ``describe``, its parameters in
+``RuleParameters``, and a line in ``seed_checks`` (or an opt-in factory); every output (status,
+metrics, logs) iterates the configured checks by name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from evaluator.core.params import RuleParameters
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 IMBALANCE = "imbalance"
 MISPREDICTION = "misprediction"
@@ -32,6 +48,95 @@ class Finding:
     """imbalance: (largest class, smallest class); misprediction: every class above the
     threshold, worst first."""
     message: str
+
+
+class Check(Protocol):
+    """One condition on cumulative per-class counts (samples, mispredicted)."""
+
+    @property
+    def name(self) -> str:
+        """The check's key in findings, the status and the metrics' ``check`` label."""
+        ...
+
+    def holds(self, samples: IntArray, mispredicted: IntArray) -> BoolArray:
+        """Per row of (steps x classes) cumulative counts, whether the check holds there."""
+        ...
+
+    def describe(self, samples: IntArray, mispredicted: IntArray, step: int) -> Finding | None:
+        """The finding for one step's per-class counts, None when the check does not hold."""
+        ...
+
+
+@dataclass(frozen=True)
+class ImbalanceCheck:
+    """Largest class count over the smallest (classes seen) strictly above ``threshold``."""
+
+    threshold: float
+    name: str = IMBALANCE
+
+    def holds(self, samples: IntArray, mispredicted: IntArray) -> BoolArray:
+        seen = samples > 0
+        any_seen = seen.any(axis=1)
+        largest = np.where(seen, samples, 0).max(axis=1).astype(np.float64)
+        smallest = np.where(seen, samples, np.iinfo(np.int64).max).min(axis=1).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = largest / np.where(any_seen, smallest, 1.0)
+        return np.asarray(any_seen & (ratio > self.threshold), dtype=bool)
+
+    def describe(self, samples: IntArray, mispredicted: IntArray, step: int) -> Finding | None:
+        return check_imbalance(samples, self.threshold, step)
+
+
+@dataclass(frozen=True)
+class MispredictionCheck:
+    """Some class's mispredicted / samples strictly above ``threshold``."""
+
+    threshold: float
+    name: str = MISPREDICTION
+
+    def holds(self, samples: IntArray, mispredicted: IntArray) -> BoolArray:
+        seen = samples > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fractions = np.divide(mispredicted, samples, out=np.zeros(samples.shape), where=seen)
+        return np.asarray(((fractions > self.threshold) & seen).any(axis=1), dtype=bool)
+
+    def describe(self, samples: IntArray, mispredicted: IntArray, step: int) -> Finding | None:
+        return check_misprediction(samples, mispredicted, self.threshold, step)
+
+
+def seed_checks(params: RuleParameters) -> tuple[Check, ...]:
+    """The seed rule's checks, in the order its findings are listed."""
+    return (
+        ImbalanceCheck(params.threshold_imbalance),
+        MispredictionCheck(params.threshold_misprediction),
+    )
+
+
+def holds_now(
+    checks: Sequence[Check], samples: IntArray, mispredicted: IntArray
+) -> dict[str, bool]:
+    """Each check's verdict on one set of per-class counts."""
+    if not samples.size:  # no class seen yet: one class of no samples, as a chunk has
+        samples, mispredicted = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    rows, wrong = samples.reshape(1, -1), mispredicted.reshape(1, -1)
+    return {check.name: bool(check.holds(rows, wrong)[0]) for check in checks}
+
+
+def describe_current(
+    checks: Sequence[Check],
+    holds: Mapping[str, bool],
+    samples: IntArray,
+    mispredicted: IntArray,
+    step: int,
+) -> dict[str, Finding | None]:
+    """Each check's finding where ``holds`` says it holds, None where it does not; empty when
+    ``holds`` is (before ``samples`` labels were counted)."""
+    if not holds:
+        return {}
+    return {
+        check.name: check.describe(samples, mispredicted, step) if holds.get(check.name) else None
+        for check in checks
+    }
 
 
 def imbalance_ratio(samples: IntArray) -> tuple[float, int, int] | None:
@@ -53,28 +158,6 @@ def misprediction_fractions(samples: IntArray, mispredicted: IntArray) -> FloatA
     fractions = np.full(samples.shape, np.nan)
     np.divide(mispredicted, samples, out=fractions, where=samples > 0)
     return fractions
-
-
-def checks_per_step(
-    samples: IntArray,
-    mispredicted: IntArray,
-    threshold_imbalance: float,
-    threshold_misprediction: float,
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """Both checks' verdicts for each row of (steps x classes) cumulative counts.
-
-    The same float divisions as ``check_imbalance`` and ``check_misprediction``, so a verdict
-    here and a finding described there always agree.
-    """
-    seen = samples > 0
-    any_seen = seen.any(axis=1)
-    largest = np.where(seen, samples, 0).max(axis=1).astype(np.float64)
-    smallest = np.where(seen, samples, np.iinfo(np.int64).max).min(axis=1).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        imbalance = any_seen & (largest / np.where(any_seen, smallest, 1.0) > threshold_imbalance)
-        fractions = np.divide(mispredicted, samples, out=np.zeros(samples.shape), where=seen)
-    misprediction = ((fractions > threshold_misprediction) & seen).any(axis=1)
-    return np.asarray(imbalance, dtype=bool), np.asarray(misprediction, dtype=bool)
 
 
 def check_imbalance(samples: IntArray, threshold: float, step: int) -> Finding | None:

@@ -1,8 +1,11 @@
-"""The rule's parameters, with the seed's names and defaults, and their string forms.
+"""The rule's parameters, with the seed's names and defaults, each validated where it is declared.
 
-A managed debugger service passes every RuleParameter as a string ("10", "0.7", "False"), so each
-parameter accepts its string form as well as its typed value. Every problem is collected and
-reported together, so a user fixes a configuration in one round instead of one error at a time.
+Every field carries what it accepts, in words for messages (``accepted``), and a typed check of
+its value (``valid``); building a ``RuleParameters`` runs every check and reports every problem
+at once, so a user fixes a configuration in one round instead of one error at a time. The core
+knows only typed values: turning the strings a managed service sends ("10", "0.7", "False")
+into them is the runtime's configuration loader's job (``container.config``), which reads the
+field types and the ``accepted`` words from here.
 """
 
 from __future__ import annotations
@@ -10,13 +13,37 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from evaluator.core.errors import ParameterError, ParameterProblem
 
-_TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
-_FALSE_WORDS = frozenset({"false", "0", "no", "n", "off"})
+ACCEPTED = "accepted"
+"""Field metadata key: the accepted values in words ("a finite number >= 1, such as 10")."""
+VALID = "valid"
+"""Field metadata key: the typed check of a value (True when it is valid)."""
+
+
+def _parameter(default: Any, accepted: str, valid: Callable[[Any], bool]) -> Any:
+    return field(default=default, metadata={ACCEPTED: accepted, VALID: valid})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _regex(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        re.compile(value)
+    except re.error:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -24,149 +51,92 @@ class RuleParameters:
     """What the ClassImbalance rule checks and how it reads its inputs.
 
     Defaults are the seed rule's (SageMaker Debugger's built-in ClassImbalance), so a job
-    configured for the managed rule behaves the same here.
+    configured for the managed rule behaves the same here. Invalid values raise
+    ``ParameterError`` listing every problem.
     """
 
-    threshold_imbalance: float = 10.0
+    threshold_imbalance: float = _parameter(
+        10.0, 'a finite number >= 1, such as 10 or "10"', lambda v: _number(v) and v >= 1
+    )
     """Issue when the largest class count divided by the smallest (over classes seen at least
     once) is strictly above this. 10 is the seed's default; must be a finite number >= 1."""
 
-    threshold_misprediction: float = 0.7
+    threshold_misprediction: float = _parameter(
+        0.7, 'a fraction within [0, 1], such as 0.7 or "0.7"', lambda v: _number(v) and 0 <= v <= 1
+    )
     """Issue when some class's mispredicted / samples is strictly above this. 0.7 is the
     seed's default; must be within [0, 1]."""
 
-    samples: int = 500
+    samples: int = _parameter(
+        500, 'a whole number >= 0, such as 500 or "500"', lambda v: _whole(v) and v >= 0
+    )
     """Checks run only once at least this many labels were counted (seed default, sized for
     10 classes; raise it with many classes). Must be >= 0."""
 
-    argmax: bool = False
+    argmax: bool = _parameter(
+        False, 'a boolean: true/false, "True"/"False", 1/0, yes/no', lambda v: isinstance(v, bool)
+    )
     """Apply argmax over the last axis of (B, C) predictions (scores, probabilities, logits).
     The seed's default is False, so class-index predictions are taken as they are."""
 
-    labels_regex: str = ".*labels"
+    labels_regex: str = _parameter(
+        ".*labels", 'a valid Python regular expression, such as ".*labels"', _regex
+    )
     """Tensors whose names match (search semantics: anywhere in the name) hold the labels."""
 
-    predictions_regex: str = ".*predictions"
+    predictions_regex: str = _parameter(
+        ".*predictions", 'a valid Python regular expression, such as ".*predictions"', _regex
+    )
     """Tensors whose names match (search semantics) hold the predictions."""
 
-    ignore_index: int | None = -100
+    ignore_index: int | None = _parameter(
+        -100, 'a whole number such as -100, or "none" to disable', lambda v: v is None or _whole(v)
+    )
     """Labels equal to this are skipped and counted as ignored: PyTorch's CrossEntropyLoss
     convention for padding. None disables it."""
 
-    max_classes: int = 1_000_000
+    max_classes: int = _parameter(
+        1_000_000,
+        "a whole number within [1, 2**31], such as 1000000",
+        lambda v: _whole(v) and 1 <= v <= 2**31,
+    )
     """Class indices at or above this are rejected as out of range (counted, not counted as
     samples): it bounds memory when a label tensor holds garbage. Raise it for larger models."""
 
+    def __post_init__(self) -> None:
+        problems = [
+            ParameterProblem(spec.name, getattr(self, spec.name), spec.metadata[ACCEPTED])
+            for spec in fields(self)
+            if not spec.metadata[VALID](getattr(self, spec.name))
+        ]
+        if problems:
+            raise ParameterError(problems)
 
-def parse_rule_parameters(raw: Mapping[str, Any]) -> RuleParameters:
-    """Build parameters from typed or string values, reporting every problem at once.
 
-    Keys not given keep their defaults; unknown keys are problems, with a suggestion.
+PARAMETER_NAMES: tuple[str, ...] = tuple(spec.name for spec in fields(RuleParameters))
+
+
+def accepted(name: str) -> str:
+    """What a parameter accepts, in words."""
+    return str({spec.name: spec for spec in fields(RuleParameters)}[name].metadata[ACCEPTED])
+
+
+def check_rule_parameters(values: Mapping[Any, Any]) -> RuleParameters:
+    """Parameters from typed values; keys not given keep their defaults.
+
+    Raises ``ParameterError`` with every problem: unknown keys (with the closest name) and
+    every invalid value.
     """
-    known = {f.name for f in fields(RuleParameters)}
-    problems: list[ParameterProblem] = []
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in known:
-            problems.append(ParameterProblem(key, value, f"one of {', '.join(sorted(known))}"))
-            continue
-        parser, expected = _PARSERS[key]
-        try:
-            values[key] = parser(value)
-        except (ValueError, TypeError, OverflowError):  # float(None), float([1]), float(10**400)
-            problems.append(ParameterProblem(key, value, expected))
+    problems = [
+        ParameterProblem(key, value, f"one of {', '.join(sorted(PARAMETER_NAMES))}")
+        for key, value in values.items()
+        if key not in PARAMETER_NAMES
+    ]
+    known = {key: value for key, value in values.items() if key in PARAMETER_NAMES}
+    try:
+        parameters = RuleParameters(**known)
+    except ParameterError as error:
+        problems = error.problems + problems
     if problems:
         raise ParameterError(problems)
-    return RuleParameters(**values)
-
-
-def parse_bool(value: Any) -> bool:
-    """Accept booleans and the usual words; Python's ``bool("False")`` is True, which is why."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
-        return value.strip().lower() in _TRUE_WORDS
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise ValueError(value)
-
-
-def parse_finite_float(value: Any) -> float:
-    """Accept numbers and numeric strings, but never NaN or infinity (they disable a check)."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    number = float(value.strip() if isinstance(value, str) else value)
-    if not math.isfinite(number):
-        raise ValueError(value)
-    return number
-
-
-def parse_whole_number(value: Any) -> int:
-    """Accept integers and integral forms such as "500" or "500.0"; reject 500.5."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, int):
-        return value
-    number = parse_finite_float(value)
-    if not number.is_integer():
-        raise ValueError(value)
-    return int(number)
-
-
-def _in_range(parse: Callable[[Any], float], low: float, high: float) -> Callable[[Any], float]:
-    def parse_bounded(value: Any) -> float:
-        number = parse(value)
-        if not low <= number <= high:
-            raise ValueError(value)
-        return number
-
-    return parse_bounded
-
-
-def whole_number_within(low: int, high: int | None = None) -> Callable[[Any], int]:
-    """A parser of whole numbers in [low, high] (high None: no upper bound)."""
-
-    def parse_bounded(value: Any) -> int:
-        number = parse_whole_number(value)
-        if number < low or (high is not None and number > high):
-            raise ValueError(value)
-        return number
-
-    return parse_bounded
-
-
-def _regex(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(value)
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(value) from exc
-    return value
-
-
-def _optional_index(value: Any) -> int | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none", "null"}):
-        return None
-    return parse_whole_number(value)
-
-
-_PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
-    "threshold_imbalance": (
-        _in_range(parse_finite_float, 1.0, math.inf),
-        'a finite number >= 1, such as 10 or "10"',
-    ),
-    "threshold_misprediction": (
-        _in_range(parse_finite_float, 0.0, 1.0),
-        'a fraction within [0, 1], such as 0.7 or "0.7"',
-    ),
-    "samples": (whole_number_within(0), 'a whole number >= 0, such as 500 or "500"'),
-    "argmax": (parse_bool, 'a boolean: true/false, "True"/"False", 1/0, yes/no'),
-    "labels_regex": (_regex, 'a valid Python regular expression, such as ".*labels"'),
-    "predictions_regex": (_regex, 'a valid Python regular expression, such as ".*predictions"'),
-    "ignore_index": (_optional_index, 'a whole number such as -100, or "none" to disable'),
-    "max_classes": (
-        whole_number_within(1, 2**31),
-        "a whole number within [1, 2**31], such as 1000000",
-    ),
-}
+    return parameters

@@ -109,7 +109,8 @@ class LocalStorage:
         self._root_prefix = os.path.join(os.fspath(root), "")
         self.rescan_seconds = rescan_seconds
         self.listing_repairs = 0
-        """Rescans that found what the events had missed (each switches to scanning)."""
+        """Rescans that found what the events had missed (each switches to scanning); a
+        diagnostic for tests."""
         self._lock = threading.Lock()
         self._decided = incremental is not None
         self._inotify: Inotify | None = None

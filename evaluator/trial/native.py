@@ -157,26 +157,6 @@ class NativeTrialReader:
     def local_path(self) -> str | None:
         return self._storage.local_path
 
-    @property
-    def expected_workers(self) -> int | None:
-        """``num_workers`` from the collections files (the largest); None until one is read."""
-        return self._steps.expected_workers
-
-    @property
-    def pending_steps(self) -> int:
-        """Steps seen but not complete yet: how far the slowest worker lags (memory held)."""
-        return self._steps.pending_steps
-
-    @property
-    def unread_steps(self) -> int:
-        """Returned steps whose read locations are still held, waiting for ``read``."""
-        return len(self._unread)
-
-    @property
-    def held_bytes(self) -> int:
-        """Event-file bytes kept for steps not read yet."""
-        return self._held_bytes
-
     def exists(self) -> bool:
         return self._storage.exists()
 
@@ -226,6 +206,28 @@ class NativeTrialReader:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
         self._storage.close()
+
+    # -- diagnostics: what the reader holds, for tests and benchmarks --------------------------
+
+    @property
+    def expected_workers(self) -> int | None:
+        """``num_workers`` from the collections files (the largest); None until one is read."""
+        return self._steps.expected_workers
+
+    @property
+    def pending_steps(self) -> int:
+        """Steps seen but not complete yet: how far the slowest worker lags (memory held)."""
+        return self._steps.pending_steps
+
+    @property
+    def unread_steps(self) -> int:
+        """Returned steps whose read locations are still held, waiting for ``read``."""
+        return len(self._unread)
+
+    @property
+    def held_bytes(self) -> int:
+        """Event-file bytes kept for steps not read yet."""
+        return self._held_bytes
 
     # -- one poll ------------------------------------------------------------------------------
 

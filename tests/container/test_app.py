@@ -8,14 +8,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from container.app import Runtime, run
-from container.settings import Settings
+from container.config import Settings
 from container.status import Status
 from container.stopping import StopRequest
 from devtools.write_trial import end_training, export_collections, write_step
@@ -24,7 +23,7 @@ from tests.container.trials import scores_batch, write_trial
 
 
 def settings_for(trial: Path, tmp_path: Path, **changes: object) -> Settings:
-    base = Settings(
+    base = Settings.of(
         base_trial=str(trial),
         status_file=str(tmp_path / "status.json"),
         rule=RuleParameters(argmax=True),
@@ -33,7 +32,7 @@ def settings_for(trial: Path, tmp_path: Path, **changes: object) -> Settings:
         idle_timeout=30,
         read_retry_delay=0.05,
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return base.changed(**changes)  # type: ignore[arg-type]
 
 
 def test_managed_service_files_are_written_when_their_folders_exist(tmp_path: Path) -> None:
@@ -78,7 +77,7 @@ def test_resuming_from_a_checkpoint_counts_every_step_once(tmp_path: Path) -> No
         trial, tmp_path, checkpoint_file=str(checkpoint), checkpoint_every_steps=3
     )
     add_steps(range(7))
-    first = run(replace(settings, once=True))
+    first = run(settings.changed(once=True))
     assert first.document["steps_evaluated"] == 7
     add_steps(range(7, 12))
     end_training(str(trial))
@@ -93,7 +92,7 @@ def test_a_checkpoint_of_other_settings_is_an_error(tmp_path: Path) -> None:
     trial = write_trial(tmp_path / "trial", steps=3, make_batch=scores_batch([1, 1]))
     settings = settings_for(trial.path, tmp_path, checkpoint_file=str(tmp_path / "c.json"))
     assert run(settings).status is Status.NO_ISSUES_FOUND
-    changed = replace(settings, rule=RuleParameters(argmax=True, samples=3))
+    changed = settings.changed(rule=RuleParameters(argmax=True, samples=3))
     outcome = run(changed)
     assert outcome.status is Status.ERROR
     assert "saved for another evaluation" in outcome.document["error"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from container.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from container.settings import Settings
+from container.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from container.config import Settings
 from evaluator.core import ClassImbalanceRule, RuleParameters, WorkerBatch
 
 
@@ -25,9 +24,9 @@ def evaluated_rule(steps: int) -> ClassImbalanceRule:
 
 
 def test_round_trip_restores_the_rule_and_position(tmp_path: Path) -> None:
-    settings = Settings(base_trial="t", checkpoint_file=str(tmp_path / "c.json"))
+    settings = Settings.of(base_trial="t", checkpoint_file=str(tmp_path / "c.json"))
     rule = evaluated_rule(5)
-    save_checkpoint(str(tmp_path / "c.json"), settings, rule, delivered_through=4, steps_seen=5)
+    save_checkpoint(str(tmp_path / "c.json"), settings, Checkpoint(4, rule.to_state(), 5))
     checkpoint = load_checkpoint(str(tmp_path / "c.json"), settings)
     assert checkpoint is not None
     assert checkpoint.delivered_through == 4
@@ -36,16 +35,16 @@ def test_round_trip_restores_the_rule_and_position(tmp_path: Path) -> None:
 
 
 def test_no_checkpoint_yet_is_not_an_error(tmp_path: Path) -> None:
-    assert load_checkpoint(str(tmp_path / "none.json"), Settings(base_trial="t")) is None
+    assert load_checkpoint(str(tmp_path / "none.json"), Settings.of(base_trial="t")) is None
 
 
 UNUSABLE = {
     "other parameters": (
-        lambda s: replace(s, rule=RuleParameters(samples=7)),
+        lambda s: s.changed(rule=RuleParameters(samples=7)),
         None,
         "saved for another evaluation",
     ),
-    "other trial": (lambda s: replace(s, base_trial="elsewhere"), None, "trial: saved 't'"),
+    "other trial": (lambda s: s.changed(base_trial="elsewhere"), None, "trial: saved 't'"),
     "damaged file": (lambda s: s, "{not json", "cannot be read"),
     "other format": (lambda s: s, '{"format": 99}', "has format 99"),
 }
@@ -55,8 +54,8 @@ UNUSABLE = {
 def test_unusable_checkpoints_are_refused_with_a_reason(case: str, tmp_path: Path) -> None:
     change, content, expected = UNUSABLE[case]
     path = tmp_path / "c.json"
-    settings = Settings(base_trial="t")
-    save_checkpoint(str(path), settings, evaluated_rule(2), delivered_through=1, steps_seen=2)
+    settings = Settings.of(base_trial="t")
+    save_checkpoint(str(path), settings, Checkpoint(1, evaluated_rule(2).to_state(), 2))
     if content is not None:
         path.write_text(content)
     with pytest.raises(CheckpointError, match=expected):

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from container.evaluation import EndReason, Evaluation, FollowOptions
+from container.config import FollowSettings, TrialSettings
+from container.evaluation import EndReason, Evaluation
 from container.stopping import StopRequest
 from devtools.write_trial import end_training, export_collections, write_step
 from evaluator.core import ClassImbalanceRule, RuleParameters
-from evaluator.trial.interface import StepRef, WorkerStep, WorkerTensors
+from evaluator.trial import StepRef, WorkerStep, WorkerTensors
 from evaluator.trial.open import open_trial
 
 
@@ -26,7 +27,10 @@ def test_follows_a_trial_as_steps_land_and_ends_at_the_marker(tmp_path: Path) ->
     rule = ClassImbalanceRule(RuleParameters(samples=0))
     progress: list[int] = []
     evaluation = Evaluation(
-        open_trial(str(trial)), rule, on_step=lambda result: progress.append(result.step)
+        open_trial(str(trial)),
+        rule,
+        following=FollowSettings(poll_interval=0.01, idle_timeout=30),
+        on_step=lambda _evaluation, result: progress.append(result.step),
     )
 
     def train() -> None:
@@ -38,7 +42,7 @@ def test_follows_a_trial_as_steps_land_and_ends_at_the_marker(tmp_path: Path) ->
     writer = threading.Thread(target=train)
     writer.start()
     try:
-        end = evaluation.follow(FollowOptions(poll_interval=0.01, idle_timeout=30))
+        end = evaluation.follow()
     finally:
         writer.join()
     assert end is EndReason.END_OF_TRAINING
@@ -52,11 +56,15 @@ def test_a_stop_request_ends_following_promptly(tmp_path: Path) -> None:
     trial = tmp_path / "trial"
     export_collections(str(trial), "worker_0", 1)
     write_step(str(trial), 0, "worker_0", labels_and_predictions(0))
-    evaluation = Evaluation(open_trial(str(trial)), ClassImbalanceRule(RuleParameters()))
+    evaluation = Evaluation(
+        open_trial(str(trial)),
+        ClassImbalanceRule(RuleParameters()),
+        following=FollowSettings(poll_interval=5.0, idle_timeout=None),
+    )
     stop = StopRequest()
     timer = threading.Timer(0.2, stop.set)
     timer.start()
-    end = evaluation.follow(FollowOptions(poll_interval=5.0, idle_timeout=None), stop=stop)
+    end = evaluation.follow(stop=stop)
     timer.join()
     assert end is EndReason.STOPPED
     assert evaluation.rule.steps_evaluated == 1
@@ -71,8 +79,12 @@ def test_idle_timeout_uses_the_injected_clock(tmp_path: Path) -> None:
         now[0] += 10.0
         return now[0]
 
-    evaluation = Evaluation(open_trial(str(trial)), ClassImbalanceRule(RuleParameters()))
-    end = evaluation.follow(FollowOptions(poll_interval=0.0, idle_timeout=25.0), clock=clock)
+    evaluation = Evaluation(
+        open_trial(str(trial)),
+        ClassImbalanceRule(RuleParameters()),
+        following=FollowSettings(poll_interval=0.0, idle_timeout=25.0),
+    )
+    end = evaluation.follow(clock=clock)
     assert end is EndReason.IDLE_TIMEOUT
 
 
@@ -89,9 +101,12 @@ def test_unselected_modes_are_not_evaluated(tmp_path: Path) -> None:
         )
     end_training(str(trial))
     evaluation = Evaluation(
-        open_trial(str(trial)), ClassImbalanceRule(RuleParameters()), modes={"EVAL"}
+        open_trial(str(trial)),
+        ClassImbalanceRule(RuleParameters()),
+        trial=TrialSettings(str(trial), modes=("EVAL",)),
+        following=FollowSettings(once=True),
     )
-    assert evaluation.follow(FollowOptions(once=True)) is EndReason.END_OF_TRAINING
+    assert evaluation.follow() is EndReason.END_OF_TRAINING
     assert evaluation.rule.steps_evaluated == 3
     assert evaluation.steps_seen == 6
     assert set(evaluation.rule.counts_by_mode) == {"EVAL"}
@@ -138,9 +153,11 @@ def waits_while_following(script: list[tuple[list[int], bool]], polls: int) -> l
         if len(waits) >= polls:
             stop.set()
 
-    evaluation = Evaluation(reader, ClassImbalanceRule(RuleParameters(samples=0)))
-    options = FollowOptions(poll_interval=1.0, max_poll_interval=8.0, idle_timeout=None)
-    evaluation.follow(options, stop=stop, wait=wait, clock=lambda: 0.0)
+    options = FollowSettings(poll_interval=1.0, max_poll_interval=8.0, idle_timeout=None)
+    evaluation = Evaluation(
+        reader, ClassImbalanceRule(RuleParameters(samples=0)), following=options
+    )
+    evaluation.follow(stop=stop, wait=wait, clock=lambda: 0.0)
     return waits
 
 
@@ -168,9 +185,11 @@ def test_waits_between_polls(case: tuple[list[tuple[list[int], bool]], list[floa
 
 def test_once_reads_the_whole_backlog_before_it_ends() -> None:
     reader = ScriptedReader([([0, 1], True), ([2, 3], True), ([4], False)])
-    evaluation = Evaluation(reader, ClassImbalanceRule(RuleParameters(samples=0)))
+    evaluation = Evaluation(
+        reader, ClassImbalanceRule(RuleParameters(samples=0)), following=FollowSettings(once=True)
+    )
     waits: list[float] = []
-    end = evaluation.follow(FollowOptions(once=True), wait=lambda seconds, _: waits.append(seconds))
+    end = evaluation.follow(wait=lambda seconds, _: waits.append(seconds))
     assert end is EndReason.ONCE
     assert evaluation.rule.steps_evaluated == 5
     assert waits == []

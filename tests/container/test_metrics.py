@@ -10,10 +10,11 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from container.config import Settings
 from container.metrics import STATES, ClassImbalanceCollector, build_registry, kept_classes
-from container.settings import Settings
-from container.snapshot import Snapshot, SnapshotBox, take_snapshot
+from container.snapshot import Progress, Snapshot, SnapshotBox, take_snapshot
 from evaluator.core import ClassImbalanceRule, RuleParameters, WorkerBatch
+from evaluator.trial import ReaderProblems
 
 CLASS_SAMPLES = "classimbalance_class_samples"
 CLASS_FRACTION = "classimbalance_class_misprediction_ratio"
@@ -56,8 +57,8 @@ def snap(
         status=status,
         trial="/trials/run-1",
         ready=ready,
-        reader_problems=reader_problems,
-        last_evaluation_time=last_evaluation_time,
+        reader=ReaderProblems(skipped_files=dict(reader_problems or {})),
+        progress=Progress(last_evaluation_time=last_evaluation_time),
     )
 
 
@@ -169,7 +170,7 @@ def test_every_metric_equals_the_rules_counts() -> None:
     assert set(rule.skipped_rows) == {"negative_label", "label_out_of_range"}
     assert reasons(registry, "classimbalance_skipped_batches_total") == dict(rule.skipped_batches)
     assert set(rule.skipped_batches) == {"missing_predictions", "truncated"}
-    assert reasons(registry, "classimbalance_read_errors_total") == {"bad_index": 2}
+    assert reasons(registry, "classimbalance_skipped_files_total") == {"bad_index": 2}
 
 
 @pytest.mark.parametrize("status", [*STATES, "SomethingNew"])
@@ -234,7 +235,7 @@ def test_a_published_snapshot_shows_on_the_next_collect() -> None:
 
 
 def test_20000_classes_keep_at_most_2k_plus_1_series_per_mode_and_other_sums_the_rest() -> None:
-    k, classes = Settings(base_trial="unused").max_class_series, 20_000
+    k, classes = Settings.of(base_trial="unused").metrics.max_class_series, 20_000
     rng = np.random.default_rng(7)
     steps = []
     for mode, size in (("TRAIN", 200_000), ("EVAL", 30_000)):

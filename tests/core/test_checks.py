@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from container.config import parse_rule_parameters
 from evaluator.core.checks import (
     IMBALANCE,
     MISPREDICTION,
@@ -17,7 +18,6 @@ from evaluator.core.checks import (
     imbalance_ratio,
     misprediction_fractions,
 )
-from evaluator.core.params import parse_rule_parameters
 from tests.core.reference import imbalance_holds, misprediction_holds
 
 CHECK_SETTINGS = settings(max_examples=150, deadline=None)

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from container.config import parse_rule_parameters
 from evaluator.core.normalise import (
     IGNORED,
     LABEL_OUT_OF_RANGE,
@@ -26,7 +27,6 @@ from evaluator.core.normalise import (
     label_classes,
     prediction_classes,
 )
-from evaluator.core.params import parse_rule_parameters
 from tests.core.cases import CASES, FLOAT_DTYPES, INTEGER_DTYPES, NAN, Case
 from tests.core.reference import classify_rows
 

@@ -13,10 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evaluator.core import rule as rule_module
+from container.config import parse_rule_parameters
+from evaluator.core import progress
 from evaluator.core.checks import IMBALANCE, MISPREDICTION, Finding
 from evaluator.core.counts import ClassCounts
-from evaluator.core.params import RuleParameters, parse_rule_parameters
+from evaluator.core.normalise import Inputs, chunk
+from evaluator.core.normalise import steps as chunk_or_batches
+from evaluator.core.params import RuleParameters
 from evaluator.core.rule import ClassImbalanceRule, WorkerBatch
 from tests.core.cases import CASES, Case
 from tests.core.reference import (
@@ -322,30 +325,6 @@ def test_current_follows_the_last_step_while_findings_keep_the_first() -> None:
 # -- inputs: names, errors, examples ---------------------------------------------------------
 
 
-def test_regexes_match_anywhere_in_the_name() -> None:
-    rule = _rule()
-    assert rule.wants("labels")
-    assert rule.wants("train/CrossEntropyLoss_input_1_labels_0")
-    assert rule.wants("model/predictions:0")
-    assert not rule.wants("label")
-    assert not rule.wants("loss")
-    anchored = _rule(labels_regex="^labels$", predictions_regex="^predictions$")
-    assert not anchored.wants("x_labels")
-    assert anchored.split_names(["x_labels", "labels", "predictions"]) == (
-        ["labels"],
-        ["predictions"],
-    )
-
-
-def test_split_names_sorts_each_role_by_name() -> None:
-    rule = _rule()
-    names = ["c_labels", "b_predictions", "a_labels", "loss", "a_predictions", "b_labels"]
-    assert rule.split_names(names) == (
-        ["a_labels", "b_labels", "c_labels"],
-        ["a_predictions", "b_predictions"],
-    )
-
-
 def test_reader_error_is_a_skipped_batch_beside_counted_ones() -> None:
     rule = _rule()
     result = rule.evaluate_step(
@@ -457,11 +436,10 @@ def test_merge_keeps_the_earliest_finding_of_each_check() -> None:
         return Finding(check, step, 2.0, 1.0, (0,), f"{check} at {step}")
 
     params = RuleParameters()
-    later = ClassImbalanceRule(params, findings=[finding(IMBALANCE, 9)], issue_step=9, last_step=9)
+    later = ClassImbalanceRule(params, findings=[finding(IMBALANCE, 9)], last_step=9)
     earlier = ClassImbalanceRule(
         params,
         findings=[finding(MISPREDICTION, 3), finding(IMBALANCE, 5)],
-        issue_step=3,
         last_step=5,
     )
     later.merge(earlier)
@@ -546,9 +524,9 @@ def test_chunked_evaluation_equals_step_by_step(scenario: Scenario, stop_early: 
         if stop_early and one_by_one.issue_step is not None:
             break
     steps = [(step, [b.worker_batch() for b in batches]) for step, batches in scenario.steps]
-    for cells in (rule_module._CHUNK_CELLS, 3 * scenario.num_classes):  # one chunk, then many
+    for cells in (progress.CHUNK_CELLS, 3 * scenario.num_classes):  # one chunk, then many
         chunked = ClassImbalanceRule(params)
-        with patch.object(rule_module, "_CHUNK_CELLS", cells):
+        with patch.object(progress, "CHUNK_CELLS", cells):
             results = chunked.evaluate_steps(steps, stop_at_first_issue=stop_early)
         assert results == expected_results
         assert chunked.to_state() == one_by_one.to_state()
@@ -571,7 +549,7 @@ def test_a_check_exactly_at_its_threshold_does_not_hold_now() -> None:
 
 def _without_uniform_path(run: ScoreRun) -> tuple[list[Any], dict[str, Any]]:
     rule = ClassImbalanceRule(parse_rule_parameters(run.params))
-    with patch.object(ClassImbalanceRule, "_prepare_uniform", return_value=None):
+    with patch.object(chunk_or_batches, "prepare_uniform", return_value=None):
         results = rule.evaluate_steps([(step, list(batches)) for step, batches in run.steps])
     return results, rule.to_state()
 
@@ -587,8 +565,8 @@ def test_whole_chunk_path_equals_batch_by_batch(
     rule = ClassImbalanceRule(parse_rule_parameters(run.params))
     cells = chunk_steps * (rule.params.max_classes + 1)
     with (
-        patch.object(rule_module, "_CHUNK_CELLS", cells),
-        patch.object(rule_module, "_BLOCK_BYTES", block_bytes),
+        patch.object(progress, "CHUNK_CELLS", cells),
+        patch.object(chunk, "BLOCK_BYTES", block_bytes),
     ):
         results = rule.evaluate_steps([(step, list(batches)) for step, batches in run.steps])
     assert results == expected_results
@@ -621,7 +599,7 @@ def test_the_common_form_takes_the_whole_chunk_path(dtypes: tuple[Any, Any]) -> 
         for step in range(5)
     ]
     rule = _rule(samples=0, argmax=True)
-    prepared = rule._prepare_uniform(steps)
+    prepared = chunk.prepare_uniform(steps, Inputs.of(rule.params))
     assert prepared is not None
     assert [len(p.rows) for p in prepared] == [2] * 5
     labels = np.concatenate([row[1] for p in prepared for row in p.rows])
@@ -645,5 +623,6 @@ def test_other_forms_and_problem_rows_take_the_batch_path(change: Any) -> None:
     clean = _batch(labels, scores)
     odd = _batch(*change(labels, scores), source="worker-1")
     rule = _rule(samples=0, max_classes=5, argmax=True)
-    assert rule._prepare_uniform([(0, [clean]), (1, [clean])]) is not None
-    assert rule._prepare_uniform([(0, [clean]), (1, [clean, odd])]) is None
+    inputs = Inputs.of(rule.params)
+    assert chunk.prepare_uniform([(0, [clean]), (1, [clean])], inputs) is not None
+    assert chunk.prepare_uniform([(0, [clean]), (1, [clean, odd])], inputs) is None

@@ -13,8 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from container.config import ALIASES, CONFIG_VARIABLE, SETTING_NAMES, load_settings
-from container.settings import DEFAULT_METRICS_PORT
+from container.config import (
+    ALIASES,
+    CONFIG_VARIABLE,
+    DEFAULT_METRICS_PORT,
+    SETTING_NAMES,
+    load_settings,
+)
 from container.status import EXIT_CODES, Status
 from tests.deploy.prometheusrule import RULES, render
 from tests.deploy.prometheusrule import TARGET as PROMETHEUSRULE
@@ -261,19 +266,19 @@ def test_the_settings_load_and_match_the_pod(evaluator: Evaluator) -> None:
     assert loaded.sources["threshold_imbalance"].kind == "file", "the ConfigMap was read"
 
     port = evaluator.metrics_port()
-    assert settings.metrics_port == port["containerPort"]
-    assert settings.metrics_enabled
-    assert settings.metrics_address in {"0.0.0.0", "::"}, "the kubelet and Prometheus reach it"
+    assert settings.metrics.port == port["containerPort"]
+    assert settings.metrics.enabled
+    assert settings.metrics.address in {"0.0.0.0", "::"}, "the kubelet and Prometheus reach it"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         if probe in evaluator.container:
             target = evaluator.container[probe]["httpGet"]["port"]
             assert target in {"metrics", port["containerPort"]}, probe
 
-    trial_mount = evaluator.mount_of(settings.base_trial)
-    assert trial_mount is not None, f"base_trial {settings.base_trial} is on a volume"
-    writable = [settings.status_file]
-    if settings.checkpoint_file is not None:
-        writable.append(settings.checkpoint_file)
+    trial_mount = evaluator.mount_of(settings.trial.base_trial)
+    assert trial_mount is not None, f"base_trial {settings.trial.base_trial} is on a volume"
+    writable = [settings.outputs.status_file]
+    if settings.checkpoints.file is not None:
+        writable.append(settings.checkpoints.file)
     for path in writable:
         assert PurePosixPath(path).is_absolute(), "the image's working folder may be read-only"
         mount = evaluator.mount_of(path)
@@ -362,4 +367,4 @@ def test_the_configmap_is_a_complete_settings_file() -> None:
         job_config_path=None,
         read_text=lambda path: text if path == "/config.yaml" else None,
     )
-    assert loaded.settings.metrics_port == DEFAULT_METRICS_PORT
+    assert loaded.settings.metrics.port == DEFAULT_METRICS_PORT

@@ -19,24 +19,24 @@ import yaml
 
 from container.cli import main
 from container.config import (
+    DECLARED,
     RULE_FIELDS,
     SETTING_NAMES,
     SWITCHES,
     ConfigError,
     LoadedSettings,
+    Settings,
     build_parser,
     default_value,
-    field_docs,
     flag_of,
     format_settings,
     load_settings,
-    setting_value,
+    setting_docs,
     yaml_inline,
 )
-from container.settings import Settings
 from evaluator.core import RuleParameters
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "config" / "classimbalance.yaml"
 JOB = "processingjobconfig.json"
 
@@ -68,7 +68,7 @@ def problems(*argv: str, **layers: Any) -> list[str]:
 
 
 def value(loaded: LoadedSettings, name: str) -> Any:
-    return setting_value(loaded.settings, name)
+    return loaded.settings.value(name)
 
 
 # -- precedence ---------------------------------------------------------------------------
@@ -119,7 +119,7 @@ def test_each_layer_overrides_the_lower(case: str) -> None:
 
 def test_defaults_apply_where_no_layer_sets_a_value() -> None:
     loaded = load()
-    assert loaded.settings == Settings(base_trial="trial")
+    assert loaded.settings == Settings.of(base_trial="trial")
     assert {name for name, s in loaded.sources.items() if s.kind != "default"} == {"base_trial"}
     assert loaded.warnings == ()
 
@@ -284,8 +284,8 @@ def test_yaml_takes_typed_values() -> None:
     rule = loaded.settings.rule
     assert (rule.samples, rule.argmax, rule.ignore_index) == (7, True, None)
     assert rule.threshold_misprediction == 0.5
-    assert loaded.settings.idle_timeout is None
-    assert loaded.settings.metrics_enabled is False
+    assert loaded.settings.following.idle_timeout is None
+    assert loaded.settings.metrics.enabled is False
 
 
 # -- invalid values -----------------------------------------------------------------------
@@ -432,7 +432,7 @@ def test_unknown_yaml_key_names_its_file() -> None:
 
 def test_unrelated_environment_variables_are_ignored() -> None:
     loaded = load(env={"PATH": "/usr/bin", "SAMPLES_DIR": "x", "Samples": "1", "HOME": "/"})
-    assert loaded.settings == Settings(base_trial="trial")
+    assert loaded.settings == Settings.of(base_trial="trial")
 
 
 # -- the managed service's forms ----------------------------------------------------------
@@ -459,14 +459,14 @@ ACTIONS: dict[str, tuple[str, tuple[dict[str, Any], ...]]] = {
 @pytest.mark.parametrize("case", ACTIONS, ids=list(ACTIONS))
 def test_action_json_is_parsed_as_json(case: str) -> None:
     text, expected = ACTIONS[case]
-    assert load(env={"action_json": text}).settings.actions == expected
-    assert load(job={"RuleParameters": {"action_json": text}}).settings.actions == expected
-    assert load("--action-json", text).settings.actions == expected
+    assert load(env={"action_json": text}).settings.managed.actions == expected
+    assert load(job={"RuleParameters": {"action_json": text}}).settings.managed.actions == expected
+    assert load("--action-json", text).settings.managed.actions == expected
 
 
 def test_actions_in_yaml_are_a_list_of_mappings() -> None:
     loaded = load(yaml_text="actions:\n  - {name: stoptraining, training_job_prefix: job}\n")
-    assert loaded.settings.actions == (STOP,)
+    assert loaded.settings.managed.actions == (STOP,)
 
 
 INVALID_ACTIONS: dict[str, tuple[str, str]] = {
@@ -539,7 +539,7 @@ def test_start_and_end_steps(case: str) -> None:
         assert "RuleParameters." in message
         return
     settings = load(job={"RuleParameters": parameters}).settings
-    assert (settings.start_step, settings.end_step) == expected
+    assert (settings.trial.start_step, settings.trial.end_step) == expected
 
 
 UNUSED_KEYS: dict[str, dict[str, Any]] = {
@@ -553,7 +553,7 @@ UNUSED_KEYS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("case", UNUSED_KEYS, ids=list(UNUSED_KEYS))
 def test_managed_service_keys_this_image_does_not_use_are_warnings(case: str) -> None:
     loaded = load(**UNUSED_KEYS[case])
-    assert loaded.settings == Settings(base_trial="trial")
+    assert loaded.settings == Settings.of(base_trial="trial")
     assert loaded.warnings
     assert all("managed-service parameter this image does not use" in w for w in loaded.warnings)
 
@@ -619,7 +619,7 @@ def test_file_and_command_line_errors_name_the_place(case: str) -> None:
 
 
 def test_an_empty_yaml_file_sets_nothing() -> None:
-    assert load(yaml_text="# nothing yet\n").settings == Settings(base_trial="trial")
+    assert load(yaml_text="# nothing yet\n").settings == Settings.of(base_trial="trial")
 
 
 def test_rule_config_names_the_file_and_config_flag_wins() -> None:
@@ -657,8 +657,8 @@ def test_the_rest_of_the_job_config_is_left_alone() -> None:
     }
     loaded = load(job=job, trial=None)
     assert loaded.settings.rule.samples == 9
-    assert loaded.settings.base_trial == "/t"
-    assert loaded.settings.rule_to_invoke == "ClassImbalance"
+    assert loaded.settings.trial.base_trial == "/t"
+    assert loaded.settings.managed.rule_to_invoke == "ClassImbalance"
 
 
 def test_files_are_read_from_disk(tmp_path: Path) -> None:
@@ -676,7 +676,7 @@ def test_files_are_read_from_disk(tmp_path: Path) -> None:
 
 def test_the_example_config_lists_every_setting() -> None:
     keys = set(yaml.safe_load(EXAMPLE.read_text()))
-    settings_fields = {f.name for f in fields(Settings)} - {"rule"}
+    settings_fields = {name for name, d in DECLARED.items() if d.group != "rule"}
     rule_fields = {f.name for f in fields(RuleParameters)}
     assert keys == settings_fields | rule_fields
     assert keys == set(SETTING_NAMES)
@@ -684,14 +684,14 @@ def test_the_example_config_lists_every_setting() -> None:
 
 def test_the_example_config_loads_to_the_defaults() -> None:
     loaded = load_settings(["--config", str(EXAMPLE)], {}, job_config_path=None)
-    assert loaded.settings == Settings(base_trial=loaded.settings.base_trial)
-    assert loaded.settings.base_trial == "/opt/ml/processing/input/tensors"
+    assert loaded.settings == Settings.of(base_trial=loaded.settings.trial.base_trial)
+    assert loaded.settings.trial.base_trial == "/opt/ml/processing/input/tensors"
     assert {s.kind for s in loaded.sources.values()} == {"file"}
     assert loaded.warnings == ()
 
 
 def test_every_setting_is_documented_in_its_class_and_the_readme() -> None:
-    documented = {**field_docs(RuleParameters), **field_docs(Settings)}
+    documented = setting_docs()
     assert set(SETTING_NAMES) <= set(documented)
     readme = (REPO / "README.md").read_text()
     missing = [name for name in SETTING_NAMES if f"`{name}`" not in readme]
@@ -858,6 +858,6 @@ def test_an_unknown_flag_is_an_error_status_not_a_usage_exit(
 def test_settings_sequence_types_are_stable() -> None:
     """Settings holds tuples (hashable, immutable), whatever form the layer gave."""
     settings = load("--mode", "EVAL", env={"action_json": json.dumps([STOP])}).settings
-    assert isinstance(settings.modes, tuple)
-    assert isinstance(settings.actions, tuple)
-    assert isinstance(settings.actions[0], dict)
+    assert isinstance(settings.trial.modes, tuple)
+    assert isinstance(settings.managed.actions, tuple)
+    assert isinstance(settings.managed.actions[0], dict)

@@ -1,0 +1,87 @@
+"""The runtime's configuration: settings declared once (``settings``), read from every layer
+(``sources``, ``flags``), parsed and checked together (``loading``), printed back (``printing``).
+
+This is the surface the rest of the runtime uses.
+"""
+
+from container.config.entries import (
+    ConfigError,
+    ConfigProblem,
+    Fallback,
+    LoadedSettings,
+    Source,
+)
+from container.config.flags import Flags, build_parser, parse_flags
+from container.config.loading import (
+    CONFIG_VARIABLE,
+    DEFAULT_JOB_CONFIG,
+    JOB_CONFIG_VARIABLE,
+    load_settings,
+    parse_rule_parameters,
+    read_text_if_exists,
+)
+from container.config.printing import (
+    default_value,
+    field_docs,
+    format_settings,
+    setting_docs,
+    yaml_inline,
+)
+from container.config.settings import (
+    ALIASES,
+    DECLARED,
+    DEFAULT_METRICS_PORT,
+    DEFAULT_STATUS_FILE,
+    RULE_FIELDS,
+    SETTING_NAMES,
+    SWITCHES,
+    CheckpointSettings,
+    FollowSettings,
+    LogSettings,
+    ManagedSettings,
+    MetricsSettings,
+    OutputSettings,
+    Settings,
+    TrialSettings,
+    flag_of,
+)
+from container.config.values import MODES
+
+__all__ = [
+    "ALIASES",
+    "CONFIG_VARIABLE",
+    "DECLARED",
+    "DEFAULT_JOB_CONFIG",
+    "DEFAULT_METRICS_PORT",
+    "DEFAULT_STATUS_FILE",
+    "JOB_CONFIG_VARIABLE",
+    "MODES",
+    "RULE_FIELDS",
+    "SETTING_NAMES",
+    "SWITCHES",
+    "CheckpointSettings",
+    "ConfigError",
+    "ConfigProblem",
+    "Fallback",
+    "Flags",
+    "FollowSettings",
+    "LoadedSettings",
+    "LogSettings",
+    "ManagedSettings",
+    "MetricsSettings",
+    "OutputSettings",
+    "Settings",
+    "Source",
+    "TrialSettings",
+    "build_parser",
+    "default_value",
+    "field_docs",
+    "flag_of",
+    "format_settings",
+    "load_settings",
+    "parse_flags",
+    "parse_rule_parameters",
+    "read_text_if_exists",
+    "setting_docs",
+    "yaml_inline",
+]

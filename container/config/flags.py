@@ -1,0 +1,139 @@
+"""The command line: one flag per setting, derived from the declarations, every mistake reported.
+
+argparse exits at the first bad flag; here a bad flag is one more problem, reported with the
+rest, and an unknown one gets the closest known flag as a suggestion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from container.config.entries import Entry, Source, problem
+from container.config.printing import default_text, setting_docs
+from container.config.settings import DECLARED
+from evaluator.core import ParameterProblem
+
+
+@dataclass(frozen=True)
+class Flags:
+    """The command line, split but not yet validated."""
+
+    entries: tuple[Entry, ...] = ()
+    config: str | None = None
+    print_config: bool = False
+    help: bool = False
+    problems: tuple[ParameterProblem, ...] = ()
+
+
+class _FlagError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits on the first bad flag; here a bad flag is one more problem to report."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _FlagError(message)
+
+
+class _Collect(argparse.Action):
+    """Records each flag as typed (``--trial`` or ``--base-trial``) so messages name it."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        namespace.entries.append(Entry(self.dest, values, Source("flag", f"flag {option_string}")))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags, their help taken from the settings' docstrings (the contract)."""
+    parser = _Parser(
+        prog="classimbalance-rule",
+        description="Evaluate SageMaker Debugger's ClassImbalance rule on an smdebug trial: "
+        "per-class sample counts (largest/smallest above threshold_imbalance) and per-class "
+        "misprediction (fraction above threshold_misprediction). Every setting can also be "
+        "given in a YAML file (--config or RULE_CONFIG; see config/classimbalance.yaml), as an "
+        "environment variable (SAMPLES or samples) or in the managed service's job config; "
+        "flags win over the environment, which wins over the file.",
+        epilog="Exit codes: 0 NoIssuesFound, 1 IssuesFound, 2 Error.",
+        add_help=False,
+        allow_abbrev=False,
+    )
+    parser.add_argument("-h", "--help", action="store_true", help="show this help and exit")
+    parser.add_argument(
+        "--config", metavar="FILE", help="a YAML file of settings (flat keys, as in --print-config)"
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective settings and where each came from (as YAML), then exit",
+    )
+    docs = setting_docs()
+    rule = parser.add_argument_group(
+        'rule parameters (the seed\'s names; string forms such as "10" or "False" accepted)'
+    )
+    runtime = parser.add_argument_group("runtime settings")
+    for name, declared in DECLARED.items():
+        group = rule if declared.group == "rule" or name == "base_trial" else runtime
+        help_text = f"{docs.get(name, '')} Default: {default_text(name)}.".strip()
+        options: dict[str, Any] = {
+            "action": _Collect,
+            "dest": name,
+            "default": argparse.SUPPRESS,
+            "help": help_text.replace("%", "%%"),
+        }
+        if declared.switch:
+            options.update(nargs="?", const="true", metavar="BOOL")
+        else:
+            options["metavar"] = declared.metavar
+        group.add_argument(*declared.flags, **options)
+        if declared.item_flag is not None:
+            item_flag, item_help = declared.item_flag
+            group.add_argument(
+                item_flag,
+                action=_Collect,
+                dest=name,
+                default=argparse.SUPPRESS,
+                metavar=declared.metavar.removesuffix(",..."),
+                help=item_help,
+            )
+    return parser
+
+
+def parse_flags(argv: Sequence[str]) -> Flags:
+    """Split the command line; an unknown or malformed flag is a problem, not an exit."""
+    parser = build_parser()
+    try:
+        namespace, extras = parser.parse_known_args(list(argv), argparse.Namespace(entries=[]))
+    except _FlagError as exc:
+        found = problem("flags", list(argv), "command line", f"{exc}; see --help")
+        return Flags(help="-h" in argv or "--help" in argv, problems=(found,))
+    problems: list[ParameterProblem] = []
+    known = [o for action in parser._actions for o in action.option_strings]
+    after_unknown = False
+    for extra in extras:
+        if extra.startswith("-"):
+            flag = extra.split("=", 1)[0]
+            close = difflib.get_close_matches(flag, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "see --help"
+            problems.append(problem(flag, extra, "command line", f"unknown flag {flag}; {hint}"))
+            after_unknown = "=" not in extra
+        elif not after_unknown:
+            problems.append(
+                problem("flags", extra, "command line", f"unexpected argument {extra!r}")
+            )
+    return Flags(
+        entries=tuple(namespace.entries),
+        config=namespace.config,
+        print_config=namespace.print_config,
+        help=namespace.help,
+        problems=tuple(problems),
+    )

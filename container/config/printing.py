@@ -1,0 +1,96 @@
+"""What the settings say about themselves: their docs, their defaults, ``--print-config``.
+
+Docs are each field's docstring, read from the class source, so ``--help`` and the printed
+settings repeat the declaration instead of a second copy that drifts.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import itertools
+import json
+import textwrap
+from typing import Any
+
+import yaml
+
+from container.config.entries import LoadedSettings
+from container.config.settings import DECLARED, GROUPS, SETTING_NAMES
+from evaluator.core import RuleParameters
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring, read from the class source. Empty when the source is not
+    installed."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for node, following in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(following.value.value.replace("``", "").split())
+    return docs
+
+
+@functools.cache
+def setting_docs() -> dict[str, str]:
+    """Every setting's docstring by its flat name."""
+    classes: dict[str, type] = {"rule": RuleParameters, **dict(GROUPS)}
+    docs = {}
+    for name, declared in DECLARED.items():
+        doc = field_docs(classes[declared.group]).get(declared.attribute)
+        if doc:
+            docs[name] = doc
+    return docs
+
+
+def default_value(name: str) -> Any:
+    """A setting's default; ``base_trial`` has none (it is required) and gives None."""
+    declared = DECLARED[name]
+    return None if declared.required else declared.default
+
+
+def default_text(name: str) -> str:
+    """A setting's default as ``--help`` and the example config show it."""
+    if DECLARED[name].required:
+        return "required"
+    value = default_value(name)
+    return "none" if value is None else yaml_inline(value)
+
+
+def yaml_inline(value: Any) -> str:
+    """One-line YAML for a value, so the printed settings load back as a config file."""
+    plain = list(value) if isinstance(value, tuple) else value
+    text = yaml.safe_dump(
+        plain, default_flow_style=True, width=1 << 30, allow_unicode=True, sort_keys=False
+    )
+    text = text.removesuffix("\n...\n").rstrip("\n")
+    return json.dumps(plain) if "\n" in text else text
+
+
+def format_settings(loaded: LoadedSettings) -> str:
+    """The effective settings as aligned, commented YAML: ``key: value  # from source``."""
+    rows = []
+    for name in SETTING_NAMES:
+        source = loaded.sources[name]
+        origin = "default" if source.kind == "default" else f"from {source}"
+        rows.append((f"{name}:", yaml_inline(loaded.settings.value(name)), origin))
+    key_width = max(len(key) for key, _, _ in rows)
+    value_width = min(max(len(value) for _, value, _ in rows), 32)
+    lines = ["# classimbalance-rule: effective settings; valid YAML for --config"]
+    lines += [
+        f"{key:<{key_width}} {value:<{value_width}}  # {origin}" for key, value, origin in rows
+    ]
+    lines += [f"# warning: {warning}" for warning in loaded.warnings]
+    return "\n".join(lines) + "\n"

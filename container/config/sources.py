@@ -1,0 +1,191 @@
+"""The layers settings come from, each turned into entries: job config, YAML, environment, flags.
+
+Lowest to highest precedence: the managed service's job config (its ``Environment`` map, then its
+``RuleParameters`` map), a YAML file, environment variables, flags; the defaults are below them
+all. The same flat names are used everywhere (the seed rule's for rule parameters), so a setting
+moves between layers without renaming: ``samples`` in YAML, ``SAMPLES`` or ``samples`` in the
+environment, ``--samples`` on the command line. Nothing here parses a value: entries carry what
+was written, and ``loading`` parses each once, with its source for messages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from container.config.entries import Entry, Report, Source, problem
+from container.config.settings import ALIASES, DECLARED, SETTING_NAMES
+
+_UNUSED_MANAGED_KEY = re.compile(r"(source_s3_uri|rule_name|other_trial_\d+)", re.IGNORECASE)
+"""Parameters the managed service may pass that this image has no use for: warned, not errors,
+so a job configured for the managed rule runs unchanged."""
+
+
+def _single_values(entries: list[Entry], report: Report) -> list[Entry]:
+    """One value per setting within a layer: two spellings that disagree are an error, since
+    either choice would silently ignore something the user set."""
+    chosen: dict[str, Entry] = {}
+    for entry in entries:
+        prior = chosen.setdefault(entry.name, entry)
+        if prior is not entry and prior.value != entry.value:
+            report.problems.append(
+                problem(
+                    entry.name,
+                    entry.value,
+                    f"{prior.source} and {entry.source}",
+                    f"disagree ({prior.value!r} and {entry.value!r}); set only one",
+                )
+            )
+    return list(chosen.values())
+
+
+def keyed_entries(
+    mapping: Mapping[Any, Any], source: Callable[[str], Source], report: Report
+) -> list[Entry]:
+    """Exact keys (YAML, the job config's RuleParameters): unknown ones are errors."""
+    entries: list[Entry] = []
+    for raw_key, value in mapping.items():
+        key = str(raw_key)
+        name = ALIASES.get(key, key)
+        if name in SETTING_NAMES:
+            entries.append(Entry(name, value, source(key)))
+        elif _UNUSED_MANAGED_KEY.fullmatch(key):
+            report.unused(key, str(source(key)))
+        else:
+            report.unknown(key, value, str(source(key)))
+    return _single_values(entries, report)
+
+
+def environment_entries(
+    environ: Mapping[str, Any], source: Callable[[str], Source], report: Report
+) -> list[Entry]:
+    """Upper-case or exact names; other variables belong to someone else and are ignored."""
+    entries: list[Entry] = []
+    for key in (*SETTING_NAMES, *ALIASES):
+        for variable in dict.fromkeys((key.upper(), key)):
+            if variable in environ:
+                entries.append(Entry(ALIASES.get(key, key), environ[variable], source(variable)))
+    for variable in environ:
+        if variable in (variable.upper(), variable.lower()) and _UNUSED_MANAGED_KEY.fullmatch(
+            variable
+        ):
+            report.unused(variable, str(source(variable)))
+    return _single_values(entries, report)
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of duplicate keys silently; here they are errors, since a setting
+    written twice would be half-ignored."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: PyYAML reports it itself
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep)
+
+
+def yaml_entries(text: str, name: str, report: Report) -> list[Entry]:
+    loader = _YamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        document = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name} line {mark.line + 1}, column {mark.column + 1}" if mark else name
+        reason = getattr(exc, "problem", None) or str(exc)
+        report.problems.append(problem("config", None, where, f"not valid YAML: {reason}"))
+        return []
+    finally:
+        loader.dispose()
+    if node is None or document is None:
+        return []
+    if not isinstance(document, dict):
+        report.problems.append(
+            problem(
+                "config",
+                document,
+                f"{name} line {node.start_mark.line + 1}",
+                f"expected a mapping of setting names to values (such as `samples: 500`), but "
+                f"the document is a {_kind(document)}",
+            )
+        )
+        return []
+    return keyed_entries(document, lambda key: Source("file", f"{name} key {key}"), report)
+
+
+def job_entries(text: str, name: str, report: Report) -> list[list[Entry]]:
+    """The job config's format is not public: only its Environment and RuleParameters maps
+    are read, the rest of its structure is left alone."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"{name} line {exc.lineno}, column {exc.colno}"
+        report.problems.append(problem("job config", None, where, f"not valid JSON: {exc.msg}"))
+        return []
+    if not isinstance(document, dict):
+        report.problems.append(
+            problem(
+                "job config",
+                document,
+                name,
+                f"expected a JSON object, found a {_kind(document)}",
+            )
+        )
+        return []
+    layers: list[list[Entry]] = []
+    for section in ("Environment", "RuleParameters"):
+        content = document.get(section)
+        if content is None:
+            continue
+        if not isinstance(content, dict):
+            report.problems.append(
+                problem(
+                    section,
+                    content,
+                    f"{name} {section}",
+                    f"expected a map of names to values, found a {_kind(content)}",
+                )
+            )
+        elif section == "Environment":
+            layers.append(
+                environment_entries(
+                    content, lambda v: Source("job config", f"{name} Environment.{v}"), report
+                )
+            )
+        else:
+            layers.append(
+                keyed_entries(
+                    content, lambda k: Source("job config", f"{name} RuleParameters.{k}"), report
+                )
+            )
+    return layers
+
+
+def flag_entries(entries: Sequence[Entry]) -> list[Entry]:
+    """The last of a repeated flag wins, except a list's item flag (``--mode``): items add up."""
+    merged = [entry for entry in entries if DECLARED[entry.name].item_flag is None]
+    for name in dict.fromkeys(e.name for e in entries if DECLARED[e.name].item_flag):
+        items = [entry for entry in entries if entry.name == name]
+        joined = ",".join(str(entry.value) for entry in items)
+        merged.append(Entry(name, joined, items[0].source))
+    return merged
+
+
+def _kind(value: Any) -> str:
+    names: dict[type, str] = {dict: "mapping", list: "list", str: "string"}
+    return names.get(type(value), type(value).__name__)

@@ -1,0 +1,242 @@
+"""Value parsers: each accepts a setting's typed value and its string form, and checks it.
+
+A managed service sends every value as a string ("10", "0.7", "False"), environment variables
+are strings, and YAML gives typed values: every parser here takes any of them. A parser raises
+``ValueError`` (or ``TypeError``) when the value is not accepted, and ``Invalid`` when it can
+say more than the accepted forms do; the caller reports either with the setting's ``accepted``
+words and the value's source. Rule parameters are coerced by their declared type
+(``coerce_rule_value``) and then checked by the core's own typed validation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from evaluator.core import RULE_NAME, RuleParameters
+
+_TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "n", "off"})
+_NONE_WORDS = frozenset({"", "none", "null"})
+
+MODES = ("TRAIN", "EVAL", "PREDICT", "GLOBAL")
+ACTION_NAMES = ("stoptraining", "email", "sms")
+_ACTION_TARGET = {"stoptraining": "training_job_prefix", "email": "endpoint", "sms": "endpoint"}
+
+
+class Invalid(ValueError):
+    """A rejection that can say more than the accepted forms do."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def is_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS)
+
+
+# -- scalars ------------------------------------------------------------------------------------
+
+
+def parse_bool(value: Any) -> bool:
+    """Accept booleans and the usual words; Python's ``bool("False")`` is True, which is why."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
+        return value.strip().lower() in _TRUE_WORDS
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(value)
+
+
+def parse_finite_float(value: Any) -> float:
+    """Accept numbers and numeric strings, but never NaN or infinity (they disable a check)."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = float(value.strip() if isinstance(value, str) else value)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
+
+
+def parse_whole_number(value: Any) -> int:
+    """Accept integers and integral forms such as "500" or "500.0"; reject 500.5."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    number = parse_finite_float(value)
+    if not number.is_integer():
+        raise ValueError(value)
+    return int(number)
+
+
+def whole_number_within(low: int, high: int | None = None) -> Callable[[Any], int]:
+    """A parser of whole numbers in [low, high] (high None: no upper bound)."""
+
+    def parse_bounded(value: Any) -> int:
+        number = parse_whole_number(value)
+        if number < low or (high is not None and number > high):
+            raise ValueError(value)
+        return number
+
+    return parse_bounded
+
+
+def number(low: float, *, above: bool = False) -> Callable[[Any], float]:
+    """A parser of finite numbers >= low (> low with ``above``)."""
+
+    def parse(value: Any) -> float:
+        parsed = parse_finite_float(value)
+        if parsed < low or (above and parsed == low):
+            raise ValueError(value)
+        return parsed
+
+    return parse
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(value)
+    return value.strip()
+
+
+def url(value: Any) -> str:
+    parsed = text(value)
+    if not parsed.startswith(("http://", "https://")):
+        raise ValueError(value)
+    return parsed
+
+
+def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``parse``, or None for none, null or an empty string."""
+    return lambda value: None if is_none(value) else parse(value)
+
+
+def choice(*choices: str) -> Callable[[Any], str]:
+    """One of ``choices``, whatever its case, returned as declared."""
+
+    def parse(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        for option in choices:
+            if value.strip().lower() == option.lower():
+                return option
+        raise ValueError(value)
+
+    return parse
+
+
+def idle_timeout(value: Any) -> float | None:
+    if is_none(value) or (isinstance(value, str) and value.strip().lower() in {"never", "inf"}):
+        return None
+    return number(0, above=True)(value)
+
+
+# -- structured values -----------------------------------------------------------------------
+
+
+def modes(value: Any) -> tuple[str, ...] | None:
+    if is_none(value):
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError(value)
+    found: list[str] = []
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            continue
+        if not isinstance(item, str) or item.strip().upper() not in MODES:
+            raise Invalid(f"{item!r} is not a mode")
+        found.append(item.strip().upper())
+    return tuple(dict.fromkeys(found)) or None
+
+
+def rule_to_invoke(value: Any) -> str | None:
+    if is_none(value):
+        return None
+    if not isinstance(value, str) or re.sub(r"[\s_-]", "", value).lower() != RULE_NAME.lower():
+        raise ValueError(value)
+    return RULE_NAME
+
+
+def actions(value: Any) -> tuple[dict[str, Any], ...]:
+    """Actions as data, never as code: the managed container is known to paste them into
+    Python source, which runs whatever the string holds."""
+    if is_none(value):
+        return ()
+    decoded = _decode_action_json(value) if isinstance(value, str) else value
+    items = [decoded] if isinstance(decoded, dict) else decoded
+    if not isinstance(items, list | tuple):
+        raise Invalid(f"found a JSON {type(decoded).__name__}, not an object or a list")
+    parsed: list[dict[str, Any]] = []
+    for position, item in enumerate(items, start=1):
+        where = f"action {position}" if len(items) > 1 else "the action"
+        if not isinstance(item, dict):
+            raise Invalid(f"{where} is not an object")
+        name = item.get("name")
+        if not isinstance(name, str) or name.strip().lower() not in ACTION_NAMES:
+            raise Invalid(f"{where} has name {name!r}")
+        name = name.strip().lower()
+        target = _ACTION_TARGET[name]
+        if not isinstance(item.get(target), str) or not item[target].strip():
+            raise Invalid(f"{where} ({name}) needs a {target!r}")
+        parsed.append({**item, "name": name})
+    return tuple(parsed)
+
+
+def _decode_action_json(raw: str) -> Any:
+    raw = raw.strip()
+    if is_none(raw):
+        return []
+    try:
+        decoded = json.loads(raw)
+    except json.JSONDecodeError:
+        try:  # the managed service's form: quotes escaped as \"
+            decoded = json.loads(raw.replace('\\"', '"'))
+        except json.JSONDecodeError as exc:
+            raise Invalid(f"not JSON: {exc.msg} at column {exc.colno}") from exc
+    if isinstance(decoded, str):  # JSON of JSON, as a string parameter is sometimes quoted
+        try:
+            decoded = json.loads(decoded)
+        except json.JSONDecodeError as exc:
+            raise Invalid(f"a JSON string that is not JSON: {exc.msg}") from exc
+    return decoded
+
+
+# -- rule parameters: coerced by their declared type, validated by the core -----------------
+
+
+def _optional_whole(value: Any) -> int | None:
+    return None if is_none(value) else parse_whole_number(value)
+
+
+def _regex_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return value
+
+
+_COERCERS: dict[Any, Callable[[Any], Any]] = {
+    float: parse_finite_float,
+    int: parse_whole_number,
+    bool: parse_bool,
+    str: _regex_text,
+    int | None: _optional_whole,
+}
+
+
+RULE_COERCERS: dict[str, Callable[[Any], Any]] = {
+    name: _COERCERS[hint] for name, hint in typing.get_type_hints(RuleParameters).items()
+}
+"""Rule parameter -> the coercion of its string and typed forms, from its declared type."""
+
+
+def coerce_rule_value(name: str, value: Any) -> Any:
+    """A rule parameter's typed value from any accepted form; ValueError/TypeError if none."""
+    return RULE_COERCERS[name](value)

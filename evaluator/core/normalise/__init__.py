@@ -1,0 +1,48 @@
+"""Input normalisation: tensors in whatever form a framework saved them, as class indices.
+
+Every recognition of an input form lives in this package: ``tensors`` (one tensor's rows),
+``batches`` (one worker's batch, the general path), ``chunk`` (the whole-chunk shortcut for the
+common form) and ``steps`` (which of the two a chunk takes). To add an input form, teach
+``tensors`` (and ``chunk`` only if the form is common enough to deserve the shortcut).
+"""
+
+from evaluator.core.normalise.batches import Inputs, PreparedStep, WorkerBatch, prepare_step
+from evaluator.core.normalise.steps import prepare_steps
+from evaluator.core.normalise.tensors import (
+    IGNORED,
+    LABEL_OUT_OF_RANGE,
+    NEGATIVE_LABEL,
+    NONFINITE_LABEL,
+    NONFINITE_PREDICTION,
+    NONFINITE_SCORE,
+    NONINTEGRAL_LABEL,
+    PREDICTION_OUT_OF_RANGE,
+    BatchRejected,
+    RowClasses,
+    all_finite,
+    countable_as_is,
+    label_classes,
+    prediction_classes,
+)
+
+__all__ = [
+    "IGNORED",
+    "LABEL_OUT_OF_RANGE",
+    "NEGATIVE_LABEL",
+    "NONFINITE_LABEL",
+    "NONFINITE_PREDICTION",
+    "NONFINITE_SCORE",
+    "NONINTEGRAL_LABEL",
+    "PREDICTION_OUT_OF_RANGE",
+    "BatchRejected",
+    "Inputs",
+    "PreparedStep",
+    "RowClasses",
+    "WorkerBatch",
+    "all_finite",
+    "countable_as_is",
+    "label_classes",
+    "prediction_classes",
+    "prepare_step",
+    "prepare_steps",
+]

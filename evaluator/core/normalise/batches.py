@@ -1,0 +1,173 @@
+"""One step's worker batches, each turned into the rows to count, batch by batch.
+
+This is the general path: every form ``tensors.py`` knows, several matching tensors per role
+(concatenated in name order), and every problem row or batch set aside with its reason. The
+whole-chunk path (``chunk.py``) is a shortcut for the common form and must count exactly what
+this path counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from evaluator.core.normalise.tensors import (
+    IGNORED,
+    BatchRejected,
+    RowClasses,
+    label_classes,
+    prediction_classes,
+)
+from evaluator.core.params import RuleParameters
+from evaluator.core.selection import TensorSelector
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class WorkerBatch:
+    """One worker's tensors at one step, as the reader delivered them.
+
+    ``error`` is set instead of tensors when the reader could not read this part; the rule
+    counts it as a skipped batch so every loss is accounted in one place.
+    """
+
+    source: str
+    mode: str
+    tensors: Mapping[str, npt.ArrayLike] = field(default_factory=dict)
+    error_reason: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class PreparedStep:
+    """A step's rows, normalised but not counted yet, with what was set aside."""
+
+    rows: list[tuple[str, IntArray, IntArray]] = field(default_factory=list)
+    """(mode, labels, predicted) per counted batch: class indices in [0, max_classes)."""
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    """(reason, message) per batch that could not be counted at all."""
+    ignored: int = 0
+    skipped_rows: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """How the rule reads its inputs: which tensors, and how they become class indices."""
+
+    selector: TensorSelector
+    argmax: bool
+    ignore_index: int | None
+    max_classes: int
+
+    @classmethod
+    def of(cls, params: RuleParameters) -> Inputs:
+        return cls(
+            TensorSelector(params.labels_regex, params.predictions_regex),
+            params.argmax,
+            params.ignore_index,
+            params.max_classes,
+        )
+
+
+def prepare_step(step: int, batches: Sequence[WorkerBatch], inputs: Inputs) -> PreparedStep:
+    """Every batch of one step: its rows to count, or the reason it cannot be counted."""
+    prepared = PreparedStep()
+    for batch in batches:
+        try:
+            prepared.rows.append(_prepare_batch(batch, inputs, prepared))
+        except BatchRejected as rejection:
+            prepared.rejected.append(
+                (rejection.reason, f"step {step}, {batch.source}: {rejection}")
+            )
+    return prepared
+
+
+def _prepare_batch(
+    batch: WorkerBatch, inputs: Inputs, tallies: PreparedStep
+) -> tuple[str, IntArray, IntArray]:
+    """(mode, labels, predicted) of the rows to count; problem rows go to ``tallies``."""
+    if batch.error_reason is not None:
+        raise BatchRejected(batch.error_reason, batch.error or batch.error_reason)
+    selector = inputs.selector
+    label_names, prediction_names = selector.split(list(batch.tensors))
+    both = sorted(set(label_names) & set(prediction_names))
+    if both:
+        raise BatchRejected(
+            "ambiguous_tensor_name",
+            f"tensor {both[0]!r} matches both labels_regex {selector.labels_regex!r} and "
+            f"predictions_regex {selector.predictions_regex!r}: make the regexes disjoint",
+        )
+    if not label_names or not prediction_names:
+        missing = "labels" if not label_names else "predictions"
+        regex = selector.labels_regex if missing == "labels" else selector.predictions_regex
+        raise BatchRejected(
+            f"missing_{missing}",
+            f"no tensor matching {missing}_regex {regex!r} among "
+            f"{sorted(batch.tensors) or 'no tensors'}",
+        )
+    labels = _concatenate(
+        [
+            label_classes(
+                batch.tensors[n], ignore_index=inputs.ignore_index, max_classes=inputs.max_classes
+            )
+            for n in label_names
+        ]
+    )
+    predictions = _concatenate(
+        [
+            prediction_classes(
+                batch.tensors[n], argmax=inputs.argmax, max_classes=inputs.max_classes
+            )
+            for n in prediction_names
+        ]
+    )
+    if labels.classes.size != predictions.classes.size:
+        raise BatchRejected(
+            "batch_size_mismatch",
+            f"expected as many prediction rows as label rows, but found "
+            f"{labels.classes.size} labels ({', '.join(label_names)}) and "
+            f"{predictions.classes.size} predictions ({', '.join(prediction_names)})",
+        )
+    valid = _valid_rows(labels, predictions, tallies)
+    label_rows = labels.classes if valid is None else labels.classes[valid]
+    predicted_rows = predictions.classes if valid is None else predictions.classes[valid]
+    return batch.mode, label_rows, predicted_rows
+
+
+def _concatenate(parts: list[RowClasses]) -> RowClasses:
+    """Several matching tensors at one step become one batch, in name order."""
+    if len(parts) == 1:
+        return parts[0]
+    classes = np.concatenate([p.classes for p in parts])
+    offsets = np.cumsum([0] + [p.classes.size for p in parts])
+    problems: list[tuple[str, npt.NDArray[np.bool_]]] = []
+    for index, part in enumerate(parts):
+        for reason, mask in part.problems:
+            full = np.zeros(classes.size, dtype=bool)
+            full[offsets[index] : offsets[index + 1]] = mask
+            problems.append((reason, full))
+    return RowClasses(classes, tuple(problems))
+
+
+def _valid_rows(
+    labels: RowClasses, predictions: RowClasses, tallies: PreparedStep
+) -> npt.NDArray[np.bool_] | None:
+    """Rows to count, tallying each other row once under its first problem."""
+    problems = labels.problems + predictions.problems
+    if not problems:
+        return None
+    remaining = np.ones(labels.classes.size, dtype=bool)
+    for reason, mask in problems:
+        hit = int(np.count_nonzero(mask & remaining))
+        if hit:
+            if reason == IGNORED:
+                tallies.ignored += hit
+            else:
+                tallies.skipped_rows[reason] += hit
+            remaining &= ~mask
+    return remaining

@@ -1,0 +1,84 @@
+"""Cumulative per-class counts after every step of a chunk, and each check's verdict there.
+
+The rule must decide its checks after every step, as if it counted step by step. Counting a
+chunk of steps at once and deciding afterwards is the same thing if the checks see, for every
+step, the counts summed up to it: one (steps x classes) matrix of cumulative counts, built with
+two bincounts and a cumsum, over which each check is a few vectorised calls. The matrices are
+bounded by the caller (``CHUNK_CELLS``), so a chunk shrinks as the class count grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from evaluator.core.checks import Check
+from evaluator.core.normalise import PreparedStep
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+CHUNK_CELLS = 1 << 21
+"""Steps x classes cells of a chunk's cumulative matrices (16 MiB each): the chunk shrinks as
+the class count grows, so 20,000 classes still fit in bounded memory."""
+
+
+@dataclass(frozen=True)
+class ChunkProgress:
+    """Per step of a chunk: the counts so far (before it plus the chunk up to it) and verdicts."""
+
+    samples: IntArray
+    """(steps x classes) cumulative labels per class, over every mode."""
+    mispredicted: IntArray
+    """(steps x classes) cumulative mispredicted labels per class."""
+    counted: IntArray
+    """Labels counted at each step."""
+    gated: BoolArray
+    """Whether ``samples`` labels were reached by each step: the checks run only from there."""
+    holds: dict[str, BoolArray]
+    """Check name -> whether it holds after each step (regardless of ``gated``)."""
+
+
+def chunk_progress(
+    chunk: Sequence[PreparedStep],
+    *,
+    base_samples: IntArray,
+    base_mispredicted: IntArray,
+    base_total: int,
+    samples_required: int,
+    checks: Sequence[Check],
+) -> ChunkProgress:
+    """Cumulative counts and verdicts for every step of ``chunk``, on top of the base counts."""
+    steps = len(chunk)
+    step_of_row = [
+        np.full(labels.size, index, dtype=np.int64)
+        for index, prepared in enumerate(chunk)
+        for _, labels, _ in prepared.rows
+    ]
+    labels = joined([labels for p in chunk for _, labels, _ in p.rows])
+    predicted = joined([predicted for p in chunk for _, _, predicted in p.rows])
+    width = max(base_samples.size, int(labels.max()) + 1 if labels.size else 0, 1)
+    rows = joined(step_of_row) * width + labels
+    wrong = labels != predicted
+    per_step = np.bincount(rows, minlength=steps * width).reshape(steps, width)
+    per_step_wrong = np.bincount(rows[wrong], minlength=steps * width).reshape(steps, width)
+    samples = np.cumsum(per_step, axis=0)
+    mispredicted = np.cumsum(per_step_wrong, axis=0)
+    samples[:, : base_samples.size] += base_samples
+    mispredicted[:, : base_mispredicted.size] += base_mispredicted
+    counted = per_step.sum(axis=1)
+    gated = base_total + np.cumsum(counted) >= samples_required
+    holds = {check.name: check.holds(samples, mispredicted) for check in checks}
+    return ChunkProgress(samples, mispredicted, counted, gated, holds)
+
+
+def joined(parts: list[IntArray]) -> IntArray:
+    """One array of ``parts``, without a copy for a single part."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate(parts)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -73,9 +74,6 @@ class Snapshot:
     ignored: int = 0
     combined: ModeCounts = field(default_factory=_no_counts)
     """Per-class counts summed over modes."""
-    fractions: FloatArray = field(default_factory=lambda: np.zeros(0))
-    """Per class: mispredicted / samples over all modes; NaN for a class with no sample."""
-    imbalance_ratio: float | None = None
     by_mode: Mapping[str, ModeCounts] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
     """The first finding of each check, in the order they occurred."""
@@ -91,6 +89,18 @@ class Snapshot:
     reader: ReaderProblems = NO_PROBLEMS
     """What the reader could not use, and why."""
     progress: Progress = field(default_factory=Progress)
+
+    @cached_property
+    def fractions(self) -> FloatArray:
+        """Per class: mispredicted / samples over all modes; NaN for a class with no sample.
+        Computed once per snapshot, when an output first asks (a scrape may not)."""
+        return misprediction_fractions(self.combined.samples, self.combined.mispredicted)
+
+    @cached_property
+    def imbalance_ratio(self) -> float | None:
+        """Largest over smallest class count (classes with a sample); None before any."""
+        ratio = imbalance_ratio(self.combined.samples)
+        return None if ratio is None else ratio[0]
 
     @property
     def threshold_imbalance(self) -> float:
@@ -134,7 +144,6 @@ def take_snapshot(
         for mode, counts in sorted(rule.counts_by_mode.items())
     }
     samples, mispredicted = (a.copy() for a in rule.combined_counts())
-    ratio = imbalance_ratio(samples)
     found = {finding.check for finding in rule.findings}
     holds = rule.current_holds
     return Snapshot(
@@ -148,8 +157,6 @@ def take_snapshot(
         samples=rule.samples,
         ignored=rule.ignored,
         combined=ModeCounts(samples, mispredicted),
-        fractions=misprediction_fractions(samples, mispredicted),
-        imbalance_ratio=None if ratio is None else ratio[0],
         by_mode=by_mode,
         findings=tuple(rule.findings),
         issue_now={check.name: holds.get(check.name, False) for check in rule.checks},

@@ -63,7 +63,10 @@ class ClassImbalanceRule:
             self.checks = seed_checks(self.params)
         self._inputs = Inputs.of(self.params)
         self._holds: tuple[tuple[int, int], dict[str, bool]] | None = None
-        """``current_holds`` as of (steps evaluated, samples): asked at every snapshot."""
+        """``current_holds`` as of (steps evaluated, samples): a memo, never a second source of
+        truth. The chunk fills it with the verdicts it computed for its last step; anything
+        else that changes the counts (a merge, a restore) makes the key differ, and the
+        property recomputes."""
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -173,6 +176,10 @@ class ClassImbalanceRule:
         self._commit([prepared for _, prepared in chunk[: len(results)]])
         self.steps_evaluated += len(results)
         self.last_step = results[-1].step
+        last = len(results) - 1
+        if seen.gated[last]:  # the verdicts after the last step, already computed: keep them
+            verdicts = {name: bool(holds[last]) for name, holds in seen.holds.items()}
+            self._holds = ((self.steps_evaluated, self.samples), verdicts)
         return results
 
     def _commit(self, kept: list[PreparedStep]) -> None:

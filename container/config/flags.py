@@ -53,8 +53,10 @@ class _Collect(argparse.Action):
         namespace.entries.append(Entry(self.dest, values, Source("flag", f"flag {option_string}")))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The flags, their help taken from the settings' docstrings (the contract)."""
+def build_parser(*, with_help: bool = True) -> argparse.ArgumentParser:
+    """The flags, their help taken from the settings' docstrings (the contract). Without
+    ``with_help`` the help texts are left out: splitting a command line needs none, and reading
+    every docstring from the source costs milliseconds at every start."""
     parser = _Parser(
         prog="classimbalance-rule",
         description="Evaluate SageMaker Debugger's ClassImbalance rule on an smdebug trial: "
@@ -76,14 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the effective settings and where each came from (as YAML), then exit",
     )
-    docs = setting_docs()
+    docs = setting_docs() if with_help else {}
     rule = parser.add_argument_group(
         'rule parameters (the seed\'s names; string forms such as "10" or "False" accepted)'
     )
     runtime = parser.add_argument_group("runtime settings")
     for name, declared in DECLARED.items():
         group = rule if declared.group == "rule" or name == "base_trial" else runtime
-        help_text = f"{docs.get(name, '')} Default: {default_text(name)}.".strip()
+        help_text = (
+            f"{docs.get(name, '')} Default: {default_text(name)}.".strip() if with_help else ""
+        )
         options: dict[str, Any] = {
             "action": _Collect,
             "dest": name,
@@ -110,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_flags(argv: Sequence[str]) -> Flags:
     """Split the command line; an unknown or malformed flag is a problem, not an exit."""
-    parser = build_parser()
+    parser = build_parser(with_help=False)
     try:
         namespace, extras = parser.parse_known_args(list(argv), argparse.Namespace(entries=[]))
     except _FlagError as exc:

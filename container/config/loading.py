@@ -35,7 +35,7 @@ from container.config.settings import (
     SETTING_NAMES,
     Settings,
 )
-from container.config.sources import environment_entries, flag_entries, job_entries, yaml_entries
+from container.config.sources import environment_entries, flag_entries, job_entries
 from container.config.values import Invalid, coerce_rule_value
 from evaluator.core import ParameterError, ParameterProblem, RuleParameters, accepted
 
@@ -90,6 +90,9 @@ def load_settings(
     if config_path:
         text = _read(config_path, config_source, read_text, report)
         if text is not None:
+            # Only here: PyYAML costs 30 ms to import, and most runs name no YAML file.
+            from container.config.yaml_source import yaml_entries  # noqa: PLC0415
+
             layers.append(yaml_entries(text, config_path, report))
 
     layers.append(

@@ -6,15 +6,10 @@ settings repeat the declaration instead of a second copy that drifts.
 
 from __future__ import annotations
 
-import ast
 import functools
-import inspect
 import itertools
 import json
-import textwrap
 from typing import Any
-
-import yaml
 
 from container.config.entries import LoadedSettings
 from container.config.settings import DECLARED, GROUPS, SETTING_NAMES
@@ -25,6 +20,12 @@ from evaluator.core import RuleParameters
 def field_docs(cls: type) -> dict[str, str]:
     """Each field's docstring, read from the class source. Empty when the source is not
     installed."""
+    # Here, not at the top: only --help and the docs need the source (ast and inspect cost
+    # 15 ms to import), never an evaluation.
+    import ast  # noqa: PLC0415
+    import inspect  # noqa: PLC0415
+    import textwrap  # noqa: PLC0415
+
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError):
@@ -71,6 +72,8 @@ def default_text(name: str) -> str:
 
 def yaml_inline(value: Any) -> str:
     """One-line YAML for a value, so the printed settings load back as a config file."""
+    import yaml  # noqa: PLC0415  (30 ms; --print-config and --help only)
+
     plain = list(value) if isinstance(value, tuple) else value
     text = yaml.safe_dump(
         plain, default_flow_style=True, width=1 << 30, allow_unicode=True, sort_keys=False

@@ -19,6 +19,7 @@ from container.status import Status
 from container.stopping import StopRequest
 from devtools.write_trial import end_training, export_collections, write_step
 from evaluator.core import RuleParameters
+from tests.container.lingering import lingering_run
 from tests.container.trials import scores_batch, write_trial
 
 
@@ -158,38 +159,15 @@ def test_a_stop_request_ends_with_status_stopped(tmp_path: Path) -> None:
 
 def test_lingering_keeps_the_verdict_on_metrics_until_stopped(tmp_path: Path) -> None:
     trial = write_trial(tmp_path / "trial", steps=20, make_batch=scores_batch([30, 5, 1], 40))
-    stop, ports, outcomes = StopRequest(), [], []
-    settings = settings_for(
-        trial.path,
-        tmp_path,
-        metrics_enabled=True,
-        metrics_address="127.0.0.1",
-        metrics_port=0,
-        linger_after_verdict=True,
-    )
-    runner = threading.Thread(
-        target=lambda: outcomes.append(
-            run(settings, Runtime(stop=stop, metrics_port_ready=ports.append))
-        )
-    )
-    runner.start()
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (
-            (tmp_path / "status.json").exists()
-            and json.loads((tmp_path / "status.json").read_text())["terminal"]
-        ):
-            time.sleep(0.05)
+    with lingering_run(settings_for(trial.path, tmp_path), Runtime()) as lingering:
         time.sleep(0.2)
-        assert runner.is_alive(), "still serving after the verdict"
-        base = f"http://127.0.0.1:{ports[0]}"
+        assert lingering.runner.is_alive(), "still serving after the verdict"
+        base = f"http://127.0.0.1:{lingering.port}"
         metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
         assert 'classimbalance_status{classimbalance_status="IssuesFound"} 1.0' in metrics
         with pytest.raises(urllib.error.HTTPError) as not_ready:
             urllib.request.urlopen(f"{base}/readyz", timeout=5)
         assert not_ready.value.code == 503
         assert urllib.request.urlopen(f"{base}/healthz", timeout=5).status == 200
-    finally:
-        stop.set()
-        runner.join(10)
+    outcomes = lingering.outcomes
     assert outcomes[0].status is Status.ISSUES_FOUND, "the verdict, not Stopped"

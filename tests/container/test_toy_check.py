@@ -9,7 +9,6 @@ file and from ``/metrics`` served on a real socket.
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +18,9 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client.parser import text_string_to_metric_families
 
-from container.app import Outcome, Runtime, run
+from container.app import Runtime, run
 from container.config import Settings
 from container.status import Status
-from container.stopping import StopRequest
 from evaluator.core import (
     Check,
     ClassImbalanceRule,
@@ -31,6 +29,7 @@ from evaluator.core import (
     WorkerBatch,
     seed_checks,
 )
+from tests.container.lingering import lingering_run
 from tests.container.trials import scores_batch, write_trial
 
 IntArray = npt.NDArray[np.int64]
@@ -145,34 +144,9 @@ def scrape(port: int) -> dict[tuple[str, str], float]:
 
 def test_a_registered_check_is_exported_by_the_metrics_server(tmp_path: Path) -> None:
     trial = write_trial(tmp_path / "trial", steps=6, make_batch=scores_batch([50, 50, 1], 200))
-    stop = StopRequest()
-    ports: list[int] = []
-    runtime = with_toy(minimum=30)
-    runtime.stop = stop
-    runtime.metrics_port_ready = ports.append
-    settings = settings_for(
-        trial.path,
-        tmp_path,
-        metrics_enabled=True,
-        metrics_address="127.0.0.1",
-        metrics_port=0,
-        linger_after_verdict=True,
-    )
-    outcomes: list[Outcome] = []
-    worker = threading.Thread(target=lambda: outcomes.append(run(settings, runtime)))
-    worker.start()
-    try:
-        status_file = tmp_path / "status.json"
-        for _ in range(500):
-            if status_file.exists() and json.loads(status_file.read_text())["terminal"]:
-                break
-            stop.wait(0.02)
-        samples = scrape(ports[0])
-    finally:
-        stop.set("test done")
-        worker.join(timeout=10)
-        stop.close()
-    assert [outcome.status for outcome in outcomes] == [Status.ISSUES_FOUND]
+    with lingering_run(settings_for(trial.path, tmp_path), with_toy(minimum=30)) as lingering:
+        samples = scrape(lingering.port)
+    assert [outcome.status for outcome in lingering.outcomes] == [Status.ISSUES_FOUND]
     assert samples[("classimbalance_issue_found", TOY)] == 1.0
     assert samples[("classimbalance_issue_current", TOY)] == 1.0
     assert samples[("classimbalance_issue_found", "imbalance")] == 0.0

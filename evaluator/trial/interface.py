@@ -23,7 +23,7 @@ Array = npt.NDArray[np.generic]
 
 @dataclass(frozen=True)
 class WorkerStep:
-    """One worker's part of one global step, as its index file describes it."""
+    """One worker's part of one global step: who wrote it, in which mode, which tensors."""
 
     worker: str
     mode: str

@@ -49,7 +49,7 @@ def snap(
     *,
     status: str = "InProgress",
     ready: bool = True,
-    reader_problems: dict[str, int] | None = None,
+    skipped_files: dict[str, int] | None = None,
     last_evaluation_time: float | None = None,
 ) -> Snapshot:
     return take_snapshot(
@@ -57,7 +57,7 @@ def snap(
         status=status,
         trial="/trials/run-1",
         ready=ready,
-        reader=ReaderProblems(skipped_files=dict(reader_problems or {})),
+        reader=ReaderProblems(skipped_files=dict(skipped_files or {})),
         progress=Progress(last_evaluation_time=last_evaluation_time),
     )
 
@@ -78,7 +78,7 @@ def rich_rule() -> ClassImbalanceRule:
 
 def rich_snapshot() -> Snapshot:
     return snap(
-        rich_rule(), reader_problems={"bad_index": 2, "late_part": 1}, last_evaluation_time=1.5e9
+        rich_rule(), skipped_files={"bad_index": 2, "late_part": 1}, last_evaluation_time=1.5e9
     )
 
 
@@ -132,7 +132,7 @@ def test_before_any_step_only_settings_status_and_zero_totals_show() -> None:
 def test_every_metric_equals_the_rules_counts() -> None:
     rule = rich_rule()
     registry = registry_of(
-        snap(rule, reader_problems={"bad_index": 2}, last_evaluation_time=1_700_000_000.25)
+        snap(rule, skipped_files={"bad_index": 2}, last_evaluation_time=1_700_000_000.25)
     )
     value = registry.get_sample_value
 

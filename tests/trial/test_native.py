@@ -292,7 +292,7 @@ SCENARIOS: dict[str, Scenario] = {
         )
     ),
     # One poll late on purpose: the listing that saw step 1 complete may have missed a file of
-    # step 0 that landed while it ran (see native.py).
+    # step 0 that landed while it ran (see completeness.py).
     "later_complete_step_releases_earlier": Scenario(
         (Write(0, (0, 1)), Poll(), Write(1, (0, 1, 2, 3)), Poll(), Poll((0, 1), (2, 4)))
     ),

@@ -231,7 +231,7 @@ S3_CASES = {
     )
 }
 """1 and 4 workers, TRAIN and EVAL, eleven dtypes (a request to moto costs ~10 ms, so not every
-case: each case of ``TRIAL_CASES`` is read index-free from a folder below, the same parsing;
+case: each case of ``TRIAL_CASES`` is read from a folder below by the same parsing;
 the index folder boundary is crossed by the following test)."""
 
 
@@ -423,7 +423,7 @@ def test_replay_lists_in_pages_and_gets_each_part_once(s3: S3, tmp_path: Path) -
     assert [seen.max_keys for seen in default_counter.calls] == [1000]
 
 
-# -- the index-free loader's own cases -----------------------------------------------------------
+# -- the loader's own cases on S3: large files, empty files, missing and broken parts ----------
 
 
 def test_large_event_file_is_read_by_range(s3: S3, tmp_path: Path) -> None:

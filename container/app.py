@@ -20,6 +20,7 @@ from container.checkpoint import (
     Checkpoint,
     Checkpointer,
     CheckpointError,
+    fingerprint,
     load_checkpoint,
 )
 from container.config import MetricsSettings, Settings
@@ -111,8 +112,9 @@ def _evaluate(
     box: SnapshotBox,
     info: RunInfo,
 ) -> Outcome:
+    identity = fingerprint(settings, rule.checks)
     try:
-        checkpoint = _resume(settings)
+        checkpoint = _resume(settings, identity)
     except CheckpointError as exc:
         publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
         return _fail(publisher, info, _rule_snapshot(rule, settings, Status.ERROR), str(exc))
@@ -127,7 +129,7 @@ def _evaluate(
     except TrialError as exc:
         return _fail(publisher, info, _rule_snapshot(rule, settings, Status.ERROR), str(exc))
     checkpointer = Checkpointer(
-        settings.checkpoints, settings, steps_evaluated=rule.steps_evaluated
+        settings.checkpoints, identity, steps_evaluated=rule.steps_evaluated
     )
     hooks = _Hooks(publisher, checkpointer)
     evaluation = Evaluation(
@@ -155,8 +157,15 @@ def _evaluate(
             extra={"event": "attached", "trial": info.trial},
         )
         end = evaluation.follow(stop=stop, wait=waiter.wait)
-        checkpointer.save(evaluation.rule.steps_evaluated, evaluation.checkpoint())
-        return _conclude(evaluation, settings, publisher=publisher, info=info, end=end, stop=stop)
+        return _conclude(
+            evaluation,
+            settings,
+            publisher=publisher,
+            checkpointer=checkpointer,
+            info=info,
+            end=end,
+            stop=stop,
+        )
     except TrialError as exc:
         return _fail(publisher, info, evaluation.snapshot(Status.ERROR), str(exc))
     except Exception as exc:  # the last line of defence: a status, never a bare traceback
@@ -188,12 +197,12 @@ class _Hooks:
         self.checkpointer.maybe_save(evaluation.rule.steps_evaluated, evaluation.checkpoint)
 
 
-def _resume(settings: Settings) -> Checkpoint | None:
+def _resume(settings: Settings, identity: dict[str, Any]) -> Checkpoint | None:
     """The checkpoint to resume from, if one exists."""
     path = settings.checkpoints.file
     if path is None:
         return None
-    checkpoint = load_checkpoint(path, settings)
+    checkpoint = load_checkpoint(path, identity)
     if checkpoint is None:
         return None
     state = checkpoint.rule_state
@@ -252,6 +261,7 @@ def _conclude(
     settings: Settings,
     *,
     publisher: Publisher,
+    checkpointer: Checkpointer,
     info: RunInfo,
     end: EndReason,
     stop: StopRequest,
@@ -285,6 +295,9 @@ def _conclude(
         if error is not None:
             return _fail(publisher, info, evaluation.snapshot(Status.ERROR), error)
         status = Status.NO_ISSUES_FOUND
+    # The checkpoint first, and only for a verdict: a run retried after its settings were
+    # fixed must not find a checkpoint of the mistake.
+    checkpointer.save(rule.steps_evaluated, evaluation.checkpoint())
     document = publisher.terminal(evaluation.snapshot(status, ready=False), info)
     return Outcome(status, document, warnings)
 

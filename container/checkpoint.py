@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from container.atomic import write_text_atomically
 from container.config import CheckpointSettings, Settings
+from evaluator.core import Check, seed_checks
 
 log = logging.getLogger("classimbalance.checkpoint")
 
@@ -31,15 +32,22 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message says why and what to do."""
 
 
-def fingerprint(settings: Settings) -> dict[str, Any]:
-    """What must not change between the run that saved a checkpoint and the one resuming it."""
+def fingerprint(settings: Settings, checks: Sequence[Check] = ()) -> dict[str, Any]:
+    """What must not change between the run that saved a checkpoint and the one resuming it.
+
+    The checks are named only when they are not the seed rule's, so checkpoints of ordinary
+    runs stay valid across versions; a run with other checks has other findings."""
     trial = settings.trial
-    return {
+    found: dict[str, Any] = {
         "trial": trial.base_trial,
         "rule": asdict(settings.rule),
         "modes": list(trial.modes) if trial.modes else None,
         "start_step": trial.start_step,
     }
+    names = [check.name for check in checks]
+    if names and names != [check.name for check in seed_checks(settings.rule)]:
+        found["checks"] = names
+    return found
 
 
 @dataclass(frozen=True)
@@ -51,10 +59,11 @@ class Checkpoint:
     steps_seen: int
 
 
-def save_checkpoint(path: str, settings: Settings, checkpoint: Checkpoint) -> None:
+def save_checkpoint(path: str, identity: Mapping[str, Any], checkpoint: Checkpoint) -> None:
+    """Save atomically, with the ``fingerprint`` of the evaluation it belongs to."""
     document = {
         "format": FORMAT_VERSION,
-        "fingerprint": fingerprint(settings),
+        "fingerprint": dict(identity),
         "delivered_through": checkpoint.delivered_through,
         "steps_seen": checkpoint.steps_seen,
         "rule_state": checkpoint.rule_state,
@@ -62,8 +71,9 @@ def save_checkpoint(path: str, settings: Settings, checkpoint: Checkpoint) -> No
     write_text_atomically(path, json.dumps(document, separators=(",", ":")))
 
 
-def load_checkpoint(path: str, settings: Settings) -> Checkpoint | None:
-    """The checkpoint at ``path``, None when there is none yet; CheckpointError if unusable."""
+def load_checkpoint(path: str, identity: Mapping[str, Any]) -> Checkpoint | None:
+    """The checkpoint at ``path``, None when there is none yet; CheckpointError if unusable,
+    including one saved for an evaluation of another ``fingerprint``."""
     file = Path(path)
     if not file.exists():
         return None
@@ -74,10 +84,10 @@ def load_checkpoint(path: str, settings: Settings) -> Checkpoint | None:
                 f"checkpoint {path} has format {document.get('format')!r}, expected "
                 f"{FORMAT_VERSION}: delete it to start over"
             )
-        if document["fingerprint"] != fingerprint(settings):
+        if document["fingerprint"] != dict(identity):
             raise CheckpointError(
                 f"checkpoint {path} was saved for another evaluation "
-                f"({_difference(document['fingerprint'], fingerprint(settings))}): its counts "
+                f"({_difference(document['fingerprint'], dict(identity))}): its counts "
                 f"cannot be combined with these settings; delete it, or set checkpoint_file "
                 f"to another path"
             )
@@ -94,8 +104,10 @@ def load_checkpoint(path: str, settings: Settings) -> Checkpoint | None:
 
 
 def _difference(saved: dict[str, Any], current: dict[str, Any]) -> str:
-    changed = [key for key in current if saved.get(key) != current[key]]
-    return "; ".join(f"{key}: saved {saved.get(key)!r}, now {current[key]!r}" for key in changed)
+    changed = [key for key in {**saved, **current} if saved.get(key) != current.get(key)]
+    return "; ".join(
+        f"{key}: saved {saved.get(key)!r}, now {current.get(key)!r}" for key in changed
+    )
 
 
 class Checkpointer:
@@ -105,13 +117,13 @@ class Checkpointer:
     def __init__(
         self,
         checkpoints: CheckpointSettings,
-        settings: Settings,
+        identity: Mapping[str, Any],
         *,
         steps_evaluated: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._checkpoints = checkpoints
-        self._settings = settings
+        self._identity = identity
         self._clock = clock
         self._last_save = clock()
         self._steps_at_save = steps_evaluated
@@ -132,7 +144,7 @@ class Checkpointer:
         if path is None:
             return
         try:
-            save_checkpoint(path, self._settings, checkpoint)
+            save_checkpoint(path, self._identity, checkpoint)
         except OSError as exc:
             log.error(
                 "cannot save the checkpoint %s: %s; set checkpoint_file to a writable path",

@@ -39,7 +39,7 @@ def kept_classes(samples: IntArray, mispredicted: IntArray, k: int) -> IntArray:
     """The classes that get their own series: the k worst by misprediction fraction and the k
     scarcest, over all modes (sorted, at most 2k).
 
-    These are the classes either check is about, so an alert can name them; the rest are
+    These are the classes the seed rule's checks are about, so an alert can name them; the rest are
     summed under ``class="other"``. Ties go to the lowest class index so that the kept set
     does not flicker between scrapes of unchanged counts. Classes with no sample are never
     kept: they have no series at all.
@@ -93,7 +93,7 @@ class ClassImbalanceCollector:
         # An unknown status leaves every state 0 rather than inventing a state (and a series).
         f.status.add_metric([], {state: s.status == state for state in STATES})
         for check in s.checks:
-            f.issue_current.add_metric([check.name], float(s.issue_now.get(check.name, False)))
+            f.issue_current.add_metric([check.name], float(s.current_holds.get(check.name, False)))
             f.issue_found.add_metric([check.name], float(s.issue_found.get(check.name, False)))
         rows = dict(s.skipped_rows)
         if s.ignored:

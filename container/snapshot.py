@@ -77,14 +77,14 @@ class Snapshot:
     by_mode: Mapping[str, ModeCounts] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
     """The first finding of each check, in the order they occurred."""
-    issue_now: Mapping[str, bool] = field(default_factory=dict)
+    current_holds: Mapping[str, bool] = field(default_factory=dict)
     """Whether each check holds at the last evaluated step (all False before ``samples``)."""
     issue_found: Mapping[str, bool] = field(default_factory=dict)
     """Whether each check has held at any evaluated step."""
     issue_step: int | None = None
     skipped_rows: Mapping[str, int] = field(default_factory=dict)
     skipped_batches: Mapping[str, int] = field(default_factory=dict)
-    rule_examples: Mapping[str, str] = field(default_factory=dict)
+    problem_examples: Mapping[str, str] = field(default_factory=dict)
     """The rule's latest message per skip reason."""
     reader: ReaderProblems = NO_PROBLEMS
     """What the reader could not use, and why."""
@@ -126,7 +126,9 @@ class Snapshot:
         if self.last_step is None or not self.checks_active:
             return {}
         samples, mispredicted = self.combined.samples, self.combined.mispredicted
-        return describe_current(self.checks, self.issue_now, samples, mispredicted, self.last_step)
+        return describe_current(
+            self.checks, self.current_holds, samples, mispredicted, self.last_step
+        )
 
 
 def take_snapshot(
@@ -159,12 +161,12 @@ def take_snapshot(
         combined=ModeCounts(samples, mispredicted),
         by_mode=by_mode,
         findings=tuple(rule.findings),
-        issue_now={check.name: holds.get(check.name, False) for check in rule.checks},
+        current_holds={check.name: holds.get(check.name, False) for check in rule.checks},
         issue_found={check.name: check.name in found for check in rule.checks},
         issue_step=rule.issue_step,
         skipped_rows=dict(rule.skipped_rows),
         skipped_batches=dict(rule.skipped_batches),
-        rule_examples=dict(rule.problem_examples),
+        problem_examples=dict(rule.problem_examples),
         reader=reader,
         progress=progress or Progress(),
     )

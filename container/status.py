@@ -125,7 +125,7 @@ def build_status(
             "rows": dict(snapshot.skipped_rows),
             "batches": dict(snapshot.skipped_batches),
             "files": dict(reader.skipped_files),
-            "examples": {**reader.examples, **snapshot.rule_examples},
+            "examples": _examples(snapshot),
         },
         "reader_notices": dict(reader.notices),
         "steps_seen": snapshot.progress.steps_seen,
@@ -141,6 +141,16 @@ def build_status(
     }
 
 
+def _examples(snapshot: Snapshot) -> dict[str, str]:
+    """The latest message per reason, the rule's (rows and batches) and the reader's (files and
+    notices); a reason both found as a file given up on and as a batch skipped (a file that went
+    missing before it was listed, another after) keeps the file's example as ``files/REASON``."""
+    examples = dict(snapshot.problem_examples)
+    for reason, message in snapshot.reader.examples.items():
+        examples[f"files/{reason}" if reason in examples else reason] = message
+    return examples
+
+
 def _finding(finding: Finding) -> dict[str, Any]:
     return asdict(finding) | {"classes": list(finding.classes)}
 
@@ -154,7 +164,7 @@ def _summary_message(snapshot: Snapshot) -> str:
         )
     if snapshot.status == Status.IN_PROGRESS:
         return f"{counted}: no issue so far"
-    return f"{counted}: neither check held"
+    return f"{counted}: no check held"
 
 
 def _iso(timestamp: float) -> str:

@@ -16,14 +16,13 @@ from typing import Any
 from container.config.settings import (
     ALIASES,
     DEFAULT_STATUS_FILE,
-    RULE_FIELDS,
     SETTING_NAMES,
     LogFormat,
     LogLevel,
-    Reader,
     Settings,
 )
-from evaluator.core import ParameterError, ParameterProblem
+from evaluator.core import PARAMETER_NAMES, ParameterError, ParameterProblem
+from evaluator.trial import Reader
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ class ConfigError(ParameterError):
         self.fallback = fallback
         self.warnings = tuple(warnings)
         self.print_config = print_config
-        if any(isinstance(p, ConfigProblem) or p.name not in RULE_FIELDS for p in problems):
+        if any(isinstance(p, ConfigProblem) or p.name not in PARAMETER_NAMES for p in problems):
             lines = "\n".join(f"  - {item.describe()}" for item in problems)
             noun = "setting is" if len(problems) == 1 else "settings are"
             self.args = (f"{len(problems)} {noun} invalid:\n{lines}",)

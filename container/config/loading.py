@@ -31,13 +31,18 @@ from container.config.settings import (
     DECLARED,
     DEFAULT_STATUS_FILE,
     GROUPS,
-    RULE_FIELDS,
     SETTING_NAMES,
     Settings,
 )
 from container.config.sources import environment_entries, flag_entries, job_entries
 from container.config.values import Invalid, coerce_rule_value
-from evaluator.core import ParameterError, ParameterProblem, RuleParameters, accepted
+from evaluator.core import (
+    PARAMETER_NAMES,
+    ParameterError,
+    ParameterProblem,
+    RuleParameters,
+    accepted,
+)
 
 DEFAULT_JOB_CONFIG = "/opt/ml/config/processingjobconfig.json"
 """Where a SageMaker processing job finds its own configuration; read only when it exists."""
@@ -161,7 +166,7 @@ def _resolve(layers: list[list[Entry]], report: Report, *, print_config: bool) -
 
     rule: RuleParameters | None = None
     try:
-        rule = RuleParameters(**{name: values[name] for name in RULE_FIELDS if name in values})
+        rule = RuleParameters(**{name: values[name] for name in PARAMETER_NAMES if name in values})
     except ParameterError as exc:
         problems.extend(
             replace(p, value=winners[p.name].value, source=str(winners[p.name].source))
@@ -243,9 +248,9 @@ def parse_rule_parameters(raw: Mapping[Any, Any]) -> RuleParameters:
     problems: list[ParameterProblem] = []
     typed: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in RULE_FIELDS:
+        if key not in PARAMETER_NAMES:
             problems.append(
-                ParameterProblem(key, value, f"one of {', '.join(sorted(RULE_FIELDS))}")
+                ParameterProblem(key, value, f"one of {', '.join(sorted(PARAMETER_NAMES))}")
             )
             continue
         try:
@@ -259,7 +264,7 @@ def parse_rule_parameters(raw: Mapping[Any, Any]) -> RuleParameters:
         problems.extend(replace(p, value=raw[p.name]) for p in error.problems)
     if problems or parameters is None:
         position = {key: index for index, key in enumerate(raw)}
-        known = {name: index for index, name in enumerate(RULE_FIELDS)}
+        known = {name: index for index, name in enumerate(PARAMETER_NAMES)}
         problems.sort(key=lambda p: known.get(p.name, len(known) + position.get(p.name, 0)))
         raise ParameterError(problems)
     return parameters

@@ -18,17 +18,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from container.config import values
-from evaluator.core import PARAMETER_NAMES, RuleParameters, accepted
-from evaluator.trial import READERS
+from container.config.values import Mode
+from evaluator.core import RuleParameters, accepted
+from evaluator.trial import READERS, Reader
 
 DEFAULT_STATUS_FILE = "classimbalance-status.json"
 DEFAULT_METRICS_PORT = 9410
 
-Reader = Literal["native", "smdebug"]
-Mode = Literal["TRAIN", "EVAL", "PREDICT", "GLOBAL"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -309,17 +308,17 @@ class LogSettings:
 
     format: LogFormat = setting(
         "text",
-        parse=values.choice("text", "json"),
-        accepted="text or json",
+        parse=values.choice(*get_args(LogFormat)),
+        accepted=" or ".join(get_args(LogFormat)),
         name="log_format",
-        metavar="text|json",
+        metavar="|".join(get_args(LogFormat)),
     )
     """``text`` for people, ``json`` for one JSON object per line."""
 
     level: LogLevel = setting(
         "INFO",
-        parse=values.choice("DEBUG", "INFO", "WARNING", "ERROR"),
-        accepted="DEBUG, INFO, WARNING or ERROR",
+        parse=values.choice(*get_args(LogLevel)),
+        accepted=", ".join(get_args(LogLevel)[:-1]) + f" or {get_args(LogLevel)[-1]}",
         name="log_level",
         metavar="LEVEL",
     )
@@ -501,7 +500,6 @@ def _declare() -> dict[str, Declared]:
 DECLARED: Mapping[str, Declared] = _declare()
 """Every setting by its flat name, in the order ``--print-config`` and the example list them."""
 SETTING_NAMES: tuple[str, ...] = tuple(DECLARED)
-RULE_FIELDS: tuple[str, ...] = PARAMETER_NAMES
 ALIASES: Mapping[str, str] = {
     alias: item.name for item in DECLARED.values() for alias in item.aliases
 }

@@ -15,7 +15,7 @@ import math
 import re
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from evaluator.core import RULE_NAME, RuleParameters
 
@@ -23,7 +23,8 @@ _TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "n", "off"})
 _NONE_WORDS = frozenset({"", "none", "null"})
 
-MODES = ("TRAIN", "EVAL", "PREDICT", "GLOBAL")
+Mode = Literal["TRAIN", "EVAL", "PREDICT", "GLOBAL"]
+MODES: tuple[str, ...] = typing.get_args(Mode)
 ACTION_NAMES = ("stoptraining", "email", "sms")
 _ACTION_TARGET = {"stoptraining": "training_job_prefix", "email": "endpoint", "sms": "endpoint"}
 

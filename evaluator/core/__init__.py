@@ -5,8 +5,6 @@ it): the rule and its inputs, its parameters and their errors, the checks and th
 """
 
 from evaluator.core.checks import (
-    IMBALANCE,
-    MISPREDICTION,
     Check,
     Finding,
     ImbalanceCheck,
@@ -18,18 +16,11 @@ from evaluator.core.checks import (
 )
 from evaluator.core.errors import ParameterError, ParameterProblem
 from evaluator.core.normalise import IGNORED, WorkerBatch
-from evaluator.core.params import (
-    PARAMETER_NAMES,
-    RuleParameters,
-    accepted,
-    check_rule_parameters,
-)
+from evaluator.core.params import PARAMETER_NAMES, RuleParameters, accepted
 from evaluator.core.rule import RULE_NAME, ClassImbalanceRule, StepResult
 
 __all__ = [
     "IGNORED",
-    "IMBALANCE",
-    "MISPREDICTION",
     "PARAMETER_NAMES",
     "RULE_NAME",
     "Check",
@@ -43,7 +34,6 @@ __all__ = [
     "StepResult",
     "WorkerBatch",
     "accepted",
-    "check_rule_parameters",
     "describe_current",
     "imbalance_ratio",
     "misprediction_fractions",

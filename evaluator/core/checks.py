@@ -40,13 +40,15 @@ class Finding:
     """One check that held: where, by how much, against which threshold, for which classes."""
 
     check: str
+    """The check's name."""
     step: int
     value: float
-    """The figure compared: largest/smallest class count, or the worst misprediction fraction."""
+    """The figure compared with the threshold (imbalance: largest/smallest class count;
+    misprediction: the worst misprediction fraction)."""
     threshold: float
     classes: tuple[int, ...]
-    """imbalance: (largest class, smallest class); misprediction: every class above the
-    threshold, worst first."""
+    """The classes the finding is about (imbalance: the largest and the smallest class;
+    misprediction: every class above the threshold, worst first)."""
     message: str
 
 
@@ -84,7 +86,7 @@ class ImbalanceCheck:
         return np.asarray(any_seen & (ratio > self.threshold), dtype=bool)
 
     def describe(self, samples: IntArray, mispredicted: IntArray, step: int) -> Finding | None:
-        return check_imbalance(samples, self.threshold, step)
+        return check_imbalance(samples, self.threshold, step, check=self.name)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class MispredictionCheck:
         return np.asarray(((fractions > self.threshold) & seen).any(axis=1), dtype=bool)
 
     def describe(self, samples: IntArray, mispredicted: IntArray, step: int) -> Finding | None:
-        return check_misprediction(samples, mispredicted, self.threshold, step)
+        return check_misprediction(samples, mispredicted, self.threshold, step, check=self.name)
 
 
 def seed_checks(params: RuleParameters) -> tuple[Check, ...]:
@@ -160,14 +162,16 @@ def misprediction_fractions(samples: IntArray, mispredicted: IntArray) -> FloatA
     return fractions
 
 
-def check_imbalance(samples: IntArray, threshold: float, step: int) -> Finding | None:
+def check_imbalance(
+    samples: IntArray, threshold: float, step: int, *, check: str = IMBALANCE
+) -> Finding | None:
     """A finding when largest/smallest class count is strictly above ``threshold``."""
     result = imbalance_ratio(samples)
     if result is None or not result[0] > threshold:
         return None
     ratio, largest, smallest = result
     return Finding(
-        check=IMBALANCE,
+        check=check,
         step=step,
         value=ratio,
         threshold=threshold,
@@ -181,7 +185,12 @@ def check_imbalance(samples: IntArray, threshold: float, step: int) -> Finding |
 
 
 def check_misprediction(
-    samples: IntArray, mispredicted: IntArray, threshold: float, step: int
+    samples: IntArray,
+    mispredicted: IntArray,
+    threshold: float,
+    step: int,
+    *,
+    check: str = MISPREDICTION,
 ) -> Finding | None:
     """A finding when some class's misprediction fraction is strictly above ``threshold``."""
     fractions = misprediction_fractions(samples, mispredicted)
@@ -196,7 +205,7 @@ def check_misprediction(
     )
     more = f" and {order.size - 5} more" if order.size > 5 else ""
     return Finding(
-        check=MISPREDICTION,
+        check=check,
         step=step,
         value=float(fractions[worst]),
         threshold=threshold,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -119,24 +119,3 @@ PARAMETER_NAMES: tuple[str, ...] = tuple(spec.name for spec in fields(RuleParame
 def accepted(name: str) -> str:
     """What a parameter accepts, in words."""
     return str({spec.name: spec for spec in fields(RuleParameters)}[name].metadata[ACCEPTED])
-
-
-def check_rule_parameters(values: Mapping[Any, Any]) -> RuleParameters:
-    """Parameters from typed values; keys not given keep their defaults.
-
-    Raises ``ParameterError`` with every problem: unknown keys (with the closest name) and
-    every invalid value.
-    """
-    problems = [
-        ParameterProblem(key, value, f"one of {', '.join(sorted(PARAMETER_NAMES))}")
-        for key, value in values.items()
-        if key not in PARAMETER_NAMES
-    ]
-    known = {key: value for key, value in values.items() if key in PARAMETER_NAMES}
-    try:
-        parameters = RuleParameters(**known)
-    except ParameterError as error:
-        problems = error.problems + problems
-    if problems:
-        raise ParameterError(problems)
-    return parameters

@@ -61,12 +61,15 @@ class ClassImbalanceRule:
     def __post_init__(self) -> None:
         if not self.checks:
             self.checks = seed_checks(self.params)
+        names = [check.name for check in self.checks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Expected checks with distinct names, but got {names}")
         self._inputs = Inputs.of(self.params)
         self._holds: tuple[tuple[int, int], dict[str, bool]] | None = None
         """``current_holds`` as of (steps evaluated, samples): a memo, never a second source of
         truth. The chunk fills it with the verdicts it computed for its last step; anything
         else that changes the counts (a merge, a restore) makes the key differ, and the
-        property recomputes."""
+        property recomputes. It assumes ``checks`` are not replaced after construction."""
 
     # -- inputs -----------------------------------------------------------------------------
 

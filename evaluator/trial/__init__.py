@@ -13,11 +13,12 @@ from evaluator.trial.interface import (
     WorkerStep,
     WorkerTensors,
 )
-from evaluator.trial.open import READERS, open_trial
+from evaluator.trial.open import READERS, Reader, open_trial
 
 __all__ = [
     "NO_PROBLEMS",
     "READERS",
+    "Reader",
     "ReaderProblems",
     "StepRef",
     "TrialError",

@@ -73,7 +73,8 @@ class ReaderProblems:
     examples: Mapping[str, str] = field(default_factory=dict)
     """The latest message per reason of either kind: which file, and what to change."""
     last: str | None = None
-    """The latest message of any kind, a retry included."""
+    """The latest message of any kind, a retry included: a diagnostic for tests and tools (the
+    runtime logs every message as it comes instead)."""
 
 
 NO_PROBLEMS = ReaderProblems()

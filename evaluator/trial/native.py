@@ -65,7 +65,7 @@ from evaluator.trial.problems import (
     ProblemLog,
 )
 
-INDEX_RETRY_POLLS = 3
+PART_RETRY_POLLS = 3
 """Polls a part that fails to load is retried before it is given up on. smdebug renames
 finished files into place, so a bad one is usually corrupt for good; retrying covers copy tools
 that write in place. While it is retried its step is held back, so that step is never returned
@@ -101,7 +101,7 @@ class NativeTrialReader:
         storage: TrialStorage,
         *,
         verify_payload_crc: bool = False,
-        index_retry_polls: int = INDEX_RETRY_POLLS,
+        part_retry_polls: int = PART_RETRY_POLLS,
         incomplete_step_window: int = INCOMPLETE_STEP_WINDOW,
         unread_step_limit: int = UNREAD_STEP_LIMIT,
         marker_in_listing: bool = False,
@@ -118,9 +118,9 @@ class NativeTrialReader:
         )
         self._steps: StepCompleteness[PartLayout] = StepCompleteness(window=incomplete_step_window)
         self._problems = ProblemLog()
-        self._index_retry_polls = index_retry_polls
+        self._part_retry_polls = part_retry_polls
         self._retry_seconds = max(0.0, retry_seconds)
-        """A part that fails to load is retried for at least ``index_retry_polls`` polls and
+        """A part that fails to load is retried for at least ``part_retry_polls`` polls and
         at least this long: polls come fast while a backlog is read, and a file still being
         copied needs time, not polls."""
         self._clock = clock
@@ -378,7 +378,7 @@ class NativeTrialReader:
         now = self._clock()
         attempts, first_failed, _ = self._attempts.get((step, file_worker), (0, now, loaded))
         attempts += 1
-        if attempts <= self._index_retry_polls or now - first_failed < self._retry_seconds:
+        if attempts <= self._part_retry_polls or now - first_failed < self._retry_seconds:
             self._attempts[(step, file_worker)] = (attempts, first_failed, loaded)
             self._problems.retrying(f"{detail} (will retry)")
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal, get_args
 
 from evaluator.trial.contract import TrialError, TrialStorage
 from evaluator.trial.interface import TrialReader
@@ -11,7 +11,9 @@ from evaluator.trial.local import LocalStorage
 from evaluator.trial.native import NativeTrialReader
 from evaluator.trial.smdebug_backend import SmdebugTrialReader
 
-READERS = ("native", "smdebug")
+Reader = Literal["native", "smdebug"]
+READERS: tuple[str, ...] = get_args(Reader)
+"""The trial readers: ``native`` (this package's), ``smdebug`` (smdebug's own API)."""
 
 LOCAL_HELD_BYTES = 32 << 20
 """Event-file bytes a local reader keeps between ``poll`` and ``read``: with a bounded slice of

@@ -21,7 +21,6 @@ each worker by name (``worker=``): a rule must see the whole batch, not a quarte
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +35,7 @@ from evaluator.trial.interface import (
 )
 from evaluator.trial.layout import COLLECTIONS_PREFIX, END_MARKER, parse_collections_key
 from evaluator.trial.local import LocalStorage
+from evaluator.trial.parsers import parse_num_workers
 
 
 class SmdebugTrialReader:
@@ -124,9 +124,8 @@ class SmdebugTrialReader:
         expected = 0
         for key in keys:
             try:
-                document = json.loads(self._storage.read_bytes(key))
-                expected = max(expected, int(document["_meta"]["num_workers"]))
-            except (OSError, ValueError, KeyError, TypeError):
+                expected = max(expected, parse_num_workers(self._storage.read_bytes(key)))
+            except (OSError, ValueError):
                 return False
         return bool(keys) and len(keys) >= expected
 

@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from container.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from container.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from container.config import Settings
 from evaluator.core import ClassImbalanceRule, RuleParameters, WorkerBatch
 
@@ -26,8 +32,10 @@ def evaluated_rule(steps: int) -> ClassImbalanceRule:
 def test_round_trip_restores_the_rule_and_position(tmp_path: Path) -> None:
     settings = Settings.of(base_trial="t", checkpoint_file=str(tmp_path / "c.json"))
     rule = evaluated_rule(5)
-    save_checkpoint(str(tmp_path / "c.json"), settings, Checkpoint(4, rule.to_state(), 5))
-    checkpoint = load_checkpoint(str(tmp_path / "c.json"), settings)
+    save_checkpoint(
+        str(tmp_path / "c.json"), fingerprint(settings), Checkpoint(4, rule.to_state(), 5)
+    )
+    checkpoint = load_checkpoint(str(tmp_path / "c.json"), fingerprint(settings))
     assert checkpoint is not None
     assert checkpoint.delivered_through == 4
     restored = ClassImbalanceRule.from_state(settings.rule, checkpoint.rule_state)
@@ -35,7 +43,10 @@ def test_round_trip_restores_the_rule_and_position(tmp_path: Path) -> None:
 
 
 def test_no_checkpoint_yet_is_not_an_error(tmp_path: Path) -> None:
-    assert load_checkpoint(str(tmp_path / "none.json"), Settings.of(base_trial="t")) is None
+    assert (
+        load_checkpoint(str(tmp_path / "none.json"), fingerprint(Settings.of(base_trial="t")))
+        is None
+    )
 
 
 UNUSABLE = {
@@ -55,8 +66,10 @@ def test_unusable_checkpoints_are_refused_with_a_reason(case: str, tmp_path: Pat
     change, content, expected = UNUSABLE[case]
     path = tmp_path / "c.json"
     settings = Settings.of(base_trial="t")
-    save_checkpoint(str(path), settings, Checkpoint(1, evaluated_rule(2).to_state(), 2))
+    save_checkpoint(
+        str(path), fingerprint(settings), Checkpoint(1, evaluated_rule(2).to_state(), 2)
+    )
     if content is not None:
         path.write_text(content)
     with pytest.raises(CheckpointError, match=expected):
-        load_checkpoint(str(path), change(settings))
+        load_checkpoint(str(path), fingerprint(change(settings)))

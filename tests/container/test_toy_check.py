@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from container.app import Runtime, run
@@ -25,6 +26,7 @@ from evaluator.core import (
     Check,
     ClassImbalanceRule,
     Finding,
+    ImbalanceCheck,
     RuleParameters,
     WorkerBatch,
     seed_checks,
@@ -151,3 +153,35 @@ def test_a_registered_check_is_exported_by_the_metrics_server(tmp_path: Path) ->
     assert samples[("classimbalance_issue_current", TOY)] == 1.0
     assert samples[("classimbalance_issue_found", "imbalance")] == 0.0
     assert {check for _, check in samples} == {"imbalance", "misprediction", TOY}
+
+
+def test_a_checkpoint_of_other_checks_is_refused(tmp_path: Path) -> None:
+    trial = write_trial(tmp_path / "trial", steps=6, make_batch=scores_batch([50, 50, 1], 200))
+    settings = settings_for(trial.path, tmp_path, checkpoint_file=str(tmp_path / "c.json"))
+    assert run(settings, with_toy(minimum=30)).status is Status.ISSUES_FOUND
+    refused = run(settings)
+    assert refused.status is Status.ERROR
+    assert (
+        "checks: saved ['imbalance', 'misprediction', 'rare_class'], now None"
+        in (refused.document["error"])
+    )
+
+
+def test_a_check_of_a_known_kind_under_its_own_name_finds_once_under_that_name() -> None:
+    params = RuleParameters(samples=0)
+    strict = ImbalanceCheck(1.5, name="imbalance_strict")
+    rule = ClassImbalanceRule(params, checks=(*seed_checks(params), strict))
+    for step in range(3):
+        rule.evaluate_step(step, [correct([0, 0, 0, 1])])
+    assert [(f.check, f.step) for f in rule.findings] == [("imbalance_strict", 0)]
+    assert rule.current_holds == {
+        "imbalance": False,
+        "misprediction": False,
+        "imbalance_strict": True,
+    }
+
+
+def test_two_checks_of_one_name_are_refused() -> None:
+    params = RuleParameters()
+    with pytest.raises(ValueError, match="distinct names"):
+        ClassImbalanceRule(params, checks=(*seed_checks(params), ImbalanceCheck(2.0)))

@@ -12,7 +12,6 @@ from evaluator.core import (
     ParameterError,
     RuleParameters,
     accepted,
-    check_rule_parameters,
 )
 
 # name -> (a typed value it refuses, a phrase of what it accepts)
@@ -54,11 +53,3 @@ def test_typed_values_within_their_ranges_are_kept() -> None:
     parameters = RuleParameters(threshold_imbalance=1, samples=0, ignore_index=None)
     assert (parameters.threshold_imbalance, parameters.samples) == (1, 0)
     assert parameters.ignore_index is None
-
-
-def test_check_rule_parameters_adds_unknown_keys_to_the_problems() -> None:
-    with pytest.raises(ParameterError) as raised:
-        check_rule_parameters({"samples": -1, "sampels": 5})
-    assert [p.name for p in raised.value.problems] == ["samples", "sampels"]
-    assert "did you mean 'samples'?" in str(raised.value)
-    assert check_rule_parameters({"samples": 5}) == RuleParameters(samples=5)

@@ -467,7 +467,7 @@ def test_malformed_index_is_retried_then_skipped(tmp_path: Path, content: bytes)
     write_part(trial, 0, "worker_0")
     (trial / index_key(0, "worker_0")).write_bytes(content)
     write_part(trial, 1, "worker_0")
-    reader = large_file_reader(trial, index_retry_polls=2)
+    reader = large_file_reader(trial, part_retry_polls=2)
     assert reader.poll() == []
     assert reader.poll() == []
     assert given_up(reader) == {}
@@ -585,7 +585,7 @@ def test_damaged_event_file_is_retried_then_left_out(tmp_path: Path, damage: Dam
     """Damaged before its step is listed: the part is tried again, then given up on."""
     trial = damaged_trial(tmp_path)
     damage.apply(trial / event_key(0, "worker_1"), first_record_start(trial, "worker_1"))
-    reader = native_reader(trial, verify_payload_crc=damage.verify_payload_crc, index_retry_polls=1)
+    reader = native_reader(trial, verify_payload_crc=damage.verify_payload_crc, part_retry_polls=1)
     assert reader.poll() == []
     assert given_up(reader) == {}
     (ref,) = reader.poll()
@@ -855,7 +855,7 @@ def test_a_missing_event_file_is_waited_for_by_time_not_only_by_polls(tmp_path: 
     now = [0.0]
     reader = native_reader(written.path, retry_seconds=2.0, clock=lambda: now[0])
     assert [ref.step for ref in reader.poll()] == [0]
-    for _ in range(10):  # far more polls than index_retry_polls, all within the window
+    for _ in range(10):  # far more polls than part_retry_polls, all within the window
         assert reader.poll() == []
     now[0] = 1.5
     hidden.rename(event)

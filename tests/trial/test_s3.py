@@ -485,7 +485,7 @@ def test_missing_event_file_is_retried_then_skipped(s3: S3, tmp_path: Path) -> N
     s3.upload_part(trial, 0, "worker_0")
     s3.upload(trial, index_key(0, "worker_1"))  # its event file is not there (yet)
     storage, _counter = s3.storage()
-    reader = s3_native_reader(storage, index_retry_polls=2)
+    reader = s3_native_reader(storage, part_retry_polls=2)
     assert reader.poll() == []
     assert "will retry" in (reader.problems().last or "")
     s3.upload(trial, event_key(0, "worker_1"))  # arrives while retried: used
@@ -509,7 +509,7 @@ def test_truncated_event_file_is_retried_then_skipped(s3: S3, tmp_path: Path) ->
     s3.put(event_key(0, "worker_0"), (trial / event_key(0, "worker_0")).read_bytes()[:-3])
     s3.upload(trial, index_key(0, "worker_0"))
     storage, _counter = s3.storage()
-    reader = s3_native_reader(storage, index_retry_polls=1)
+    reader = s3_native_reader(storage, part_retry_polls=1)
     assert reader.poll() == []
     assert "truncated" in (reader.problems().last or "")
     assert reader.poll() == []
@@ -665,7 +665,7 @@ def test_a_part_that_keeps_failing_is_skipped_not_fatal(
     Failures(
         frozenset({"GetObject"}), 503, "ServiceUnavailable", match=lambda r: broken in r.url
     ).attach(storage.client)
-    reader = s3_native_reader(storage, index_retry_polls=1)
+    reader = s3_native_reader(storage, part_retry_polls=1)
     assert reader.poll() == []
     (ref,) = reader.poll()
     assert [part.worker for part in ref.parts] == ["worker_0"]

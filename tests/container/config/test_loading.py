@@ -20,7 +20,6 @@ import yaml
 from container.cli import main
 from container.config import (
     DECLARED,
-    RULE_FIELDS,
     SETTING_NAMES,
     SWITCHES,
     ConfigError,
@@ -34,7 +33,7 @@ from container.config import (
     setting_docs,
     yaml_inline,
 )
-from evaluator.core import RuleParameters
+from evaluator.core import PARAMETER_NAMES, RuleParameters
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "config" / "classimbalance.yaml"
@@ -706,7 +705,7 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     for flag in ("--trial", "--mode", "--action-json", "--config", "--print-config"):
         assert flag in out
     assert {a.dest for a in build_parser()._actions} >= set(SETTING_NAMES)
-    assert set(SETTING_NAMES) - set(RULE_FIELDS) >= SWITCHES
+    assert set(SETTING_NAMES) - set(PARAMETER_NAMES) >= SWITCHES
 
 
 # -- --print-config -----------------------------------------------------------------------

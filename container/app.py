@@ -142,6 +142,9 @@ def _evaluate(
         on_step=hooks.step_done,
         on_poll=hooks.poll_done,
         stop=stop,
+        resumed_from=(
+            (settings.checkpoints.file or "", checkpoint.trial_identity) if checkpoint else None
+        ),
     )
     waiter = StepWaiter(reader.local_path)
     try:
@@ -253,6 +256,7 @@ def _default_reader(settings: Settings) -> TrialReader:
         verify_payload_crc=trial.verify_payload_crc,
         s3_endpoint_url=trial.s3_endpoint_url,
         retry_seconds=following.read_retries * following.read_retry_delay,
+        end_grace=trial.end_grace,
     )
 
 
@@ -272,6 +276,14 @@ def _conclude(
         warnings.append(
             f"ended after {settings.following.idle_timeout:g} s without a new step and without "
             f"the end marker training_job_end.ts: the training job may have been killed"
+        )
+    incomplete = evaluation.reader.problems()
+    if incomplete.incomplete_step_count:
+        step, missing = incomplete.incomplete_steps[0]
+        warnings.append(
+            f"{incomplete.incomplete_step_count} steps were evaluated without all their workers "
+            f"(the first: step {step}, without {', '.join(missing)}); their labels are not "
+            f"counted: see incomplete_steps"
         )
     if 0 < rule.samples < settings.rule.samples:
         warnings.append(
@@ -297,7 +309,7 @@ def _conclude(
         status = Status.NO_ISSUES_FOUND
     # The checkpoint first, and only for a verdict: a run retried after its settings were
     # fixed must not find a checkpoint of the mistake.
-    checkpointer.save(rule.steps_evaluated, evaluation.checkpoint())
+    checkpointer.save(rule.steps_evaluated, evaluation.checkpoint)
     document = publisher.terminal(evaluation.snapshot(status, ready=False), info)
     return Outcome(status, document, warnings)
 
@@ -316,22 +328,21 @@ def _no_data_error(evaluation: Evaluation, settings: Settings, end: EndReason) -
             f"{trial}/index/ (written by an smdebug hook), but found none; check base_trial "
             f"and that the hook saves the labels and predictions collections"
         )
-    if rule.steps_evaluated == 0:
-        return (
-            f"found {evaluation.steps_seen} complete steps, but none in the selected modes "
-            f"and step range: change modes, start_step or end_step"
-        )
     names = sorted(evaluation.tensor_names_seen)
     for role in ("labels", "predictions"):
         regex = getattr(settings.rule, f"{role}_regex")
-        if rule.skipped_batches.get(f"missing_{role}", 0) and not any(
-            re.search(regex, n) for n in names
-        ):
+        looked = rule.skipped_batches.get(f"missing_{role}", 0) or evaluation.steps_without_tensors
+        if looked and not any(re.search(regex, n) for n in names):
             return (
                 f"no tensor in the trial matches {role}_regex {regex!r}; the tensors saved "
                 f"are: {', '.join(names) or 'none'}; set {role}_regex to match the "
                 f"{role} tensor"
             )
+    if rule.steps_evaluated == 0:
+        return (
+            f"found {evaluation.steps_seen} complete steps, but none in the selected modes "
+            f"and step range: change modes, start_step or end_step"
+        )
     if rule.skipped_batches:
         reason, _ = rule.skipped_batches.most_common(1)[0]
         example = rule.problem_examples.get(reason, reason)

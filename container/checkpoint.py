@@ -57,6 +57,9 @@ class Checkpoint:
     delivered_through: int
     rule_state: dict[str, Any]
     steps_seen: int
+    trial_identity: str | None = None
+    """What the trial was, by its content (``TrialReader.identity``), when it was saved: a
+    trial written again at the same path is another trial. None in older checkpoints."""
 
 
 def save_checkpoint(path: str, identity: Mapping[str, Any], checkpoint: Checkpoint) -> None:
@@ -66,6 +69,7 @@ def save_checkpoint(path: str, identity: Mapping[str, Any], checkpoint: Checkpoi
         "fingerprint": dict(identity),
         "delivered_through": checkpoint.delivered_through,
         "steps_seen": checkpoint.steps_seen,
+        "trial_identity": checkpoint.trial_identity,
         "rule_state": checkpoint.rule_state,
     }
     write_text_atomically(path, json.dumps(document, separators=(",", ":")))
@@ -91,8 +95,12 @@ def load_checkpoint(path: str, identity: Mapping[str, Any]) -> Checkpoint | None
                 f"cannot be combined with these settings; delete it, or set checkpoint_file "
                 f"to another path"
             )
+        identity_found = document.get("trial_identity")
         return Checkpoint(
-            int(document["delivered_through"]), document["rule_state"], int(document["steps_seen"])
+            int(document["delivered_through"]),
+            document["rule_state"],
+            int(document["steps_seen"]),
+            str(identity_found) if identity_found is not None else None,
         )
     except CheckpointError:
         raise
@@ -103,11 +111,18 @@ def load_checkpoint(path: str, identity: Mapping[str, Any]) -> Checkpoint | None
         ) from error
 
 
-def _difference(saved: dict[str, Any], current: dict[str, Any]) -> str:
-    changed = [key for key in {**saved, **current} if saved.get(key) != current.get(key)]
-    return "; ".join(
-        f"{key}: saved {saved.get(key)!r}, now {current.get(key)!r}" for key in changed
-    )
+def _difference(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> str:
+    """What differs, one ``name: saved X, now Y`` per value, nested maps by their keys."""
+    parts = []
+    for key in {**saved, **current}:
+        before, now = saved.get(key), current.get(key)
+        if before == now:
+            continue
+        if isinstance(before, Mapping) and isinstance(now, Mapping):
+            parts.append(_difference(before, now, f"{prefix}{key}."))
+        else:
+            parts.append(f"{prefix}{key}: saved {before!r}, now {now!r}")
+    return "; ".join(parts)
 
 
 class Checkpointer:
@@ -136,15 +151,16 @@ class Checkpointer:
         if steps >= self._checkpoints.every_steps or (
             steps > 0 and self._clock() - self._last_save >= self._checkpoints.every_seconds
         ):
-            self.save(steps_evaluated, checkpoint())
+            self.save(steps_evaluated, checkpoint)
 
-    def save(self, steps_evaluated: int, checkpoint: Checkpoint) -> None:
-        """Save now; a failure is logged, never fatal (the evaluation goes on without)."""
+    def save(self, steps_evaluated: int, checkpoint: Callable[[], Checkpoint]) -> None:
+        """Save now (``checkpoint`` is taken only when there is a file to save it to); a
+        failure is logged, never fatal (the evaluation goes on without)."""
         path = self._checkpoints.file
         if path is None:
             return
         try:
-            save_checkpoint(path, self._identity, checkpoint)
+            save_checkpoint(path, self._identity, checkpoint())
         except OSError as exc:
             log.error(
                 "cannot save the checkpoint %s: %s; set checkpoint_file to a writable path",

@@ -24,7 +24,7 @@ from container.snapshot import Progress, Snapshot, take_snapshot
 from container.status import Status
 from container.stopping import StopRequest
 from evaluator.core import ClassImbalanceRule, StepResult, WorkerBatch
-from evaluator.trial import StepRef, TrialReader, WorkerTensors
+from evaluator.trial import StepRef, TrialError, TrialReader, WorkerTensors
 
 log = logging.getLogger("classimbalance.evaluation")
 
@@ -58,11 +58,17 @@ class Evaluation:
     steps_seen: int = 0
     """Complete steps the reader delivered, selected or not."""
     tensor_names_seen: set[str] = field(default_factory=set)
+    steps_without_tensors: int = 0
+    """Selected steps at which no worker saved a labels or predictions tensor (TF2's tape hook
+    ends with a step of only the loss): passed over, neither evaluated nor skipped."""
     end_step_reached: bool = False
     on_step: Callable[[Evaluation, StepResult], object] | None = None
     """Called after each evaluated step (publish, checkpoint)."""
     on_poll: Callable[[Evaluation], object] | None = None
     """Called after each look at the trial, whether it brought steps or not."""
+    resumed_from: tuple[str, str | None] | None = None
+    """(checkpoint path, the trial's identity it was saved for) of the checkpoint this
+    evaluation resumed: before a step is counted on top of it, the trial must be that one."""
     stop: StopRequest | None = None
     last_evaluation_time: float | None = None
 
@@ -94,8 +100,30 @@ class Evaluation:
         )
 
     def checkpoint(self) -> Checkpoint:
-        """What a restart resumes from: the counts and the last step dealt with."""
-        return Checkpoint(self.delivered_through, self.rule.to_state(), self.steps_seen)
+        """What a restart resumes from: the counts, the last step dealt with, the trial."""
+        return Checkpoint(
+            self.delivered_through, self.rule.to_state(), self.steps_seen, self.reader.identity()
+        )
+
+    def _check_resumed_trial(self, refs: Sequence[StepRef]) -> None:
+        """Refuse to count steps on top of a checkpoint of another trial at the same path."""
+        if self.resumed_from is None or not refs:
+            return
+        path, saved = self.resumed_from
+        found = self.reader.identity()
+        if saved is None or found is None:
+            if saved is None:
+                self.resumed_from = None  # an older checkpoint: nothing to compare
+            return
+        self.resumed_from = None
+        if found != saved:
+            raise TrialError(
+                f"checkpoint {path} was saved for another trial at {self.reader.location}: the "
+                f"trial there now has other content (its first event file or collections file "
+                f"differs; was it deleted and written again?), so its counts cannot be "
+                f"combined with this trial's; delete the checkpoint to evaluate this trial from "
+                f"its start, or set checkpoint_file to another path"
+            )
 
     def evaluate_available(self, stop_on_first_issue: bool = False) -> int:
         """Evaluate every step that is complete now; return how many were evaluated.
@@ -105,7 +133,9 @@ class Evaluation:
         """
         evaluated = 0
         chunk = _Chunk()
-        for ref in self.reader.poll():
+        refs = self.reader.poll()
+        self._check_resumed_trial(refs)
+        for ref in refs:
             if ref.step <= self.delivered_through:
                 continue  # evaluated before a restart: never count a step twice
             if self.end_step is not None and ref.step >= self.end_step:
@@ -130,8 +160,12 @@ class Evaluation:
         parts = tuple(p for p in ref.parts if self.modes is None or p.mode in self.modes)
         if not parts:
             return None
+        names = {name for part in parts for name in part.tensor_names}
         if len(self.tensor_names_seen) < _NAMES_KEPT:
-            self.tensor_names_seen.update(ref.tensor_names)
+            self.tensor_names_seen.update(names)
+        if not any(self.rule.wants(name) for name in names):
+            self.steps_without_tensors += 1
+            return None
         return [
             WorkerBatch(
                 source=t.worker,

@@ -128,6 +128,13 @@ def build_status(
             "examples": _examples(snapshot),
         },
         "reader_notices": dict(reader.notices),
+        "incomplete_steps": {
+            "count": reader.incomplete_step_count,
+            "steps": [
+                {"step": step, "missing_workers": list(missing)}
+                for step, missing in reader.incomplete_steps
+            ],
+        },
         "steps_seen": snapshot.progress.steps_seen,
         "parameters": asdict(snapshot.params),
         "reader": run.reader,

@@ -26,6 +26,9 @@ def live_writer_command(
     no_end: bool = False,
     s3_uri: str | None = None,
     s3_endpoint_url: str | None = None,
+    rank: int | None = None,
+    last_step_delay: float | None = None,
+    stop_before: int | None = None,
 ) -> list[str]:
     """``python -m devtools.live_writer ...`` with this interpreter: the job runs in a process of
     its own, so that a reader beside it shares neither its interpreter nor its GIL.
@@ -46,6 +49,9 @@ def live_writer_command(
         "--seed": seed,
         "--s3-uri": s3_uri,
         "--s3-endpoint-url": s3_endpoint_url,
+        "--rank": rank,
+        "--last-step-delay": last_step_delay,
+        "--stop-before": stop_before,
     }
     for flag, value in options.items():
         if value is not None:

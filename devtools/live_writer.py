@@ -5,6 +5,12 @@ made) go to a JSON-lines truth file right after the step's index files land, so 
 compare what the evaluator reports at any moment with what was written by then. With
 ``--s3-uri`` the files are written to a local staging folder and uploaded in the order a hook
 writes them (event file, then index file; the end marker last).
+
+A distributed job runs one process per rank (``--rank R`` of ``--workers N``, each writing only
+its own worker's files and, when it closes, the end marker, as smdebug's hook does outside
+SageMaker); ``--last-step-delay`` holds a rank back before its last step (a rank that saves a
+checkpoint before it closes), ``--stop-before N`` ends a rank N steps early without a marker
+(a rank that died).
 """
 
 from __future__ import annotations
@@ -68,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--imbalance", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-end", action="store_true", help="leave out the end marker")
+    parser.add_argument("--rank", type=int, default=None, help="write only this worker's files")
+    parser.add_argument(
+        "--last-step-delay", type=float, default=0.0, help="seconds to wait before the last step"
+    )
+    parser.add_argument(
+        "--stop-before", type=int, default=0, help="die this many steps before the end"
+    )
     parser.add_argument("--s3-uri", default=None, help="also upload to this s3:// prefix")
     parser.add_argument("--s3-endpoint-url", default=None)
     args = parser.parse_args(argv)
@@ -75,13 +88,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     mirror = S3Mirror(out, args.s3_uri, args.s3_endpoint_url) if args.s3_uri else None
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed if args.rank is None else args.seed + 1000 * args.rank)
     probs = class_probabilities(args.classes, args.imbalance)
     workers = [f"worker_{i}" for i in range(args.workers)]
+    if args.rank is not None:
+        workers = [workers[args.rank]]
     for worker in workers:
         export_collections(str(out), worker, args.workers)
+    last = args.start_step + args.steps - 1
     with open(args.truth, "a", buffering=1, encoding="utf-8") as truth:
-        for step in range(args.start_step, args.start_step + args.steps):
+        for step in range(args.start_step, args.start_step + args.steps - args.stop_before):
+            if step == last and args.last_step_delay:
+                time.sleep(args.last_step_delay)
             samples = np.zeros(args.classes, dtype=np.int64)
             wrong = np.zeros(args.classes, dtype=np.int64)
             for worker in workers:
@@ -104,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 + "\n"
             )
             time.sleep(args.interval)
+    if args.stop_before:
+        return  # a rank that died writes no end marker
     if not args.no_end:
         end_training(str(out))
         if mirror is not None:

@@ -148,6 +148,18 @@ class TrialSettings:
     """Evaluate only global steps < this (the managed service's ``end_step``, exclusive as in
     smdebug's ``invoke_rule``); evaluation ends once it is reached. None: no end."""
 
+    end_grace: float = setting(
+        60.0,
+        parse=values.number(0),
+        accepted="a number of seconds >= 0, such as 60",
+        metavar="SECONDS",
+    )
+    """After the end marker, seconds that a step still missing a worker is waited for, from
+    when the marker was written. Outside SageMaker every rank writes the marker when it closes,
+    so it appears when the first one finishes while others may still write their last steps;
+    60 is the stop grace SageMaker gives rules. A trial whose steps are all complete never
+    waits; a step still incomplete then is evaluated with the workers present and reported."""
+
 
 @dataclass(frozen=True)
 class FollowSettings:

@@ -8,6 +8,13 @@ it is tested without any storage:
 - *part settled* (``settle``): a listed part was loaded (its payload) or given up on (None);
 - *ended* (``end``): the end marker was seen and every index key written before it listed.
 
+The end releases a step only once every expected worker wrote it, or ``end_grace`` seconds
+after the marker was written. Outside SageMaker every rank's ``hook.close()`` writes the
+marker, so it appears when the *first* rank finishes while the others may still be writing
+their last steps; releasing at once would count those steps without them. A finished trial
+whose steps are all complete never waits, and neither does one without collections files
+(nothing says how many workers to wait for).
+
 Two refinements make the rule safe on a folder that is being written while it is listed:
 
 - "A later step is complete" is applied one poll late. A listing is not a snapshot: a file that
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 INCOMPLETE_STEP_WINDOW = 1000
 """Incomplete steps kept waiting before the oldest are released anyway (smdebug's
@@ -63,6 +70,12 @@ class ReleasedStep(Generic[P]):
     """Workers whose part was still being retried (only for a ``forced`` release)."""
     forced: bool = False
     """Released by the incomplete-step window, not because it was complete."""
+    by_end: bool = False
+    """Released without every worker because training ended (after ``end_grace``)."""
+    missing: tuple[str, ...] = ()
+    """Workers expected but not listed for the step that were seen at other steps."""
+    unseen: int = 0
+    """Workers expected but not listed for the step, and seen at no step so far."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +91,11 @@ class Taken:
 class StepCompleteness(Generic[P]):
     """Pending steps, the cursor and the end, driven by listings, loads and the end marker."""
 
-    def __init__(self, *, window: int = INCOMPLETE_STEP_WINDOW) -> None:
+    def __init__(self, *, window: int = INCOMPLETE_STEP_WINDOW, end_grace: float = 0.0) -> None:
         self._window = max(1, window)
+        self._end_grace = max(0.0, end_grace)
+        self._ended_at = 0.0
+        """When the end marker was written (the caller's clock)."""
         self.expected_workers: int | None = None
         """``num_workers`` from the collections files (the largest); None until one is read."""
         self.cursor: str | None = None
@@ -175,16 +191,22 @@ class StepCompleteness(Generic[P]):
         pending.unsettled.discard(worker)
         pending.settled[worker] = part
 
-    def end(self) -> None:
-        """The end marker was seen and every index key written before it was listed."""
-        self.ended = True
+    def end(self, at: float = 0.0) -> None:
+        """The end marker was seen, written at ``at``, and every index key written before it
+        was listed (a later call changes nothing)."""
+        if not self.ended:
+            self.ended, self._ended_at = True, at
+
+    def incomplete(self) -> bool:
+        """Whether a pending step lacks an expected worker: the end would wait for it."""
+        return any(not self._fully_written(pending) for pending in self._pending.values())
 
     # -- releasing --------------------------------------------------------------------------
 
-    def release(self) -> list[ReleasedStep[P]]:
-        """The steps complete now, in order, then the oldest beyond the window; moves the
-        cursor past the keys of released steps."""
-        released = self._release_complete() + self._release_beyond_window()
+    def release(self, now: float = 0.0) -> list[ReleasedStep[P]]:
+        """The steps complete at ``now``, in order, then the oldest beyond the window; moves
+        the cursor past the keys of released steps."""
+        released = self._release_complete(now) + self._release_beyond_window()
         for key, step in self._listed:
             if step > self.released_through:
                 break
@@ -192,18 +214,22 @@ class StepCompleteness(Generic[P]):
         self._listed = []
         return released
 
-    def _release_complete(self) -> list[ReleasedStep[P]]:
+    def _release_complete(self, now: float) -> list[ReleasedStep[P]]:
         full_now = max(
             (step for step, pending in self._pending.items() if self._fully_written(pending)),
             default=-1,
         )
+        over = self.ended and (
+            self.expected_workers is None or now - self._ended_at >= self._end_grace
+        )
         released = []
         for step in sorted(self._pending):
             pending = self._pending[step]
-            complete = self.ended or self._fully_written(pending) or step <= self._full_step_seen
-            if not complete or pending.unsettled:
+            whole = self._fully_written(pending)
+            by_later = step <= self._full_step_seen
+            if not (whole or by_later or over) or pending.unsettled:
                 break
-            released.append(self._pop(step))
+            released.append(self._pop(step, by_end=not (whole or by_later)))
         self._full_step_seen = max(self._full_step_seen, full_now)
         return released
 
@@ -217,7 +243,7 @@ class StepCompleteness(Generic[P]):
         expected = self.expected_workers
         return expected is not None and pending.workers_written() >= expected
 
-    def _pop(self, step: int, *, forced: bool = False) -> ReleasedStep[P]:
+    def _pop(self, step: int, *, forced: bool = False, by_end: bool = False) -> ReleasedStep[P]:
         pending = self._pending.pop(step)
         self.released_through = max(self.released_through, step)
         parts = {worker: part for worker, part in pending.settled.items() if part is not None}
@@ -227,4 +253,15 @@ class StepCompleteness(Generic[P]):
             given_up=tuple(sorted(w for w, part in pending.settled.items() if part is None)),
             unsettled=tuple(sorted(pending.unsettled)),
             forced=forced,
+            by_end=by_end,
+            **self._missing(pending),
         )
+
+    def _missing(self, pending: _Pending[P]) -> dict[str, Any]:
+        """``missing`` and ``unseen`` of a released step."""
+        expected = self.expected_workers
+        if expected is None or pending.workers_written() >= expected:
+            return {}
+        listed = set(pending.settled) | pending.unsettled
+        named = tuple(sorted(self._workers_seen - listed)[: expected - len(listed)])
+        return {"missing": named, "unseen": expected - len(listed) - len(named)}

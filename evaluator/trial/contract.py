@@ -73,6 +73,10 @@ class TrialStorage(Protocol):
         """Whether the object exists."""
         ...
 
+    def modified_time(self, key: str) -> float | None:
+        """When the object was last written (Unix time), None when it does not exist."""
+        ...
+
     def close(self) -> None:
         """Release descriptors, watches or connections; idempotent."""
         ...

@@ -72,6 +72,12 @@ class ReaderProblems:
     smdebug's. The status shows them as ``reader_notices``."""
     examples: Mapping[str, str] = field(default_factory=dict)
     """The latest message per reason of either kind: which file, and what to change."""
+    incomplete_steps: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    """(step, missing workers) of the first steps handed over without every expected worker
+    (their parts never arrived: a dead worker, or one still writing when the end's grace ran
+    out); each missing part is also counted under ``skipped_files`` as ``missing_worker``."""
+    incomplete_step_count: int = 0
+    """How many steps were handed over without every expected worker, all of them."""
     last: str | None = None
     """The latest message of any kind, a retry included: a diagnostic for tests and tools (the
     runtime logs every message as it comes instead)."""
@@ -125,6 +131,11 @@ class TrialReader(Protocol):
 
     def problems(self) -> ReaderProblems:
         """Everything given up on or worth knowing so far; cheap enough to call every step."""
+        ...
+
+    def identity(self) -> str | None:
+        """What the trial is, by its content (a digest), so that a checkpoint resumes only the
+        trial it was saved for; None while the trial has no step yet. A few reads, once."""
         ...
 
     def close(self) -> None:

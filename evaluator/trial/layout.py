@@ -21,6 +21,11 @@ END_MARKER = "training_job_end.ts"
 STEPS_PER_INDEX_FOLDER = 1000
 """smdebug groups index files by ``step // 1000`` so no folder (or S3 listing page) grows."""
 
+REDUCTIONS_PREFIX = "smdebug/reductions/"
+"""Records named ``smdebug/reductions/<reduction>/<tensor>`` hold a reduction (min, max, norm
+...) of a tensor, saved instead of or beside it; smdebug's reader lists them as reductions of
+that tensor, never as tensors, and so does this reader."""
+
 _INDEX_KEY = re.compile(r"index/(?P<folder>\d{9,})/(?P<step>\d{12,})_(?P<worker>[^/]+)\.json")
 _COLLECTIONS_KEY = re.compile(r"collections/000000000/(?P<worker>[^/]+)_collections\.json")
 

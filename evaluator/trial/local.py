@@ -190,6 +190,13 @@ class LocalStorage:
         """Whether an object (not a folder) exists at ``key``."""
         return os.path.isfile(self._path(key))
 
+    def modified_time(self, key: str) -> float | None:
+        """The file's modification time, None when it does not exist."""
+        try:
+            return os.stat(self._path(key)).st_mtime
+        except FileNotFoundError:
+            return None
+
     def close(self) -> None:
         """Release the inotify descriptor and its watches; later listings scan. Idempotent."""
         with self._lock:

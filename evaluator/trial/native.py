@@ -43,6 +43,7 @@ from evaluator.trial.completeness import (
     StepCompleteness,
 )
 from evaluator.trial.contract import StorageUnavailable, TrialStorage
+from evaluator.trial.identity import trial_identity
 from evaluator.trial.interface import ReaderProblems, StepRef, WorkerStep, WorkerTensors
 from evaluator.trial.layout import (
     COLLECTIONS_PREFIX,
@@ -56,7 +57,6 @@ from evaluator.trial.parsers import PartLayout, parse_num_workers
 from evaluator.trial.parts import EVENT_HEAD_BYTES, PartFiles, failed, skip_reason, source_key
 from evaluator.trial.problems import (
     FOREIGN_KEYS,
-    INCOMPLETE_STEP_RELEASED,
     LATE_PART,
     MALFORMED_COLLECTIONS,
     MISSING_EVENT_FILE,
@@ -110,13 +110,20 @@ class NativeTrialReader:
         held_bytes_limit: int = HELD_BYTES_LIMIT,
         steps_per_poll: int = STEPS_PER_POLL,
         retry_seconds: float = 0.0,
+        end_grace: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._storage = storage
         self._files = PartFiles(
             storage, verify_payload_crc=verify_payload_crc, event_head_bytes=event_head_bytes
         )
-        self._steps: StepCompleteness[PartLayout] = StepCompleteness(window=incomplete_step_window)
+        self._steps: StepCompleteness[PartLayout] = StepCompleteness(
+            window=incomplete_step_window, end_grace=end_grace
+        )
+        self._end_grace = end_grace
+        self._wall_clock = wall_clock
+        """Unix time, to compare with when the end marker was written (its mtime)."""
         self._problems = ProblemLog()
         self._part_retry_polls = part_retry_polls
         self._retry_seconds = max(0.0, retry_seconds)
@@ -146,6 +153,7 @@ class NativeTrialReader:
         self._listed_once = False
         self._bad_collections: set[str] = set()
         self._executor: ThreadPoolExecutor | None = None
+        self._identity: str | None = None
 
     # -- TrialReader ---------------------------------------------------------------------------
 
@@ -198,6 +206,14 @@ class NativeTrialReader:
 
     def problems(self) -> ReaderProblems:
         return self._problems.snapshot()
+
+    def identity(self) -> str | None:
+        if self._identity is None and self._storage.exists():
+            try:
+                self._identity = trial_identity(self._storage)
+            except (OSError, ValueError):
+                return None  # not readable now: asked again later
+        return self._identity
 
     def close(self) -> None:
         self._unread.clear()
@@ -254,9 +270,19 @@ class NativeTrialReader:
             ended = True
             keys, cut = self._list_bounded(INDEX_PREFIX, steps.cursor)
             self._load(self._take(keys, cut))
-        if ended:
-            steps.end()
-        return [ref for released in steps.release() if (ref := self._hand_over(released))]
+        if ended and not steps.ended:
+            steps.end(at=self._marker_time())
+        released = steps.release(now=self._wall_clock())
+        return [ref for step in released if (ref := self._hand_over(step))]
+
+    def _marker_time(self) -> float:
+        """When the end marker was written; asked only when a step still lacks a worker (the
+        end's grace runs from then, so an old trial's replay never waits)."""
+        now = self._wall_clock()
+        if not self._steps.incomplete():
+            return now
+        written = self._storage.modified_time(END_MARKER)
+        return now if written is None else min(written, now)
 
     def _take(self, keys: list[str], cut: bool) -> list[tuple[int, str]]:
         """Hand a listing to the completeness rule; the parts to load now."""
@@ -424,7 +450,9 @@ class NativeTrialReader:
         """Keep a released step's read locations until it is read; None if nothing is left."""
         step = released.step
         if released.forced:
-            self._report_forced(released)
+            self._report_unsettled(released)
+        if released.missing or released.unseen:
+            self._report_missing(released)
         if not released.parts:
             return None
         parts = sorted(released.parts.values(), key=lambda part: worker_label(part.file_worker))
@@ -433,7 +461,7 @@ class NativeTrialReader:
             self._unhold(self._unread.pop(next(iter(self._unread))).values())
         return StepRef(step=step, parts=tuple(part.worker_step for part in parts))
 
-    def _report_forced(self, released: ReleasedStep[PartLayout]) -> None:
+    def _report_unsettled(self, released: ReleasedStep[PartLayout]) -> None:
         step = released.step
         for file_worker in released.unsettled:
             attempt = self._attempts.pop((step, file_worker), None)
@@ -443,12 +471,36 @@ class NativeTrialReader:
                 f"{_detail(error, self._files.where(source_key(step, file_worker, error)))}; "
                 "its step was released by the incomplete-step window before it could be read.",
             )
-        self._problems.notice(
-            INCOMPLETE_STEP_RELEASED,
-            f"step {step} released with {len(released.parts)} of "
-            f"{self._steps.expected_workers} workers: more than {self._steps.window} steps "
-            "were waiting for a worker that may have died.",
-            level=logging.WARNING,
+
+    def _report_missing(self, released: ReleasedStep[PartLayout]) -> None:
+        """A step handed over without some expected workers: never silently."""
+        expected = self._steps.expected_workers or 0
+        present = len(released.parts) + len(released.given_up) + len(released.unsettled)
+        missing = tuple(worker_label(name) for name in released.missing)
+        if released.unseen:
+            plural = "s" if released.unseen > 1 else ""
+            missing += (f"{released.unseen} worker{plural} not seen at any step",)
+        if released.forced:
+            why = (
+                f"more than {self._steps.window} steps were waiting for a worker that may have died"
+            )
+        elif released.by_end:
+            why = (
+                f"training ended and they had not written it {self._end_grace:g} s after the "
+                "end marker (end_grace)"
+            )
+        else:
+            why = (
+                "a later step was written by every worker (smdebug's rule: a worker may not "
+                "save every step)"
+            )
+        self._problems.incomplete_step(
+            released.step,
+            missing,
+            expected - present,
+            f"step {released.step} is evaluated with {present} of {expected} workers, without "
+            f"{', '.join(missing)}: {why}. Their labels of this step are not counted; if they "
+            "arrive later they are counted under late_part.",
         )
 
     def _reload_part(self, step: int, worker_step: WorkerStep) -> PartLayout | WorkerTensors:

@@ -32,6 +32,7 @@ def open_trial(
     s3_endpoint_url: str | None = None,
     s3_fetch_threads: int = S3_FETCH_THREADS,
     retry_seconds: float = 0.0,
+    end_grace: float = 0.0,
 ) -> TrialReader:
     """A reader for ``location``: a folder, or ``s3://bucket/prefix``. Nothing is read until
     ``poll``, so a missing bucket or bad credentials show there, as a ``TrialError``.
@@ -41,13 +42,21 @@ def open_trial(
     S3 it sees the end marker in the same listing as the index keys; ``s3_endpoint_url``
     (else ``AWS_ENDPOINT_URL``) points it at an S3-compatible endpoint. An event file that is
     missing or unreadable when its step is listed is tried again on later polls for at least
-    ``retry_seconds`` (a file still being copied) before its part is left out.
+    ``retry_seconds`` (a file still being copied) before its part is left out. After the end
+    marker, steps that lack a worker are waited for up to ``end_grace`` seconds from when the
+    marker was written (every rank writes it when it closes, the first one included).
     """
     if reader not in READERS:
         raise TrialError(f"Expected reader to be one of {', '.join(READERS)}, but got {reader!r}")
     if location.startswith("s3://"):
         return _open_s3(
-            location, reader, verify_payload_crc, s3_endpoint_url, s3_fetch_threads, retry_seconds
+            location,
+            reader,
+            verify_payload_crc,
+            s3_endpoint_url,
+            s3_fetch_threads,
+            retry_seconds,
+            end_grace,
         )
     if reader == "smdebug":
         return SmdebugTrialReader(location)
@@ -56,6 +65,7 @@ def open_trial(
         verify_payload_crc=verify_payload_crc,
         held_bytes_limit=LOCAL_HELD_BYTES,
         retry_seconds=retry_seconds,
+        end_grace=end_grace,
     )
 
 
@@ -66,6 +76,7 @@ def _open_s3(  # noqa: PLR0917  (private, one caller)
     endpoint_url: str | None,
     fetch_threads: int,
     retry_seconds: float,
+    end_grace: float,
 ) -> TrialReader:
     # Lazy: boto3 takes a while to import and local trials never need it.
     from evaluator.trial.s3 import S3Storage, parse_s3_uri  # noqa: PLC0415
@@ -83,6 +94,7 @@ def _open_s3(  # noqa: PLR0917  (private, one caller)
         verify_payload_crc=verify_payload_crc,
         fetch_threads=threads,
         retry_seconds=retry_seconds,
+        end_grace=end_grace,
     )
 
 

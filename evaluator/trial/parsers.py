@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from evaluator.trial.interface import WorkerStep
-from evaluator.trial.layout import index_key, is_safe_key, worker_label
+from evaluator.trial.layout import REDUCTIONS_PREFIX, index_key, is_safe_key, worker_label
 from evaluator.trial.records import HEADER_SIZE, RECORD_OVERHEAD, iter_records
 from evaluator.trial.tensors import EventValue, describe_event
 
@@ -101,7 +101,11 @@ def parse_index(raw: bytes, step: int, file_worker: str) -> PartLayout:
     payload = [] if payload is None else payload
     if not isinstance(payload, list):
         raise MalformedIndexError("tensor_payload is not a list")
-    spans = tuple(_span(entry, position) for position, entry in enumerate(payload))
+    spans = tuple(
+        span
+        for position, entry in enumerate(payload)
+        if not (span := _span(entry, position)).name.startswith(REDUCTIONS_PREFIX)
+    )
     event_key = _field(meta, "event_file_name", str, "meta") if spans else ""
     if spans and not is_safe_key(event_key):
         raise MalformedIndexError(
@@ -194,6 +198,8 @@ def scan_event_file(
                     f"an earlier one {described[0]} step {described[1]}: smdebug writes one "
                     "mode step per file"
                 )
+            if value.tag.startswith(REDUCTIONS_PREFIX):
+                continue  # a reduction of a tensor (its mode counts), not a tensor
             base = offset + HEADER_SIZE
             spans.append(
                 TensorSpan(

@@ -17,18 +17,20 @@ log = logging.getLogger("classimbalance.trial")
 
 EXAMPLES_KEPT = 32
 """Distinct reasons whose latest message is kept for the status, as the rule keeps its own."""
+INCOMPLETE_STEPS_KEPT = 100
+"""Steps handed over without all their workers that are named in the status (all are counted)."""
 
-# Reasons of files given up on (``skipped_files``).
+# Reasons of files given up on, or never written (``skipped_files``).
 MALFORMED_COLLECTIONS = "malformed_collections"
 MALFORMED_INDEX = "malformed_index"
 MALFORMED_EVENT_FILE = "malformed_event_file"
 MISSING_EVENT_FILE = "missing_event_file"
 UNREADABLE_EVENT_FILE = "unreadable_event_file"
 LATE_PART = "late_part"
+MISSING_WORKER = "missing_worker"
 
 # Reasons of notices (``notices``).
 STORAGE_UNAVAILABLE = "storage_unavailable"
-INCOMPLETE_STEP_RELEASED = "incomplete_step_released"
 UNHELD_PART = "unheld_part"
 FOREIGN_KEYS = "foreign_keys"
 
@@ -41,6 +43,8 @@ class ProblemLog:
         self._notices: dict[str, int] = {}
         self._examples: dict[str, str] = {}
         self._last: str | None = None
+        self._incomplete: list[tuple[int, tuple[str, ...]]] = []
+        self._incomplete_count = 0
         self._snapshot: ReaderProblems | None = None
         """Cached until the next change: the runtime asks after every step."""
 
@@ -48,6 +52,20 @@ class ProblemLog:
         """A file given up on: its data is not counted."""
         self._count(self._skipped, reason, message)
         log.warning("%s", message, extra={"event": "file_skipped", "reason": reason})
+
+    def incomplete_step(
+        self, step: int, missing: tuple[str, ...], parts: int, message: str
+    ) -> None:
+        """A step handed over without ``parts`` expected parts (of workers ``missing``)."""
+        self._count(self._skipped, MISSING_WORKER, message, parts)
+        self._incomplete_count += 1
+        if len(self._incomplete) < INCOMPLETE_STEPS_KEPT:
+            self._incomplete.append((step, missing))
+        log.warning(
+            "%s",
+            message,
+            extra={"event": "step_incomplete", "step": step, "missing_workers": list(missing)},
+        )
 
     def notice(self, reason: str, message: str, *, level: int = logging.INFO) -> None:
         """Something that loses no data by itself but that an operator should know of."""
@@ -67,11 +85,13 @@ class ProblemLog:
                 notices=dict(self._notices),
                 examples=dict(self._examples),
                 last=self._last,
+                incomplete_steps=tuple(self._incomplete),
+                incomplete_step_count=self._incomplete_count,
             )
         return self._snapshot
 
-    def _count(self, counts: dict[str, int], reason: str, message: str) -> None:
-        counts[reason] = counts.get(reason, 0) + 1
+    def _count(self, counts: dict[str, int], reason: str, message: str, number: int = 1) -> None:
+        counts[reason] = counts.get(reason, 0) + number
         self._last = message
         if reason in self._examples or len(self._examples) < EXAMPLES_KEPT:
             self._examples[reason] = message

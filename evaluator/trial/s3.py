@@ -203,13 +203,18 @@ class S3Storage:
 
     def key_exists(self, key: str) -> bool:
         """One HEAD request."""
+        return self.modified_time(key) is not None
+
+    def modified_time(self, key: str) -> float | None:
+        """The object's LastModified (one HEAD request), None when it does not exist."""
         try:
-            self._call(
+            response = self._call(
                 "head", key, self.client.head_object, Bucket=self.bucket, Key=self._root + key
             )
         except FileNotFoundError:
-            return False
-        return True
+            return None
+        modified = response.get("LastModified")
+        return float(modified.timestamp()) if modified is not None else 0.0
 
     def close(self) -> None:
         """Close the connections of a client this storage made (a given one is its owner's)."""

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from evaluator.trial.contract import TrialError, TrialStorage
+from evaluator.trial.identity import trial_identity
 from evaluator.trial.interface import (
     NO_PROBLEMS,
     ReaderProblems,
@@ -92,6 +93,12 @@ class SmdebugTrialReader:
 
     def read(self, ref: StepRef, wanted: Callable[[str], bool]) -> list[WorkerTensors]:
         return [self._read_part(ref.step, part, wanted) for part in ref.parts]
+
+    def identity(self) -> str | None:
+        try:
+            return trial_identity(self._storage) if self._storage.exists() else None
+        except (OSError, ValueError):
+            return None
 
     def problems(self) -> ReaderProblems:
         """smdebug keeps its problems to itself (its log): a part it cannot read reaches the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 import urllib.error
@@ -171,3 +172,110 @@ def test_lingering_keeps_the_verdict_on_metrics_until_stopped(tmp_path: Path) ->
         assert urllib.request.urlopen(f"{base}/healthz", timeout=5).status == 200
     outcomes = lingering.outcomes
     assert outcomes[0].status is Status.ISSUES_FOUND, "the verdict, not Stopped"
+
+
+def test_one_tensor_for_both_regexes_is_smdebugs_own_unit_test(tmp_path: Path) -> None:
+    """smdebug's test of this rule: step 3 of worker algo-1 saves labels_0 (990 zeros, 10 ones)
+    and both regexes name it; with every other parameter at its default the imbalance check
+    fires at step 3 (990 / 10 = 99 > 10) and nothing is mispredicted."""
+    trial = tmp_path / "trial"
+    export_collections(str(trial), "algo-1", 1, ("labels_0",))
+    labels = np.r_[np.zeros(990, dtype=np.int64), np.ones(10, dtype=np.int64)]
+    write_step(str(trial), 3, "algo-1", {"labels_0": labels})
+    end_training(str(trial))
+    settings = settings_for(trial, tmp_path).changed(
+        rule=RuleParameters(labels_regex="labels_0", predictions_regex="labels_0")
+    )
+    outcome = run(settings)
+    assert outcome.status is Status.ISSUES_FOUND
+    assert outcome.document["issue_step"] == 3
+    (finding,) = outcome.document["findings"]
+    assert (finding["check"], finding["value"]) == ("imbalance", 99.0)
+    assert outcome.document["classes"]["1"]["mispredicted"] == 0
+
+
+def test_reductions_are_never_counted_as_tensors(tmp_path: Path) -> None:
+    """A hook with ReductionConfig(save_raw_tensor=True) writes smdebug/reductions/<r>/<name>
+    records beside the raw tensors; a regex that matches the name matches the raw tensor only."""
+    trial = tmp_path / "trial"
+    export_collections(
+        str(trial), "worker_0", 1, ("CrossEntropyLoss_input_0", "CrossEntropyLoss_input_1")
+    )
+    rng = np.random.default_rng(5)
+    for step in range(4):
+        labels = rng.integers(0, 3, 64)
+        logits = rng.standard_normal((64, 3)).astype(np.float32)
+        write_step(
+            str(trial),
+            step,
+            "worker_0",
+            {
+                "CrossEntropyLoss_input_0": logits,
+                "smdebug/reductions/max/CrossEntropyLoss_input_0": np.float32(logits.max()),
+                "CrossEntropyLoss_input_1": labels,
+                "smdebug/reductions/max/CrossEntropyLoss_input_1": np.int64(labels.max()),
+                "smdebug/reductions/abs_l2_norm/CrossEntropyLoss_input_1": np.float32(3.0),
+            },
+        )
+    end_training(str(trial))
+    rule = RuleParameters(
+        argmax=True,
+        samples=0,
+        labels_regex="CrossEntropyLoss_input_1",
+        predictions_regex="CrossEntropyLoss_input_0",
+    )
+    outcome = run(settings_for(trial, tmp_path).changed(rule=rule))
+    assert outcome.status in {Status.NO_ISSUES_FOUND, Status.ISSUES_FOUND}
+    assert outcome.document["samples"] == 4 * 64
+    assert outcome.document["skipped"]["batches"] == {}
+
+
+def test_a_step_with_only_other_tensors_is_neither_evaluated_nor_skipped(tmp_path: Path) -> None:
+    """TF2's GradientTape hook leaves the last step with only the loss."""
+    trial = write_trial(tmp_path / "trial", steps=3, make_batch=scores_batch([1, 1], 8), end=False)
+    write_step(str(trial.path), 3, "worker_0", {"loss": np.float32(0.25)})
+    end_training(str(trial.path))
+    outcome = run(settings_for(trial.path, tmp_path, rule=RuleParameters(argmax=True, samples=0)))
+    assert outcome.status is Status.NO_ISSUES_FOUND
+    assert (outcome.document["steps_evaluated"], outcome.document["last_step"]) == (3, 2)
+    assert outcome.document["steps_seen"] == 4
+    assert outcome.document["skipped"]["batches"] == {}
+
+
+def test_a_regex_that_matches_nothing_is_named_when_no_step_has_a_wanted_tensor(
+    tmp_path: Path,
+) -> None:
+    trial = write_trial(tmp_path / "trial", steps=3, make_batch=scores_batch([1, 1], 8))
+    rule = RuleParameters(argmax=True, labels_regex="^y$", predictions_regex="^y_hat$")
+    outcome = run(settings_for(trial.path, tmp_path, rule=rule))
+    assert outcome.status is Status.ERROR
+    assert "no tensor in the trial matches labels_regex '^y$'" in outcome.document["error"]
+    assert "labels, predictions" in outcome.document["error"]
+
+
+def test_a_checkpoint_of_a_trial_written_again_at_the_same_path_is_refused(tmp_path: Path) -> None:
+    """The Kubernetes Job layout: the checkpoint lives on the claim; the trial is deleted and a
+    new, balanced one written at the same path. Its counts must not be merged with the old."""
+    path = tmp_path / "trial"
+    write_trial(path, steps=20, make_batch=scores_batch([30, 5, 1], 40))
+    settings = settings_for(path, tmp_path, checkpoint_file=str(tmp_path / "c.json"))
+    assert run(settings).status is Status.ISSUES_FOUND
+    shutil.rmtree(path)
+    write_trial(path, steps=20, make_batch=scores_batch([1, 1, 1], 40), seed=9)
+    outcome = run(settings)
+    assert outcome.status is Status.ERROR
+    assert "was saved for another trial" in outcome.document["error"]
+    assert "delete the checkpoint" in outcome.document["error"]
+    (tmp_path / "c.json").unlink()
+    assert run(settings).status is Status.NO_ISSUES_FOUND
+
+
+def test_a_restarted_evaluation_of_the_same_trial_resumes(tmp_path: Path) -> None:
+    trial = write_trial(tmp_path / "trial", steps=6, make_batch=scores_batch([30, 5, 1], 40))
+    settings = settings_for(trial.path, tmp_path, checkpoint_file=str(tmp_path / "c.json"))
+    first = run(settings)
+    again = run(settings)
+    assert again.document["resumed_from_step"] == 5
+    assert again.document["classes"] == first.document["classes"]
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert len(saved["trial_identity"]) == 32

@@ -53,7 +53,7 @@ UNUSABLE = {
     "other parameters": (
         lambda s: s.changed(rule=RuleParameters(samples=7)),
         None,
-        "saved for another evaluation",
+        r"saved for another evaluation \(rule.samples: saved 500, now 7\): its counts",
     ),
     "other trial": (lambda s: s.changed(base_trial="elsewhere"), None, "trial: saved 't'"),
     "damaged file": (lambda s: s, "{not json", "cannot be read"),

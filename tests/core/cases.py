@@ -420,19 +420,29 @@ CASES: dict[str, Case] = {
         "batch_size_mismatch",
         "expected as many prediction rows as label rows",
     ),
-    "ambiguous_name": _rejected(
-        {
+    # A tensor matching both regexes is both labels and predictions (smdebug's semantics):
+    # labels [labels, labels_vs_predictions], predictions [labels_vs_predictions, predictions].
+    "a_name_matching_both_regexes_is_in_both_roles": Case(
+        tensors={
             "labels": np.array([0]),
-            "predictions": np.array([0]),
-            "labels_vs_predictions": np.array([0]),
+            "predictions": np.array([1]),
+            "labels_vs_predictions": np.array([2]),
         },
-        "ambiguous_tensor_name",
-        "'labels_vs_predictions' matches both",
+        pairs=((0, 2), (2, 1)),
+        samples=(1, 0, 1),
+        mispredicted=(1, 0, 1),
     ),
-    "ambiguous_name_with_custom_regexes": _rejected(
+    "one_tensor_for_both_roles_has_no_misprediction": Case(
+        tensors={"labels_0": np.array([0, 0, 0, 1])},
+        pairs=((0, 0), (0, 0), (0, 0), (1, 1)),
+        samples=(3, 1),
+        mispredicted=(0, 0),
+        params={"labels_regex": "labels_0", "predictions_regex": "labels_0"},
+    ),
+    "overlapping_regexes_with_rows_that_differ": _rejected(
         {"y": np.array([0]), "y_hat": np.array([0])},
-        "ambiguous_tensor_name",
-        "make the regexes disjoint",
+        "batch_size_mismatch",
+        "2 labels (y, y_hat) and 1 predictions (y_hat)",
         params={"labels_regex": "y", "predictions_regex": "y_hat"},
     ),
     "missing_labels": _rejected(

@@ -37,6 +37,9 @@ def start_writer(
     imbalance: float = 20.0,
     s3_uri: str | None = None,
     s3_endpoint_url: str | None = None,
+    rank: int | None = None,
+    last_step_delay: float | None = None,
+    stop_before: int | None = None,
 ) -> subprocess.Popen[bytes]:
     command = live_writer_command(
         trial,
@@ -50,6 +53,9 @@ def start_writer(
         no_end=not end,
         s3_uri=s3_uri,
         s3_endpoint_url=s3_endpoint_url,
+        rank=rank,
+        last_step_delay=last_step_delay,
+        stop_before=stop_before,
     )
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
 

@@ -235,3 +235,59 @@ def test_every_order_of_news_keeps_the_promises(
         assert item.parts == expected_parts
         if not item.forced:
             assert item.unsettled == ()
+
+
+def test_after_the_end_a_step_missing_a_worker_waits_for_the_grace() -> None:
+    """Every rank writes the end marker when it closes: it appears when the first finishes."""
+    steps: StepCompleteness[str] = StepCompleteness(end_grace=60.0)
+    steps.expected_workers = 2
+    take_and_load(steps, (0, W0), (0, W1), (1, W1))
+    assert released_steps(steps.release(now=100.0)) == [0]
+    steps.end(at=100.0)
+    assert steps.incomplete()
+    assert steps.release(now=130.0) == []
+    assert not steps.finished
+    take_and_load(steps, (1, W0))  # the other rank's last step, 40 s after the marker
+    (step_1,) = steps.release(now=140.0)
+    assert (step_1.step, step_1.missing, step_1.by_end) == (1, (), False)
+    assert steps.finished
+
+
+def test_after_the_grace_a_step_goes_with_the_workers_present_and_names_the_missing() -> None:
+    steps: StepCompleteness[str] = StepCompleteness(end_grace=60.0)
+    steps.expected_workers = 3
+    take_and_load(steps, (0, W0), (0, W1), (0, W2), (1, W0))
+    steps.release(now=0.0)
+    steps.end(at=10.0)
+    assert steps.release(now=69.0) == []
+    (step_1,) = steps.release(now=70.0)
+    assert (step_1.step, step_1.by_end, step_1.missing, step_1.unseen) == (1, True, (W1, W2), 0)
+    assert step_1.parts == {W0: "1/worker_0"}
+
+
+def test_a_finished_trial_whose_steps_are_complete_does_not_wait() -> None:
+    steps: StepCompleteness[str] = StepCompleteness(end_grace=3600.0)
+    steps.expected_workers = 2
+    take_and_load(steps, (0, W0), (0, W1), (1, W0), (1, W1))
+    steps.end(at=0.0)
+    assert not steps.incomplete()
+    assert released_steps(steps.release(now=0.0)) == [0, 1]
+    assert steps.finished
+
+
+def test_without_collections_files_the_end_releases_at_once() -> None:
+    steps: StepCompleteness[str] = StepCompleteness(end_grace=3600.0)
+    take_and_load(steps, (0, W0))
+    steps.end(at=0.0)
+    (step_0,) = steps.release(now=0.0)
+    assert (step_0.missing, step_0.unseen) == ((), 0), "nothing says how many were expected"
+
+
+def test_a_step_released_by_a_later_complete_one_names_its_missing_workers() -> None:
+    steps: StepCompleteness[str] = StepCompleteness()
+    steps.expected_workers = 2
+    take_and_load(steps, (0, W0), (1, W0), (1, W1))
+    steps.release()
+    step_0, step_1 = steps.release()
+    assert (step_0.missing, step_0.by_end, step_0.forced) == ((W1,), False, False)
+    assert step_1.missing == ()

@@ -178,9 +178,11 @@ def large_file_reader(path: Path, **options: Any) -> NativeTrialReader:
 
 
 def given_up(reader: NativeTrialReader) -> dict[str, int]:
-    """Files the reader gave up on, by reason, besides parts that arrived late."""
+    """Files the reader gave up on once listed, by reason: not the parts that arrived late or
+    never arrived (``late_part``, ``missing_worker``)."""
     files = dict(reader.problems().skipped_files)
     files.pop("late_part", None)
+    files.pop("missing_worker", None)
     return files
 
 
@@ -803,9 +805,13 @@ def test_incomplete_step_window_releases_the_oldest(tmp_path: Path) -> None:
         write_part(trial, step, "worker_0")
     reader = native_reader(trial, incomplete_step_window=3)
     assert [ref.step for ref in reader.poll()] == [0, 1, 2]
-    released = reader.problems().notices["incomplete_step_released"]
-    assert (released, reader.pending_steps) == (3, 3)
-    assert "worker" in (reader.problems().last or "")
+    problems = reader.problems()
+    assert (problems.incomplete_step_count, reader.pending_steps) == (3, 3)
+    assert problems.skipped_files == {"missing_worker": 3}
+    assert problems.incomplete_steps == tuple(
+        (step, ("1 worker not seen at any step",)) for step in (0, 1, 2)
+    )
+    assert "worker" in (problems.last or "")
 
 
 # -- the factory -----------------------------------------------------------------------------
@@ -875,3 +881,36 @@ def test_a_missing_event_file_is_given_up_after_the_window(tmp_path: Path) -> No
     assert steps == [0, 2, 3, 4]
     assert given_up(reader) == {"missing_event_file": 1}
     assert "000000000001_worker_0.tfevents" in reader.problems().examples["missing_event_file"]
+
+
+def test_reductions_are_listed_as_smdebug_lists_them(tmp_path: Path) -> None:
+    """Records of ``smdebug/reductions/<reduction>/<tensor>`` are reductions of the tensor,
+    not tensors: the step lists the raw tensors, as smdebug's reader does."""
+    from smdebug.trials import create_trial
+
+    trial = tmp_path / "trial"
+    export_collections(str(trial), "worker_0", 1, ("outputs", "targets"))
+    tensors = {
+        "outputs": np.ones((4, 2), dtype=np.float32),
+        "smdebug/reductions/max/outputs": np.float32(1.0),
+        "targets": np.arange(4, dtype=np.int64),
+        "smdebug/reductions/abs_l2_norm/targets": np.float32(3.7),
+    }
+    write_step(str(trial), 0, "worker_0", tensors)
+    end_training(str(trial))
+    (ref,) = native_reader(trial).poll()
+    assert ref.tensor_names == ("outputs", "targets")
+    assert set(create_trial(str(trial)).tensor_names(step=0)) == set(ref.tensor_names)
+    (part,) = native_reader(trial).read(ref, lambda _name: True)
+    assert set(part.tensors) == {"outputs", "targets"}
+
+
+def test_a_part_with_reductions_only_lists_no_tensor(tmp_path: Path) -> None:
+    trial = tmp_path / "trial"
+    export_collections(str(trial), "worker_0", 1)
+    write_step(str(trial), 0, "worker_0", {"smdebug/reductions/max/labels": np.int64(3)})
+    end_training(str(trial))
+    reader = native_reader(trial)
+    (ref,) = reader.poll()
+    assert ref.parts[0].tensor_names == ()
+    assert given_up(reader) == {}

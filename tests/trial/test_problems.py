@@ -50,7 +50,7 @@ def test_every_message_reaches_the_log_with_its_event_and_reason(
     problems = ProblemLog()
     with caplog.at_level(logging.DEBUG, logger="classimbalance.trial"):
         problems.skipped("malformed_index", "index 3 is not JSON")
-        problems.notice("incomplete_step_released", "step 9 released", level=logging.WARNING)
+        problems.notice("storage_unavailable", "S3 said SlowDown", level=logging.WARNING)
         problems.retrying("event file 4 is missing (will retry)")
     logged = [
         (record.levelname, getattr(record, "event", None), getattr(record, "reason", None))
@@ -58,7 +58,26 @@ def test_every_message_reaches_the_log_with_its_event_and_reason(
     ]
     assert logged == [
         ("WARNING", "file_skipped", "malformed_index"),
-        ("WARNING", "reader_notice", "incomplete_step_released"),
+        ("WARNING", "reader_notice", "storage_unavailable"),
         ("DEBUG", "reader_retry", None),
     ]
     assert caplog.records[0].getMessage() == "index 3 is not JSON"
+
+
+def test_a_step_without_all_its_workers_is_counted_named_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    problems = ProblemLog()
+    with caplog.at_level(logging.WARNING, logger="classimbalance.trial"):
+        problems.incomplete_step(7, ("worker_1", "worker_2"), 2, "step 7 without worker_1, 2")
+    seen = problems.snapshot()
+    assert seen.skipped_files == {"missing_worker": 2}
+    assert (seen.incomplete_step_count, seen.incomplete_steps) == (
+        1,
+        ((7, ("worker_1", "worker_2")),),
+    )
+    (record,) = caplog.records
+    assert (getattr(record, "event", None), getattr(record, "missing_workers", None)) == (
+        "step_incomplete",
+        ["worker_1", "worker_2"],
+    )

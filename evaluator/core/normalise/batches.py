@@ -94,14 +94,9 @@ def _prepare_batch(
     if batch.error_reason is not None:
         raise BatchRejected(batch.error_reason, batch.error or batch.error_reason)
     selector = inputs.selector
+    # A tensor may match both regexes: it is then both the labels and the predictions, as in
+    # smdebug's own rule (its unit test of this rule points both regexes at one tensor).
     label_names, prediction_names = selector.split(list(batch.tensors))
-    both = sorted(set(label_names) & set(prediction_names))
-    if both:
-        raise BatchRejected(
-            "ambiguous_tensor_name",
-            f"tensor {both[0]!r} matches both labels_regex {selector.labels_regex!r} and "
-            f"predictions_regex {selector.predictions_regex!r}: make the regexes disjoint",
-        )
     if not label_names or not prediction_names:
         missing = "labels" if not label_names else "predictions"
         regex = selector.labels_regex if missing == "labels" else selector.predictions_regex

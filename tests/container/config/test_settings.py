@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "modes": None,
     "start_step": None,
     "end_step": None,
+    "end_grace": 60.0,
     "once": False,
     "stop_on_first_issue": False,
     "linger_after_verdict": False,

@@ -232,8 +232,15 @@ _COERCERS: dict[Any, Callable[[Any], Any]] = {
 }
 
 
+def _coercer(hint: Any) -> Callable[[Any], Any]:
+    """The coercion of a rule parameter's declared type: a Literal is a choice of its values."""
+    if typing.get_origin(hint) is Literal:
+        return choice(*typing.get_args(hint))
+    return _COERCERS[hint]
+
+
 RULE_COERCERS: dict[str, Callable[[Any], Any]] = {
-    name: _COERCERS[hint] for name, hint in typing.get_type_hints(RuleParameters).items()
+    name: _coercer(hint) for name, hint in typing.get_type_hints(RuleParameters).items()
 }
 """Rule parameter -> the coercion of its string and typed forms, from its declared type."""
 

@@ -14,9 +14,11 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 from evaluator.core.errors import ParameterError, ParameterProblem
+
+BinaryScoresSetting = Literal["auto", "probability", "logit"]
 
 ACCEPTED = "accepted"
 """Field metadata key: the accepted values in words ("a finite number >= 1, such as 10")."""
@@ -102,6 +104,33 @@ class RuleParameters:
     )
     """Class indices at or above this are rejected as out of range (counted, not counted as
     samples): it bounds memory when a label tensor holds garbage. Raise it for larger models."""
+
+    binary_threshold: float = _parameter(
+        0.5,
+        "a probability strictly between 0 and 1, such as 0.5",
+        lambda v: _number(v) and 0 < v < 1,
+    )
+    """A binary model's one score per sample is class 1 when its probability is above this (a
+    logit: above log(t / (1 - t)), 0 for 0.5), else class 0. 0.5 is the usual cut."""
+
+    binary_scores: BinaryScoresSetting = _parameter(
+        "auto",
+        "auto, probability or logit",
+        lambda v: v in get_args(BinaryScoresSetting),
+    )
+    """What a binary model's scores are: ``auto`` decides once per trial, at the first batch of
+    them (any score outside [0, 1] means logits, torchmetrics' convention); ``probability`` or
+    ``logit`` says it, for a trial whose first logits all happen to lie in [0, 1]."""
+
+    class_axis: int = _parameter(
+        -1,
+        "a whole number: the axis of the classes in dense scores, such as -1 (the last) or 1",
+        _whole,
+    )
+    """For dense scores (a class score per token or pixel), the axis that holds the classes
+    when the shapes leave it open (a number of classes equal to a spatial size); otherwise it
+    follows from the labels' shape. -1: the last axis (Keras' channels last); PyTorch's
+    segmentation logits (B, C, H, W) need 1 only in that ambiguous case."""
 
     def __post_init__(self) -> None:
         problems = [

@@ -57,6 +57,9 @@ class ClassImbalanceRule:
     skipped_batches: Counter[str] = field(default_factory=Counter)
     problem_examples: dict[str, str] = field(default_factory=dict)
     """The latest message for each skip reason, so the status can say what to change."""
+    binary_form: str | None = None
+    """How this trial's binary scores are read (``probability`` or ``logit``), as its first
+    batch of them decided; kept so that later batches, and a resumed run, read them alike."""
 
     def __post_init__(self) -> None:
         if not self.checks:
@@ -135,7 +138,7 @@ class ClassImbalanceRule:
         position = 0
         while position < len(steps):
             size = max(1, progress.CHUNK_CELLS // max(1, self._class_bound()))
-            chunk = prepare_steps(steps[position : position + size], self._inputs)
+            chunk = prepare_steps(steps[position : position + size], self._inputs, self.binary_form)
             results.extend(self._evaluate_chunk(chunk, stop_at_first_issue))
             if stop_at_first_issue and self.issue_step is not None:
                 break
@@ -200,6 +203,8 @@ class ClassImbalanceRule:
         for mode, (label_parts, predicted_parts) in by_mode.items():
             counts = self.counts_by_mode.setdefault(mode, ClassCounts())
             counts.add(progress.joined(label_parts), progress.joined(predicted_parts))
+        if kept and self.params.binary_scores == "auto":
+            self.binary_form = kept[-1].binary_form
 
     def _note(self, counter: Counter[str], reason: str, message: str) -> None:
         counter[reason] += 1
@@ -254,6 +259,7 @@ class ClassImbalanceRule:
             "skipped_rows": dict(self.skipped_rows),
             "skipped_batches": dict(self.skipped_batches),
             "problem_examples": dict(self.problem_examples),
+            "binary_form": self.binary_form,
         }
 
     @classmethod
@@ -284,4 +290,5 @@ class ClassImbalanceRule:
             skipped_rows=Counter(state["skipped_rows"]),
             skipped_batches=Counter(state["skipped_batches"]),
             problem_examples=dict(state["problem_examples"]),
+            binary_form=state.get("binary_form"),
         )

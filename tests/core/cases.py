@@ -459,10 +459,19 @@ CASES: dict[str, Case] = {
         "argmax_required",
         "set argmax to true",
     ),
-    "fractional_prediction_indices": _rejected(
-        {"labels": np.array([0, 1]), "predictions": np.array([0.2, 0.8])},
-        "predictions_not_class_indices",
-        "non-integral values such as",
+    "binary_probabilities": _case(
+        np.array([0, 1, 1, 0], dtype=np.float32),
+        np.array([0.2, 0.8, 0.4, 0.5], dtype=np.float32),
+        pairs=((0, 0), (1, 1), (1, 0), (0, 0)),
+        samples=(2, 2),
+        mispredicted=(0, 1),
+    ),
+    "binary_logits_column": _case(
+        np.array([[0], [1], [1]]),
+        np.array([[-2.5], [0.3], [-0.1]], dtype=np.float32),
+        pairs=((0, 0), (1, 1), (1, 0)),
+        samples=(1, 2),
+        mispredicted=(0, 1),
     ),
     "string_labels": _rejected(
         {"labels": np.array(["cat", "dog"]), "predictions": np.array([0, 1])},

@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 from container.config import parse_rule_parameters
 from evaluator.core.normalise import (
+    BINARY_SCORE_OUT_OF_RANGE,
     IGNORED,
     LABEL_OUT_OF_RANGE,
     NEGATIVE_LABEL,
@@ -23,7 +24,9 @@ from evaluator.core.normalise import (
     NONINTEGRAL_LABEL,
     PREDICTION_OUT_OF_RANGE,
     BatchRejected,
+    BinaryScores,
     RowClasses,
+    binary_classes,
     label_classes,
     prediction_classes,
 )
@@ -281,10 +284,63 @@ def test_uint64_huge_predictions_are_out_of_range() -> None:
 
 
 @pytest.mark.parametrize("argmax", [False, True])
-def test_fractional_prediction_indices_reject_the_batch(argmax: bool) -> None:
-    with pytest.raises(BatchRejected, match=r"non-integral values such as .*0\.25") as raised:
-        _predictions(np.array([1.0, NAN, 0.25]), argmax=argmax)
-    assert raised.value.reason == "predictions_not_class_indices"
+def test_one_fractional_score_per_sample_is_a_binary_probability(argmax: bool) -> None:
+    rows = _predictions(np.array([1.0, NAN, 0.25, 0.75]), argmax=argmax)
+    assert rows.binary_form == "probability"
+    assert rows.classes.tolist()[2:] == [0, 1]
+    assert rows.classes[0] == 1
+    assert _problem(rows, NONFINITE_SCORE) == [False, True, False, False]
+
+
+BINARY_SCORES = {
+    # name -> (scores, BinaryScores, expected classes, form read)
+    "probabilities_above_one_half": (
+        [0.1, 0.5, 0.51, 0.9],
+        BinaryScores(),
+        [0, 0, 1, 1],
+        "probability",
+    ),
+    "logits_decided_by_a_score_outside_0_1": (
+        [-3.0, -0.1, 0.2, 4.0],
+        BinaryScores(),
+        [0, 0, 1, 1],
+        "logit",
+    ),
+    "logits_in_0_1_stay_logits_once_decided": (
+        [0.1, 0.4, 0.9],
+        BinaryScores(form="logit"),
+        [1, 1, 1],
+        "logit",
+    ),
+    "a_threshold_for_probabilities": (
+        [0.5, 0.75, 0.85],
+        BinaryScores(0.8),
+        [0, 0, 1],
+        "probability",
+    ),
+    "the_same_threshold_for_logits": (
+        [1.3, 1.4, 2.0],
+        BinaryScores(0.8, form="logit"),
+        [0, 1, 1],
+        "logit",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BINARY_SCORES.values(), ids=BINARY_SCORES.keys())
+def test_binary_scores_against_a_numpy_reference(case: Any) -> None:
+    scores, binary, expected, form = case
+    values = np.asarray(scores, dtype=np.float32)
+    rows = binary_classes(values, binary, MAX)
+    assert (rows.classes.tolist(), rows.binary_form) == (expected, form)
+    probabilities = values if form == "probability" else 1 / (1 + np.exp(-values.astype(float)))
+    assert rows.classes.tolist() == (probabilities > binary.threshold).astype(int).tolist()
+
+
+def test_scores_outside_0_1_read_as_probabilities_are_set_aside_not_guessed() -> None:
+    rows = binary_classes(np.array([0.2, 1.5, -0.1, 0.9]), BinaryScores(form="probability"), MAX)
+    assert _problem(rows, BINARY_SCORE_OUT_OF_RANGE) == [False, True, True, False]
+    assert rows.binary_form == "probability"
 
 
 # -- shapes and dtypes that reject a batch ---------------------------------------------------

@@ -24,6 +24,9 @@ REFUSED: dict[str, tuple[Any, str]] = {
     "predictions_regex": (5, "a valid Python regular expression"),
     "ignore_index": (2.5, "a whole number such as -100"),
     "max_classes": (0, "a whole number within [1, 2**31]"),
+    "binary_threshold": (1.0, "a probability strictly between 0 and 1"),
+    "binary_scores": ("logits", "auto, probability or logit"),
+    "class_axis": (1.5, "a whole number: the axis of the classes"),
 }
 
 

@@ -9,6 +9,8 @@ common form) and ``steps`` (which of the two a chunk takes). To add an input for
 from evaluator.core.normalise.batches import Inputs, PreparedStep, WorkerBatch, prepare_step
 from evaluator.core.normalise.steps import prepare_steps
 from evaluator.core.normalise.tensors import (
+    BINARY_FORMS,
+    BINARY_SCORE_OUT_OF_RANGE,
     IGNORED,
     LABEL_OUT_OF_RANGE,
     NEGATIVE_LABEL,
@@ -18,14 +20,18 @@ from evaluator.core.normalise.tensors import (
     NONINTEGRAL_LABEL,
     PREDICTION_OUT_OF_RANGE,
     BatchRejected,
+    BinaryScores,
     RowClasses,
     all_finite,
+    binary_classes,
     countable_as_is,
     label_classes,
     prediction_classes,
 )
 
 __all__ = [
+    "BINARY_FORMS",
+    "BINARY_SCORE_OUT_OF_RANGE",
     "IGNORED",
     "LABEL_OUT_OF_RANGE",
     "NEGATIVE_LABEL",
@@ -35,11 +41,13 @@ __all__ = [
     "NONINTEGRAL_LABEL",
     "PREDICTION_OUT_OF_RANGE",
     "BatchRejected",
+    "BinaryScores",
     "Inputs",
     "PreparedStep",
     "RowClasses",
     "WorkerBatch",
     "all_finite",
+    "binary_classes",
     "countable_as_is",
     "label_classes",
     "prediction_classes",

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from evaluator.core.normalise.dense import dense_pair
 from evaluator.core.normalise.tensors import (
     IGNORED,
     BatchRejected,
+    BinaryScores,
     RowClasses,
     label_classes,
     prediction_classes,
@@ -53,6 +55,9 @@ class PreparedStep:
     """(reason, message) per batch that could not be counted at all."""
     ignored: int = 0
     skipped_rows: Counter[str] = field(default_factory=Counter)
+    binary_form: str | None = None
+    """How binary scores are read after this step: the form the trial's first batch of them
+    decided (or the setting's), carried from step to step; None while none was seen."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,9 @@ class Inputs:
     argmax: bool
     ignore_index: int | None
     max_classes: int
+    binary_threshold: float = 0.5
+    binary_scores: str = "auto"
+    class_axis: int = -1
 
     @classmethod
     def of(cls, params: RuleParameters) -> Inputs:
@@ -71,12 +79,21 @@ class Inputs:
             params.argmax,
             params.ignore_index,
             params.max_classes,
+            params.binary_threshold,
+            params.binary_scores,
+            params.class_axis,
         )
 
+    def binary_form(self, decided: str | None) -> str | None:
+        """The form binary scores are read in: the setting's, else what the trial decided."""
+        return decided if self.binary_scores == "auto" else self.binary_scores
 
-def prepare_step(step: int, batches: Sequence[WorkerBatch], inputs: Inputs) -> PreparedStep:
+
+def prepare_step(
+    step: int, batches: Sequence[WorkerBatch], inputs: Inputs, binary_form: str | None = None
+) -> PreparedStep:
     """Every batch of one step: its rows to count, or the reason it cannot be counted."""
-    prepared = PreparedStep()
+    prepared = PreparedStep(binary_form=inputs.binary_form(binary_form))
     for batch in batches:
         try:
             prepared.rows.append(_prepare_batch(batch, inputs, prepared))
@@ -105,22 +122,29 @@ def _prepare_batch(
             f"no tensor matching {missing}_regex {regex!r} among "
             f"{sorted(batch.tensors) or 'no tensors'}",
         )
+    label_tensors = [np.asarray(batch.tensors[n]) for n in label_names]
+    prediction_tensors = [np.asarray(batch.tensors[n]) for n in prediction_names]
+    if len(label_tensors) == len(prediction_tensors) == 1:
+        dense = dense_pair(label_tensors[0], prediction_tensors[0], inputs.class_axis)
+        if dense is not None:
+            label_tensors, prediction_tensors = [dense[0]], [dense[1]]
     labels = _concatenate(
         [
-            label_classes(
-                batch.tensors[n], ignore_index=inputs.ignore_index, max_classes=inputs.max_classes
-            )
-            for n in label_names
+            label_classes(tensor, ignore_index=inputs.ignore_index, max_classes=inputs.max_classes)
+            for tensor in label_tensors
         ]
     )
-    predictions = _concatenate(
-        [
-            prediction_classes(
-                batch.tensors[n], argmax=inputs.argmax, max_classes=inputs.max_classes
-            )
-            for n in prediction_names
-        ]
-    )
+    predicted: list[RowClasses] = []
+    for tensor in prediction_tensors:
+        rows = prediction_classes(
+            tensor,
+            argmax=inputs.argmax,
+            max_classes=inputs.max_classes,
+            binary=BinaryScores(inputs.binary_threshold, tallies.binary_form),
+        )
+        tallies.binary_form = rows.binary_form or tallies.binary_form
+        predicted.append(rows)
+    predictions = _concatenate(predicted)
     if labels.classes.size != predictions.classes.size:
         raise BatchRejected(
             "batch_size_mismatch",

@@ -10,10 +10,20 @@ from evaluator.core.normalise.chunk import prepare_uniform
 
 
 def prepare_steps(
-    steps: Sequence[tuple[int, Sequence[WorkerBatch]]], inputs: Inputs
+    steps: Sequence[tuple[int, Sequence[WorkerBatch]]],
+    inputs: Inputs,
+    binary_form: str | None = None,
 ) -> list[tuple[int, PreparedStep]]:
-    """Each step with its rows to count and what was set aside, in order."""
+    """Each step with its rows to count and what was set aside, in order. ``binary_form`` is
+    how the trial's binary scores are read so far; each step carries it on (``PreparedStep``)."""
     uniform = prepare_uniform(steps, inputs)
     if uniform is not None:
+        for prepared in uniform:
+            prepared.binary_form = inputs.binary_form(binary_form)
         return list(zip((step for step, _ in steps), uniform, strict=True))
-    return [(step, prepare_step(step, batches, inputs)) for step, batches in steps]
+    prepared_steps = []
+    for step, batches in steps:
+        prepared = prepare_step(step, batches, inputs, binary_form)
+        binary_form = prepared.binary_form
+        prepared_steps.append((step, prepared))
+    return prepared_steps

@@ -1,7 +1,9 @@
 """Turn label and prediction tensors, in whatever form a framework saved them, into class indices.
 
 Frameworks save labels as class indices in any integer dtype, as integral floats, as (B, 1)
-columns, or one-hot / probability rows; predictions as class indices or (B, C) scores. Everything
+columns, or one-hot / probability rows; predictions as class indices, (B, C) scores, or one
+score per sample for a binary model (XGBoost's binary:logistic (B,) probabilities, a
+BCEWithLogitsLoss model's (B, 1) logits, a Keras sigmoid's (B, 1) probabilities). Everything
 here is vectorised: a step's rows are classified in a few numpy passes, and rows that cannot be
 counted are set aside with a named reason instead of failing the step. Only a form that cannot
 be interpreted at all (a shape, a dtype, argmax left off for scores) rejects the whole batch.
@@ -26,6 +28,11 @@ LABEL_OUT_OF_RANGE = "label_out_of_range"
 NONFINITE_SCORE = "nonfinite_score"
 NONFINITE_PREDICTION = "nonfinite_prediction"
 PREDICTION_OUT_OF_RANGE = "prediction_out_of_range"
+BINARY_SCORE_OUT_OF_RANGE = "binary_score_out_of_range"
+
+PROBABILITY = "probability"
+LOGIT = "logit"
+BINARY_FORMS = (PROBABILITY, LOGIT)
 
 
 class BatchRejected(ValueError):
@@ -42,6 +49,22 @@ class RowClasses:
 
     classes: IntArray
     problems: tuple[tuple[str, BoolArray], ...] = ()
+    binary_form: str | None = None
+    """For binary scores: how they were read (``probability`` or ``logit``)."""
+
+
+@dataclass(frozen=True)
+class BinaryScores:
+    """How one score per sample becomes a class: 1 when the probability is above
+    ``threshold``, or the logit above log(threshold / (1 - threshold)); 0 otherwise.
+
+    ``form`` is ``probability`` or ``logit`` once known; None decides it from the scores
+    (torchmetrics' convention: any score outside [0, 1] means logits), once per trial: the
+    caller keeps the form the first batch decided, so a later batch of logits that happen to
+    lie in [0, 1] is still read as logits."""
+
+    threshold: float = 0.5
+    form: str | None = None
 
 
 def label_classes(
@@ -98,9 +121,18 @@ def all_finite(array: npt.NDArray[np.generic]) -> bool:
     )
 
 
-def prediction_classes(tensor: npt.ArrayLike, *, argmax: bool, max_classes: int) -> RowClasses:
-    """Class index per prediction row: indices as they are, (B, C) scores by argmax if enabled."""
+def prediction_classes(
+    tensor: npt.ArrayLike,
+    *,
+    argmax: bool,
+    max_classes: int,
+    binary: BinaryScores | None = None,
+) -> RowClasses:
+    """Class index per prediction row: indices as they are, (B, C) scores by argmax if enabled,
+    one non-integral score per sample as a binary score."""
     array = _as_rows(tensor, "predictions")
+    if array.ndim == 1 and array.dtype.kind == "f" and _has_fraction(array):
+        return binary_classes(array, binary or BinaryScores(), max_classes)
     if array.ndim == 2:
         if not argmax:
             raise BatchRejected(
@@ -117,6 +149,40 @@ def prediction_classes(tensor: npt.ArrayLike, *, argmax: bool, max_classes: int)
     if outside.any():
         problems = (*problems, (PREDICTION_OUT_OF_RANGE, outside))
     return RowClasses(classes, problems)
+
+
+def _has_fraction(array: npt.NDArray[np.generic]) -> bool:
+    """Whether a float column holds a finite value that is not a whole number."""
+    finite = array[np.isfinite(array)]
+    return bool(finite.size) and not bool(np.all(np.floor(finite) == finite))
+
+
+def binary_classes(
+    scores: npt.NDArray[np.generic], binary: BinaryScores, max_classes: int
+) -> RowClasses:
+    """Class 1 where the score is above the threshold (of its form), else 0; the form used is
+    in ``binary_form``. Under ``probability``, a score outside [0, 1] is no probability: its row
+    is set aside as ``binary_score_out_of_range`` rather than guessed."""
+    values = scores.astype(np.float64)
+    finite = np.isfinite(values)
+    problems: list[tuple[str, BoolArray]] = []
+    if not finite.all():
+        problems.append((NONFINITE_SCORE, ~finite))
+    clean = np.where(finite, values, 0.0)
+    outside = finite & ((clean < 0.0) | (clean > 1.0))
+    form = binary.form or (LOGIT if outside.any() else PROBABILITY)
+    if form == LOGIT:
+        cut = float(np.log(binary.threshold / (1.0 - binary.threshold)))
+        classes = (clean > cut).astype(np.int64)
+    else:
+        if outside.any():
+            problems.append((BINARY_SCORE_OUT_OF_RANGE, outside))
+        classes = (clean > binary.threshold).astype(np.int64)
+    if max_classes < 2:
+        above = classes >= max_classes
+        if above.any():
+            problems.append((PREDICTION_OUT_OF_RANGE, above))
+    return RowClasses(classes, tuple(problems), form)
 
 
 def _as_rows(tensor: npt.ArrayLike, role: str) -> npt.NDArray[np.generic]:
@@ -184,15 +250,8 @@ def _integral_column(
     if finite.all() and whole.all():
         return _float_to_index(array, max_classes), ()
     if nonintegral is None:
-        if not (whole | ~finite).all():
-            example = array[finite & ~whole][0]
-            raise BatchRejected(
-                f"{role}_not_class_indices",
-                f"expected {role} of shape (B,) to hold class indices, but found non-integral "
-                f"values such as {float(example)!r}: save class indices, or (B, C) scores with "
-                f"argmax set to true (a single probability column cannot be argmaxed: save "
-                f"both columns, 1 - p and p)",
-            )
+        # Predictions: a column with a fraction is binary scores (``prediction_classes``), so
+        # here only non-finite values stand between a row and its class.
         problems: tuple[tuple[str, BoolArray], ...] = ((nonfinite, ~finite),)
     else:
         problems = ((nonfinite, ~finite), (nonintegral, finite & ~whole))

@@ -43,7 +43,13 @@ def test_defaults_are_the_seed_rules() -> None:
 def test_every_parameter_is_known_by_its_seed_name() -> None:
     names = {f.name for f in fields(RuleParameters)}
     assert set(SEED_DEFAULTS) <= names
-    assert names - set(SEED_DEFAULTS) == {"ignore_index", "max_classes"}
+    assert names - set(SEED_DEFAULTS) == {
+        "ignore_index",
+        "max_classes",
+        "binary_threshold",
+        "binary_scores",
+        "class_axis",
+    }
 
 
 def test_seed_defaults_given_as_strings_parse_to_the_defaults() -> None:
@@ -207,7 +213,7 @@ def test_unknown_key_suggests_the_closest_name(unknown: str, suggestion: str) ->
 def test_unknown_key_without_a_close_name_lists_the_known_ones() -> None:
     [problem] = _problems({"base_trial": "s3://bucket/trial"})
     message = problem.describe()
-    assert message.startswith("unknown parameter 'base_trial'; known: argmax, ignore_index, ")
+    assert message.startswith("unknown parameter 'base_trial'; known: argmax, binary_scores, ")
     assert message.endswith("threshold_imbalance, threshold_misprediction")
 
 

@@ -8,11 +8,18 @@ DEMO_DIR ?= demo-output
 
 .PHONY: demo test lint typecheck layers unit venv clean prometheus-tools
 
-# One virtual environment with the runtime, the optional smdebug reader and the dev tools.
+# One virtual environment with the runtime, the optional smdebug reader and the dev tools, and
+# the frameworks whose real smdebug hooks the tests train with (devtools/*_train.py):
+# PyTorch 2.13.0 CPU (pip takes the wheel this machine keeps on disk; any other version would
+# download a CUDA build of several GB), XGBoost without its unused NCCL wheel, and a setuptools
+# that still has pkg_resources, which smdebug's XGBoost hook imports.
+FRAMEWORKS := torch==2.13.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet $(FRAMEWORKS) 'setuptools<81'
+	$(PY) -m pip install --quiet --no-deps xgboost==3.2.0
 	touch $@
 
 venv: $(VENV)/.installed

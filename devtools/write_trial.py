@@ -38,6 +38,17 @@ def for_smdebug(array: np.ndarray) -> np.ndarray:
     return array.view(_TostringArray) if not hasattr(np.ndarray, "tostring") else array
 
 
+def shim_hook_for_numpy(hook_class: Any) -> None:
+    """Make a framework hook hand smdebug's writer arrays that keep ``tostring``: the shim a
+    training script on NumPy >= 2.3 needs with smdebug 1.0.34 (the bytes written are the same)."""
+    original = hook_class._make_numpy_array
+
+    def make_numpy_array(value: Any) -> np.ndarray:
+        return for_smdebug(np.asarray(original(value)))
+
+    hook_class._make_numpy_array = staticmethod(make_numpy_array)
+
+
 def export_collections(
     trial: str, worker: str, num_workers: int, names: Sequence[str] = ("labels", "predictions")
 ) -> None:

@@ -279,3 +279,89 @@ def test_a_restarted_evaluation_of_the_same_trial_resumes(tmp_path: Path) -> Non
     assert again.document["classes"] == first.document["classes"]
     saved = json.loads((tmp_path / "c.json").read_text())
     assert len(saved["trial_identity"]) == 32
+
+
+def write_pairs(
+    trial: Path, steps: list[tuple[np.ndarray, np.ndarray]], names: tuple[str, str]
+) -> None:
+    """One worker's steps, written with smdebug's FileWriter as a hook writes them."""
+    export_collections(str(trial), "worker_0", 1, names)
+    for step, (labels, predictions) in enumerate(steps):
+        write_step(
+            str(trial), step, "worker_0", dict(zip(names, (labels, predictions), strict=True))
+        )
+    end_training(str(trial))
+
+
+def class_counts(document: dict[str, object], classes: int) -> tuple[list[int], list[int]]:
+    table = document["classes"]
+    assert isinstance(table, dict)
+    return (
+        [table.get(str(c), {}).get("samples", 0) for c in range(classes)],
+        [table.get(str(c), {}).get("mispredicted", 0) for c in range(classes)],
+    )
+
+
+def test_a_keras_sigmoid_model_with_column_labels(tmp_path: Path) -> None:
+    """SageMaker's TF build logs smdebug_y and smdebug_y_pred: (B, 1) float labels and (B, 1)
+    sigmoid probabilities; the first batch's scores all in [0, 1] decide probabilities."""
+    rng = np.random.default_rng(21)
+    steps = []
+    for _ in range(4):
+        labels = (rng.random((16, 1)) < 0.2).astype(np.float32)
+        steps.append(
+            (labels, np.clip(labels * 0.6 + rng.random((16, 1)) * 0.5, 0, 1).astype(np.float32))
+        )
+    write_pairs(tmp_path / "trial", steps, ("smdebug_y", "smdebug_y_pred"))
+    rule = RuleParameters(samples=0, labels_regex="smdebug_y$", predictions_regex="smdebug_y_pred")
+    outcome = run(settings_for(tmp_path / "trial", tmp_path).changed(rule=rule))
+    labels = np.concatenate([batch for batch, _ in steps]).reshape(-1).astype(int)
+    predicted = (np.concatenate([p for _, p in steps]).reshape(-1) > 0.5).astype(int)
+    expected = (
+        np.bincount(labels, minlength=2).tolist(),
+        np.bincount(labels[labels != predicted], minlength=2).tolist(),
+    )
+    assert class_counts(outcome.document, 2) == expected
+    assert outcome.document["skipped"]["batches"] == {}
+
+
+def test_binary_logits_that_later_lie_in_0_1_stay_logits(tmp_path: Path) -> None:
+    rng = np.random.default_rng(22)
+    first = (rng.integers(0, 2, 32), rng.standard_normal(32).astype(np.float32) * 3)
+    inside = (np.array([0, 0, 1, 1]), np.array([0.1, 0.3, 0.6, 0.9], dtype=np.float32))
+    write_pairs(tmp_path / "trial", [first, inside], ("labels", "predictions"))
+    outcome = run(settings_for(tmp_path / "trial", tmp_path, rule=RuleParameters(samples=0)))
+    labels = np.concatenate([first[0], inside[0]])
+    predicted = (np.concatenate([first[1], inside[1]]) > 0).astype(int)  # logits: above 0
+    assert class_counts(outcome.document, 2) == (
+        np.bincount(labels, minlength=2).tolist(),
+        np.bincount(labels[labels != predicted], minlength=2).tolist(),
+    )
+
+
+def test_dense_segmentation_and_padded_tokens_count_every_labelled_element(tmp_path: Path) -> None:
+    """A segmentation model's (B, C, H, W) logits against (B, H, W) masks, and a tagger's
+    (B, T, C) logits against -100-padded (B, T) labels, each a trial of its own."""
+    rng = np.random.default_rng(23)
+    masks = rng.integers(0, 3, (2, 5, 6))
+    logits = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    tags = rng.integers(0, 4, (3, 7))
+    tags[1, 4:] = -100
+    tag_logits = rng.standard_normal((3, 7, 4)).astype(np.float32)
+    for name, (labels, scores, predicted) in {
+        "segmentation": (masks, logits, logits.argmax(axis=1)),
+        "tagging": (tags, tag_logits, tag_logits.argmax(axis=-1)),
+    }.items():
+        trial = tmp_path / name
+        write_pairs(trial, [(labels, scores)], ("labels", "predictions"))
+        out = tmp_path / f"{name}-out"
+        out.mkdir()
+        outcome = run(settings_for(trial, out))
+        keep = labels.reshape(-1) != -100
+        flat, guess = labels.reshape(-1)[keep], predicted.reshape(-1)[keep]
+        classes = scores.shape[1] if name == "segmentation" else scores.shape[-1]
+        assert class_counts(outcome.document, classes) == (
+            np.bincount(flat, minlength=classes).tolist(),
+            np.bincount(flat[flat != guess], minlength=classes).tolist(),
+        ), name
+        assert outcome.document["ignored"] == (0 if name == "segmentation" else 3)

@@ -8,49 +8,20 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
-from devtools.s3server import CountingS3Server
 from tests.integration.processes import (
     free_port,
     read_truth,
     start_evaluator,
     start_writer,
-    stop_process,
 )
-from tests.integration.test_live_s3 import CREDENTIALS
 
 pytestmark = pytest.mark.slow
 STEPS = 12
 CLASSES = 5
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        yield started
-    finally:
-        for process in started:
-            stop_process(process)
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingS3Server]:
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    server = CountingS3Server()
-    server.start()
-    try:
-        boto3.client("s3", endpoint_url=server.endpoint).create_bucket(Bucket="training")
-        yield server
-    finally:
-        server.stop()
 
 
 def run_ranks(

@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from tests.integration.processes import (
     free_port,
     read_truth,
     start_evaluator,
-    stop_process,
 )
 
 pytestmark = pytest.mark.slow
@@ -34,16 +32,6 @@ pytestmark = pytest.mark.slow
 def require(module: str) -> None:
     if importlib.util.find_spec(module) is None:
         unavailable(f"{module} is not installed; make venv installs it (the Makefile's FRAMEWORKS)")
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        yield started
-    finally:
-        for process in started:
-            stop_process(process)
 
 
 def train(script: str, *args: str, ranks: int = 1) -> subprocess.Popen[bytes]:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from devtools.s3server import CountingS3Server
@@ -24,25 +22,6 @@ from tests.integration.processes import (
 )
 
 pytestmark = pytest.mark.slow
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingS3Server]:
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    server = CountingS3Server()
-    server.start()
-    try:
-        boto3.client("s3", endpoint_url=server.endpoint).create_bucket(Bucket="training")
-        yield server
-    finally:
-        server.stop()
 
 
 def test_following_an_s3_trial_tracks_the_true_counts(

@@ -58,6 +58,8 @@ class Evaluation:
     steps_seen: int = 0
     """Complete steps the reader delivered, selected or not."""
     tensor_names_seen: set[str] = field(default_factory=set)
+    _wanted: dict[frozenset[str], bool] = field(default_factory=dict, repr=False)
+    """Whether a set of tensor names holds a wanted one, per set seen (bounded)."""
     steps_without_tensors: int = 0
     """Selected steps at which no worker saved a labels or predictions tensor (TF2's tape hook
     ends with a step of only the loss): passed over, neither evaluated nor skipped."""
@@ -160,10 +162,16 @@ class Evaluation:
         parts = tuple(p for p in ref.parts if self.modes is None or p.mode in self.modes)
         if not parts:
             return None
-        names = {name for part in parts for name in part.tensor_names}
-        if len(self.tensor_names_seen) < _NAMES_KEPT:
-            self.tensor_names_seen.update(names)
-        if not any(self.rule.wants(name) for name in names):
+        names = frozenset(name for part in parts for name in part.tensor_names)
+        wanted = self._wanted.get(names)
+        if wanted is None:
+            # A trial saves the same few names at nearly every step: decide each set once.
+            if len(self.tensor_names_seen) < _NAMES_KEPT:
+                self.tensor_names_seen.update(names)
+            wanted = any(self.rule.wants(name) for name in names)
+            if len(self._wanted) < _NAMES_KEPT:
+                self._wanted[names] = wanted
+        if not wanted:
             self.steps_without_tensors += 1
             return None
         return [

@@ -260,7 +260,7 @@ class StepCompleteness(Generic[P]):
     def _missing(self, pending: _Pending[P]) -> dict[str, Any]:
         """``missing`` and ``unseen`` of a released step."""
         expected = self.expected_workers
-        if expected is None or pending.workers_written() >= expected:
+        if expected is None or len(pending.settled) + len(pending.unsettled) >= expected:
             return {}
         listed = set(pending.settled) | pending.unsettled
         named = tuple(sorted(self._workers_seen - listed)[: expected - len(listed)])

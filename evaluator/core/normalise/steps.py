@@ -18,8 +18,9 @@ def prepare_steps(
     how the trial's binary scores are read so far; each step carries it on (``PreparedStep``)."""
     uniform = prepare_uniform(steps, inputs)
     if uniform is not None:
+        form = inputs.binary_form(binary_form)
         for prepared in uniform:
-            prepared.binary_form = inputs.binary_form(binary_form)
+            prepared.binary_form = form
         return list(zip((step for step, _ in steps), uniform, strict=True))
     prepared_steps = []
     for step, batches in steps:

@@ -277,6 +277,13 @@ def _conclude(
             f"ended after {settings.following.idle_timeout:g} s without a new step and without "
             f"the end marker training_job_end.ts: the training job may have been killed"
         )
+    pending = evaluation.reader.pending_steps
+    if end is EndReason.ONCE and pending:
+        warnings.append(
+            f"{pending} steps were written by some workers but not complete when this one pass "
+            f"ended (waiting for the other workers, or for end_grace after the end marker): "
+            f"they were not evaluated; run again when training has ended, or without once"
+        )
     incomplete = evaluation.reader.problems()
     if incomplete.incomplete_step_count:
         step, missing = incomplete.incomplete_steps[0]

@@ -21,7 +21,8 @@ from typing import Any
 
 from container.atomic import write_text_atomically
 from container.config import CheckpointSettings, Settings
-from evaluator.core import Check, seed_checks
+from evaluator.core import Check, RuleParameters, seed_checks
+from evaluator.trial import TrialIdentity
 
 log = logging.getLogger("classimbalance.checkpoint")
 
@@ -57,7 +58,7 @@ class Checkpoint:
     delivered_through: int
     rule_state: dict[str, Any]
     steps_seen: int
-    trial_identity: str | None = None
+    trial_identity: TrialIdentity | None = None
     """What the trial was, by its content (``TrialReader.identity``), when it was saved: a
     trial written again at the same path is another trial. None in older checkpoints."""
 
@@ -69,7 +70,9 @@ def save_checkpoint(path: str, identity: Mapping[str, Any], checkpoint: Checkpoi
         "fingerprint": dict(identity),
         "delivered_through": checkpoint.delivered_through,
         "steps_seen": checkpoint.steps_seen,
-        "trial_identity": checkpoint.trial_identity,
+        "trial_identity": (
+            checkpoint.trial_identity.to_json() if checkpoint.trial_identity else None
+        ),
         "rule_state": checkpoint.rule_state,
     }
     write_text_atomically(path, json.dumps(document, separators=(",", ":")))
@@ -88,19 +91,19 @@ def load_checkpoint(path: str, identity: Mapping[str, Any]) -> Checkpoint | None
                 f"checkpoint {path} has format {document.get('format')!r}, expected "
                 f"{FORMAT_VERSION}: delete it to start over"
             )
-        if document["fingerprint"] != dict(identity):
+        saved = _with_parameters_added_since(document["fingerprint"])
+        if saved != dict(identity):
             raise CheckpointError(
                 f"checkpoint {path} was saved for another evaluation "
-                f"({_difference(document['fingerprint'], dict(identity))}): its counts "
+                f"({_difference(saved, dict(identity))}): its counts "
                 f"cannot be combined with these settings; delete it, or set checkpoint_file "
                 f"to another path"
             )
-        identity_found = document.get("trial_identity")
         return Checkpoint(
             int(document["delivered_through"]),
             document["rule_state"],
             int(document["steps_seen"]),
-            str(identity_found) if identity_found is not None else None,
+            TrialIdentity.from_json(document.get("trial_identity")),
         )
     except CheckpointError:
         raise
@@ -109,6 +112,17 @@ def load_checkpoint(path: str, identity: Mapping[str, Any]) -> Checkpoint | None
             f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); it was not "
             f"written by this evaluator or was damaged: delete it to start over"
         ) from error
+
+
+def _with_parameters_added_since(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved fingerprint with every rule parameter it predates at its default: a checkpoint
+    saved by the version before a parameter was added is refused only when the parameter is
+    now set to something other than its default, not after every upgrade."""
+    found = dict(saved)
+    rule = found.get("rule")
+    if isinstance(rule, Mapping):
+        found["rule"] = {**asdict(RuleParameters()), **rule}
+    return found
 
 
 def _difference(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> str:

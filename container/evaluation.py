@@ -24,7 +24,7 @@ from container.snapshot import Progress, Snapshot, take_snapshot
 from container.status import Status
 from container.stopping import StopRequest
 from evaluator.core import ClassImbalanceRule, StepResult, WorkerBatch
-from evaluator.trial import StepRef, TrialError, TrialReader, WorkerTensors
+from evaluator.trial import StepRef, TrialError, TrialIdentity, TrialReader, WorkerTensors
 
 log = logging.getLogger("classimbalance.evaluation")
 
@@ -68,9 +68,9 @@ class Evaluation:
     """Called after each evaluated step (publish, checkpoint)."""
     on_poll: Callable[[Evaluation], object] | None = None
     """Called after each look at the trial, whether it brought steps or not."""
-    resumed_from: tuple[str, str | None] | None = None
+    resumed_from: tuple[str, TrialIdentity | None] | None = None
     """(checkpoint path, the trial's identity it was saved for) of the checkpoint this
-    evaluation resumed: before a step is counted on top of it, the trial must be that one."""
+    evaluation resumed, until the trial is known to be that one: nothing is read before."""
     stop: StopRequest | None = None
     last_evaluation_time: float | None = None
 
@@ -102,30 +102,35 @@ class Evaluation:
         )
 
     def checkpoint(self) -> Checkpoint:
-        """What a restart resumes from: the counts, the last step dealt with, the trial."""
-        return Checkpoint(
-            self.delivered_through, self.rule.to_state(), self.steps_seen, self.reader.identity()
-        )
+        """What a restart resumes from: the counts, the last step dealt with, the trial (the
+        saved one while the trial at the path is not known to be it yet)."""
+        identity = self.resumed_from[1] if self.resumed_from else self.reader.identity()
+        return Checkpoint(self.delivered_through, self.rule.to_state(), self.steps_seen, identity)
 
-    def _check_resumed_trial(self, refs: Sequence[StepRef]) -> None:
-        """Refuse to count steps on top of a checkpoint of another trial at the same path."""
-        if self.resumed_from is None or not refs:
-            return
+    def _resumed_trial_confirmed(self) -> bool:
+        """Whether steps may be read: True unless this evaluation resumed a checkpoint and the
+        trial at the path is not known yet to be its trial (nothing is polled until it is, so no
+        step is handed over and left uncounted); raises when it is another trial."""
+        if self.resumed_from is None:
+            return True
         path, saved = self.resumed_from
-        found = self.reader.identity()
-        if saved is None or found is None:
-            if saved is None:
-                self.resumed_from = None  # an older checkpoint: nothing to compare
-            return
+        if saved is None:
+            self.resumed_from = None  # an older checkpoint: nothing to compare
+            return True
+        same = self.reader.same_trial(saved)
+        if same is None:
+            return False
         self.resumed_from = None
-        if found != saved:
+        if not same:
             raise TrialError(
                 f"checkpoint {path} was saved for another trial at {self.reader.location}: the "
-                f"trial there now has other content (its first event file or collections file "
-                f"differs; was it deleted and written again?), so its counts cannot be "
+                f"trial there now has other content (the first event file or collections file "
+                f"the checkpoint was saved with differs or is gone; was it deleted and written "
+                f"again?), so its counts cannot be "
                 f"combined with this trial's; delete the checkpoint to evaluate this trial from "
                 f"its start, or set checkpoint_file to another path"
             )
+        return True
 
     def evaluate_available(self, stop_on_first_issue: bool = False) -> int:
         """Evaluate every step that is complete now; return how many were evaluated.
@@ -135,8 +140,9 @@ class Evaluation:
         """
         evaluated = 0
         chunk = _Chunk()
+        if not self._resumed_trial_confirmed():
+            return 0
         refs = self.reader.poll()
-        self._check_resumed_trial(refs)
         for ref in refs:
             if ref.step <= self.delivered_through:
                 continue  # evaluated before a restart: never count a step twice

@@ -5,6 +5,7 @@ it): open a reader for a location, then poll it for complete steps and read thei
 """
 
 from evaluator.trial.contract import TrialError
+from evaluator.trial.identity import TrialIdentity
 from evaluator.trial.interface import (
     NO_PROBLEMS,
     ReaderProblems,
@@ -22,6 +23,7 @@ __all__ = [
     "ReaderProblems",
     "StepRef",
     "TrialError",
+    "TrialIdentity",
     "TrialReader",
     "WorkerStep",
     "WorkerTensors",

@@ -74,7 +74,8 @@ class TrialStorage(Protocol):
         ...
 
     def modified_time(self, key: str) -> float | None:
-        """When the object was last written (Unix time), None when it does not exist."""
+        """When the object was last written (Unix time); None when it does not exist or the
+        storage does not say."""
         ...
 
     def close(self) -> None:

@@ -18,6 +18,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from evaluator.trial.identity import TrialIdentity
+
 Array = npt.NDArray[np.generic]
 
 
@@ -118,6 +120,11 @@ class TrialReader(Protocol):
         backlog over in bounded slices): poll again without waiting."""
         ...
 
+    @property
+    def pending_steps(self) -> int:
+        """Steps seen but not handed over yet: waiting for a worker, or for the end's grace."""
+        ...
+
     def training_ended(self) -> bool:
         """Whether the end marker was seen and every step before it was returned by ``poll``."""
         ...
@@ -133,9 +140,14 @@ class TrialReader(Protocol):
         """Everything given up on or worth knowing so far; cheap enough to call every step."""
         ...
 
-    def identity(self) -> str | None:
+    def identity(self) -> TrialIdentity | None:
         """What the trial is, by its content (a digest), so that a checkpoint resumes only the
         trial it was saved for; None while the trial has no step yet. A few reads, once."""
+        ...
+
+    def same_trial(self, saved: TrialIdentity) -> bool | None:
+        """Whether the trial is the one a checkpoint saved ``identity`` of; None while that
+        cannot be told yet (no trial there, or no first step, or the storage unavailable)."""
         ...
 
     def close(self) -> None:

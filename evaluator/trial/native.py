@@ -43,7 +43,7 @@ from evaluator.trial.completeness import (
     StepCompleteness,
 )
 from evaluator.trial.contract import StorageUnavailable, TrialStorage
-from evaluator.trial.identity import trial_identity
+from evaluator.trial.identity import IdentityOf, TrialIdentity
 from evaluator.trial.interface import ReaderProblems, StepRef, WorkerStep, WorkerTensors
 from evaluator.trial.layout import (
     COLLECTIONS_PREFIX,
@@ -153,7 +153,10 @@ class NativeTrialReader:
         self._listed_once = False
         self._bad_collections: set[str] = set()
         self._executor: ThreadPoolExecutor | None = None
-        self._identity: str | None = None
+        self._identity = IdentityOf(storage)
+        self._collections_workers: set[str] = set()
+        """File workers that wrote a collections file: the names of workers that never wrote
+        a step (reports only; completeness counts the workers that wrote index files)."""
 
     # -- TrialReader ---------------------------------------------------------------------------
 
@@ -207,13 +210,11 @@ class NativeTrialReader:
     def problems(self) -> ReaderProblems:
         return self._problems.snapshot()
 
-    def identity(self) -> str | None:
-        if self._identity is None and self._storage.exists():
-            try:
-                self._identity = trial_identity(self._storage)
-            except (OSError, ValueError):
-                return None  # not readable now: asked again later
-        return self._identity
+    def identity(self) -> TrialIdentity | None:
+        return self._identity.current()
+
+    def same_trial(self, saved: TrialIdentity) -> bool | None:
+        return self._identity.same_as(saved)
 
     def close(self) -> None:
         self._unread.clear()
@@ -276,11 +277,10 @@ class NativeTrialReader:
         return [ref for step in released if (ref := self._hand_over(step))]
 
     def _marker_time(self) -> float:
-        """When the end marker was written; asked only when a step still lacks a worker (the
-        end's grace runs from then, so an old trial's replay never waits)."""
+        """When the end marker was written, asked once when the end is first seen (one HEAD):
+        the end's grace runs from then, so an old trial's replay never waits, even for a step
+        that lacks a worker in a later slice of a long backlog."""
         now = self._wall_clock()
-        if not self._steps.incomplete():
-            return now
         written = self._storage.modified_time(END_MARKER)
         return now if written is None else min(written, now)
 
@@ -355,8 +355,10 @@ class NativeTrialReader:
         """Take ``_meta.num_workers`` from the collections files written so far (the largest)."""
         found: list[int] = []
         for key in self._storage.list_keys(COLLECTIONS_PREFIX):
-            if parse_collections_key(key) is None or key in self._bad_collections:
+            file_worker = parse_collections_key(key)
+            if file_worker is None or key in self._bad_collections:
                 continue
+            self._collections_workers.add(file_worker)
             try:
                 found.append(parse_num_workers(self._storage.read_bytes(key)))
             except StorageUnavailable:
@@ -408,7 +410,7 @@ class NativeTrialReader:
             self._attempts[(step, file_worker)] = (attempts, first_failed, loaded)
             self._problems.retrying(f"{detail} (will retry)")
             return
-        del self._attempts[(step, file_worker)]
+        self._attempts.pop((step, file_worker), None)
         self._steps.settle(step, file_worker, None)
         reason = skip_reason(loaded)
         hint = (
@@ -475,11 +477,15 @@ class NativeTrialReader:
     def _report_missing(self, released: ReleasedStep[PartLayout]) -> None:
         """A step handed over without some expected workers: never silently."""
         expected = self._steps.expected_workers or 0
-        present = len(released.parts) + len(released.given_up) + len(released.unsettled)
+        written = (*released.parts, *released.given_up, *released.unsettled)
         missing = tuple(worker_label(name) for name in released.missing)
-        if released.unseen:
-            plural = "s" if released.unseen > 1 else ""
-            missing += (f"{released.unseen} worker{plural} not seen at any step",)
+        # A worker that never wrote a step is named by its collections file when it wrote one.
+        named = sorted(self._collections_workers - {*written, *released.missing})
+        missing += tuple(worker_label(name) for name in named[: released.unseen])
+        unnamed = released.unseen - len(named[: released.unseen])
+        if unnamed:
+            plural = "s" if unnamed > 1 else ""
+            missing += (f"{unnamed} worker{plural} not seen at any step",)
         if released.forced:
             why = (
                 f"more than {self._steps.window} steps were waiting for a worker that may have died"
@@ -494,13 +500,19 @@ class NativeTrialReader:
                 "a later step was written by every worker (smdebug's rule: a worker may not "
                 "save every step)"
             )
+        if released.parts:
+            outcome = (
+                "it is evaluated with the others; the missing workers' labels of this step are "
+                "not counted, and parts arriving later are counted under late_part."
+            )
+        else:
+            outcome = "no part of it could be used, so it is not evaluated."
         self._problems.incomplete_step(
             released.step,
             missing,
-            expected - present,
-            f"step {released.step} is evaluated with {present} of {expected} workers, without "
-            f"{', '.join(missing)}: {why}. Their labels of this step are not counted; if they "
-            "arrive later they are counted under late_part.",
+            expected - len(written),
+            f"step {released.step} was written by {len(written)} of {expected} workers, without "
+            f"{', '.join(missing)}: {why}; {outcome}",
         )
 
     def _reload_part(self, step: int, worker_step: WorkerStep) -> PartLayout | WorkerTensors:

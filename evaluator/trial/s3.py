@@ -14,6 +14,7 @@ container or instance role), never from here.
 
 from __future__ import annotations
 
+import datetime
 import threading
 from typing import Any
 
@@ -203,7 +204,13 @@ class S3Storage:
 
     def key_exists(self, key: str) -> bool:
         """One HEAD request."""
-        return self.modified_time(key) is not None
+        try:
+            self._call(
+                "head", key, self.client.head_object, Bucket=self.bucket, Key=self._root + key
+            )
+        except FileNotFoundError:
+            return False
+        return True
 
     def modified_time(self, key: str) -> float | None:
         """The object's LastModified (one HEAD request), None when it does not exist."""
@@ -213,8 +220,7 @@ class S3Storage:
             )
         except FileNotFoundError:
             return None
-        modified = response.get("LastModified")
-        return float(modified.timestamp()) if modified is not None else 0.0
+        return _unix_time(response.get("LastModified"))
 
     def close(self) -> None:
         """Close the connections of a client this storage made (a given one is its owner's)."""
@@ -307,3 +313,14 @@ class _RangeNotSatisfiable(Exception):
     def __init__(self, size: int | None) -> None:
         super().__init__(f"range not satisfiable (object size {size})")
         self.size = size
+
+
+def _unix_time(modified: object) -> float | None:
+    """A HEAD answer's LastModified as Unix time. botocore parses it into an aware datetime; an
+    endpoint that sends none gives None (the caller then takes its own clock), and a naive one
+    is read as UTC, as S3 sends it, not as this machine's local time."""
+    if not isinstance(modified, datetime.datetime):
+        return None
+    if modified.tzinfo is None:
+        modified = modified.replace(tzinfo=datetime.UTC)
+    return modified.timestamp()

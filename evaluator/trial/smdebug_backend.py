@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from evaluator.trial.contract import TrialError, TrialStorage
-from evaluator.trial.identity import trial_identity
+from evaluator.trial.identity import IdentityOf, TrialIdentity
 from evaluator.trial.interface import (
     NO_PROBLEMS,
     ReaderProblems,
@@ -52,6 +52,7 @@ class SmdebugTrialReader:
         self._storage: TrialStorage = storage if storage is not None else LocalStorage(path)
         self._trial: Any = None
         self._returned_through = -1
+        self._identity = IdentityOf(self._storage)
 
     @property
     def location(self) -> str:
@@ -82,6 +83,11 @@ class SmdebugTrialReader:
         """smdebug's trial hands over every step it knows at once."""
         return False
 
+    @property
+    def pending_steps(self) -> int:
+        """smdebug hands over every step it has loaded: none waits here."""
+        return 0
+
     def training_ended(self) -> bool:
         trial = self._trial
         if trial is None or not self._storage.key_exists(END_MARKER):
@@ -94,11 +100,11 @@ class SmdebugTrialReader:
     def read(self, ref: StepRef, wanted: Callable[[str], bool]) -> list[WorkerTensors]:
         return [self._read_part(ref.step, part, wanted) for part in ref.parts]
 
-    def identity(self) -> str | None:
-        try:
-            return trial_identity(self._storage) if self._storage.exists() else None
-        except (OSError, ValueError):
-            return None
+    def identity(self) -> TrialIdentity | None:
+        return self._identity.current()
+
+    def same_trial(self, saved: TrialIdentity) -> bool | None:
+        return self._identity.same_as(saved)
 
     def problems(self) -> ReaderProblems:
         """smdebug keeps its problems to itself (its log): a part it cannot read reaches the

@@ -278,7 +278,11 @@ def test_a_restarted_evaluation_of_the_same_trial_resumes(tmp_path: Path) -> Non
     assert again.document["resumed_from_step"] == 5
     assert again.document["classes"] == first.document["classes"]
     saved = json.loads((tmp_path / "c.json").read_text())
-    assert len(saved["trial_identity"]) == 32
+    assert len(saved["trial_identity"]["digest"]) == 32
+    assert saved["trial_identity"]["keys"] == [
+        "collections/000000000/worker_0_collections.json",
+        "events/000000000000/000000000000_worker_0.tfevents",
+    ]
 
 
 def write_pairs(
@@ -365,3 +369,22 @@ def test_dense_segmentation_and_padded_tokens_count_every_labelled_element(tmp_p
             np.bincount(flat[flat != guess], minlength=classes).tolist(),
         ), name
         assert outcome.document["ignored"] == (0 if name == "segmentation" else 3)
+
+
+def test_one_pass_that_ends_while_steps_wait_for_a_worker_says_so(tmp_path: Path) -> None:
+    """Rank 1 has not written its last steps yet; the marker is fresh (rank 0 closed first):
+    a --once run ends without them, and must say they were not evaluated."""
+    trial = tmp_path / "trial"
+    for worker in ("worker_0", "worker_1"):
+        export_collections(str(trial), worker, 2)
+    rng = np.random.default_rng(4)
+    for step in range(4):
+        for worker in ("worker_0", "worker_1") if step < 2 else ("worker_0",):
+            labels = rng.integers(0, 3, 20)
+            write_step(str(trial), step, worker, {"labels": labels, "predictions": labels})
+    end_training(str(trial))
+    outcome = run(settings_for(trial, tmp_path, once=True, rule=RuleParameters(samples=0)))
+    assert outcome.document["steps_evaluated"] == 2
+    (warning,) = [w for w in outcome.warnings if "one pass" in w]
+    assert warning.startswith("2 steps were written by some workers but not complete")
+    assert "end_grace" in warning

@@ -73,3 +73,24 @@ def test_unusable_checkpoints_are_refused_with_a_reason(case: str, tmp_path: Pat
         path.write_text(content)
     with pytest.raises(CheckpointError, match=expected):
         load_checkpoint(str(path), fingerprint(change(settings)))
+
+
+def saved_before_the_binary_parameters(path: Path, settings: Settings) -> None:
+    """A checkpoint as the version before binary scores and dense predictions wrote it."""
+    older = fingerprint(settings)
+    for added in ("binary_threshold", "binary_scores", "class_axis"):
+        del older["rule"][added]
+    save_checkpoint(str(path), older, Checkpoint(1, evaluated_rule(2).to_state(), 2))
+
+
+def test_a_checkpoint_older_than_a_parameter_resumes_while_it_keeps_its_default(
+    tmp_path: Path,
+) -> None:
+    path, settings = tmp_path / "c.json", Settings.of(base_trial="t")
+    saved_before_the_binary_parameters(path, settings)
+    checkpoint = load_checkpoint(str(path), fingerprint(settings))
+    assert checkpoint is not None
+    assert checkpoint.delivered_through == 1
+    changed = settings.changed(rule=RuleParameters(binary_threshold=0.8))
+    with pytest.raises(CheckpointError, match=r"rule\.binary_threshold: saved 0\.5, now 0\.8"):
+        load_checkpoint(str(path), fingerprint(changed))

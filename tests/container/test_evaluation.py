@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -193,3 +194,35 @@ def test_once_reads_the_whole_backlog_before_it_ends() -> None:
     assert end is EndReason.ONCE
     assert evaluation.rule.steps_evaluated == 5
     assert waits == []
+
+
+def test_a_resumed_evaluation_reads_nothing_until_the_trial_is_its_own(tmp_path: Path) -> None:
+    """A restart while the trial was deleted and is not there again yet: nothing is polled (no
+    step is handed over and left uncounted), the checkpoint keeps the saved identity, and the
+    steps after the checkpoint are counted once the same trial is back (restored from a copy)."""
+    trial, copy = tmp_path / "trial", tmp_path / "copy"
+    export_collections(str(trial), "worker_0", 1)
+    for step in range(5):
+        write_step(str(trial), step, "worker_0", labels_and_predictions(step))
+    saved = open_trial(str(trial)).identity()
+    assert saved is not None
+    shutil.copytree(trial, copy)
+    shutil.rmtree(trial)
+    reader = open_trial(str(trial))
+    polls: list[int] = []
+    poll = reader.poll
+    reader.poll = lambda: polls.append(1) or poll()  # type: ignore[method-assign]
+    evaluation = Evaluation(
+        reader,
+        ClassImbalanceRule(RuleParameters(samples=0)),
+        delivered_through=2,
+        resumed_from=("c.json", saved),
+    )
+    assert evaluation.evaluate_available() == 0
+    assert polls == []
+    assert evaluation.checkpoint().trial_identity == saved
+    shutil.copytree(copy, trial)
+    assert evaluation.evaluate_available() == 2
+    assert evaluation.rule.last_step == 4
+    assert polls == [1]
+    assert evaluation.resumed_from is None

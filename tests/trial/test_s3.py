@@ -9,8 +9,10 @@ went over the wire). The per-poll figures are printed by the following test (``p
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -337,7 +339,7 @@ def test_following_costs_one_get_per_part(
     s3.upload(trial, END_MARKER)
     refs, ending = poll_and_read()
     assert refs == []
-    assert ending == {"LIST": 2}
+    assert ending == {"LIST": 2, "HEAD": 1}  # the marker's LastModified: the end's grace
     assert reader.training_ended()
     assert returned == steps
 
@@ -348,7 +350,7 @@ def test_following_costs_one_get_per_part(
     assert steady == pytest.approx((1 + steps_per_poll * workers) / (steps_per_poll * workers))
     print(
         f"\n{workers} worker(s), {steps_per_poll} step(s) per poll: busy poll = 1 LIST + "
-        f"{steps_per_poll * workers} GET; idle poll = 1 LIST; end = 2 LIST; "
+        f"{steps_per_poll * workers} GET; idle poll = 1 LIST; end = 2 LIST + 1 HEAD; "
         f"setup = {dict(setup)}.\n  requests per (step, worker): {steady:.3f} while following, "
         f"{total.total() / parts:.3f} with setup, one idle poll and the end ({dict(total)})"
     )
@@ -414,7 +416,7 @@ def test_replay_lists_in_pages_and_gets_each_part_once(s3: S3, tmp_path: Path) -
     assert [seen.key for seen in pages] == [f"{PREFIX}/"] * math.ceil(13 / 5)
     assert reads(counter.calls) == {
         "LIST": 1 + 1 + len(pages),  # exists, collections, the root listing's pages
-        "HEAD": 1,
+        "HEAD": 2,  # the end marker's existence, then when it was written (the end's grace)
         "GET collections": 3,
         "GET events": 12,
     }
@@ -766,3 +768,48 @@ def test_unreachable_endpoint_is_a_trial_error(s3: S3) -> None:
 )
 def test_parse_s3_uri(uri: str, expected: tuple[str, str]) -> None:
     assert parse_s3_uri(uri) == expected
+
+
+# -- when objects were written, and what the trial is ---------------------------------------
+
+
+def test_modified_time_is_the_objects_last_modified(s3: S3, tmp_path: Path) -> None:
+    """The end's grace runs from when the marker was written, by the server's clock."""
+    before = math.floor(time.time()) - 1
+    s3.put(END_MARKER, b"")
+    storage, _counter = s3.storage()
+    written = storage.modified_time(END_MARKER)
+    assert written is not None
+    assert before <= written <= time.time() + 1
+    assert storage.modified_time("missing.ts") is None
+    assert storage.key_exists(END_MARKER)
+    assert not storage.key_exists("missing.ts")
+
+
+LAST_MODIFIED = {
+    "aware": (datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC), 1767323045.0),
+    "naive, as UTC": (datetime.datetime(2026, 1, 2, 3, 4, 5), 1767323045.0),
+    "not sent": (None, None),
+}
+
+
+@pytest.mark.parametrize("case", LAST_MODIFIED.values(), ids=LAST_MODIFIED.keys())
+def test_last_modified_in_every_form_an_endpoint_sends(case: tuple[Any, float | None]) -> None:
+    from evaluator.trial.s3 import _unix_time
+
+    sent, expected = case
+    assert _unix_time(sent) == expected
+
+
+def test_a_trial_on_s3_is_recognised_by_its_first_bytes(s3: S3, tmp_path: Path) -> None:
+    from evaluator.trial.identity import same_trial, trial_identity
+
+    upload_one_step_of_two_workers(s3, tmp_path / "trial")
+    storage, counter = s3.storage()
+    saved = trial_identity(storage)
+    assert saved is not None
+    counter.calls.clear()
+    assert same_trial(storage, saved) is True
+    assert Counter(seen.op for seen in counter.calls) == {"GetObject": 2}, "two ranged GETs"
+    upload_one_step_of_two_workers(s3, tmp_path / "again")  # new wall times, same keys
+    assert same_trial(storage, saved) is False

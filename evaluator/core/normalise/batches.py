@@ -134,15 +134,18 @@ def _prepare_batch(
             for tensor in label_tensors
         ]
     )
+    # The binary form this batch decides is kept only once the whole batch is counted: a
+    # rejected batch decides nothing for the batches after it.
+    binary_form = tallies.binary_form
     predicted: list[RowClasses] = []
     for tensor in prediction_tensors:
         rows = prediction_classes(
             tensor,
             argmax=inputs.argmax,
             max_classes=inputs.max_classes,
-            binary=BinaryScores(inputs.binary_threshold, tallies.binary_form),
+            binary=BinaryScores(inputs.binary_threshold, binary_form),
         )
-        tallies.binary_form = rows.binary_form or tallies.binary_form
+        binary_form = rows.binary_form or binary_form
         predicted.append(rows)
     predictions = _concatenate(predicted)
     if labels.classes.size != predictions.classes.size:
@@ -152,10 +155,30 @@ def _prepare_batch(
             f"{labels.classes.size} labels ({', '.join(label_names)}) and "
             f"{predictions.classes.size} predictions ({', '.join(prediction_names)})",
         )
+    if any(rows.binary_form is not None for rows in predicted):
+        _refuse_binary_for_multiclass(labels, prediction_names)
     valid = _valid_rows(labels, predictions, tallies)
     label_rows = labels.classes if valid is None else labels.classes[valid]
     predicted_rows = predictions.classes if valid is None else predictions.classes[valid]
+    tallies.binary_form = binary_form
     return batch.mode, label_rows, predicted_rows
+
+
+def _refuse_binary_for_multiclass(labels: RowClasses, prediction_names: Sequence[str]) -> None:
+    """One score per sample predicts class 0 or 1 only: against labels of a third class it
+    would count every such sample as mispredicted, so the batch is refused instead."""
+    flagged = np.zeros(labels.classes.size, dtype=bool)
+    for _, mask in labels.problems:
+        flagged |= mask
+    above = labels.classes[~flagged] if flagged.any() else labels.classes
+    if above.size and int(above.max()) > 1:
+        raise BatchRejected(
+            "binary_predictions_for_multiclass_labels",
+            f"expected class indices or (B, C) scores for labels of {int(above.max()) + 1} or "
+            f"more classes, but found one score per sample in {', '.join(prediction_names)}, "
+            f"which can predict class 0 or 1 only: save the class indices or the per-class "
+            f"scores, or point predictions_regex at them",
+        )
 
 
 def _concatenate(parts: list[RowClasses]) -> RowClasses:

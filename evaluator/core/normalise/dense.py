@@ -27,16 +27,24 @@ def dense_pair(labels: Array, predictions: Array, class_axis: int) -> tuple[Arra
     rank, scores_rank = labels.ndim, predictions.ndim
     if rank >= 2 and scores_rank == rank + 1:
         axis = _class_axis(labels.shape, predictions.shape, class_axis)
-        scores = np.moveaxis(predictions, axis, -1).reshape(-1, predictions.shape[axis])
-        return labels.reshape(-1), scores[:, 0] if scores.shape[1] == 1 else scores
-    if rank >= 2 and labels.shape == predictions.shape and not _class_rows(labels):
+        classes = predictions.shape[axis]
+        if classes == 0:
+            raise BatchRejected(
+                "unsupported_predictions_shape",
+                f"expected dense scores with at least one class on axis {axis}, but found "
+                f"scores of shape {predictions.shape}",
+            )
+        scores = np.moveaxis(predictions, axis, -1).reshape(-1, classes)
+        return labels.reshape(-1), scores[:, 0] if classes == 1 else scores
+    if rank >= 2 and labels.shape == predictions.shape and not _row_per_sample(labels, predictions):
         return labels.reshape(-1), predictions.reshape(-1)
     return None
 
 
 def _class_axis(labels: tuple[int, ...], scores: tuple[int, ...], class_axis: int) -> int:
+    # Axis 0 is the batch: it is never the class axis, even where the shapes would allow it.
     candidates = [
-        axis for axis in range(len(scores)) if scores[:axis] + scores[axis + 1 :] == labels
+        axis for axis in range(1, len(scores)) if scores[:axis] + scores[axis + 1 :] == labels
     ]
     if not candidates:
         raise BatchRejected(
@@ -59,12 +67,29 @@ def _class_axis(labels: tuple[int, ...], scores: tuple[int, ...], class_axis: in
     return chosen
 
 
-def _class_rows(labels: Array) -> bool:
-    """Whether 2-D labels are one-hot or probability rows (each finite, in [0, 1], summing to 1),
-    which go with (B, C) scores row by row, rather than a label per element."""
-    if labels.ndim != 2 or labels.dtype.kind not in "biuf" or not labels.size:
+def _row_per_sample(labels: Array, predictions: Array) -> bool:
+    """Whether a same-shape 2-D pair is a row per sample, one-hot or probability labels beside
+    (B, C) scores or one-hot predictions, rather than a label and a prediction per element.
+
+    The shapes cannot tell (B, T) token labels from (B, C) one-hot rows: the values decide.
+    Labels must be class rows; the predictions must be class rows too or hold a fraction (scores
+    or logits). Token labels with exactly one 1 per row beside one-hot-like 0/1 predictions stay
+    ambiguous and are read as rows; integer token predictions beside them are read per element.
+    """
+    if labels.ndim != 2 or not _class_rows(labels):
         return False
-    values = labels.astype(np.float64)
+    if predictions.dtype.kind == "f":
+        finite = predictions[np.isfinite(predictions)]
+        if finite.size and not bool(np.all(np.floor(finite) == finite)):
+            return True
+    return _class_rows(predictions)
+
+
+def _class_rows(rows: Array) -> bool:
+    """Whether 2-D rows are one-hot or probability rows: each finite, in [0, 1], summing to 1."""
+    if rows.dtype.kind not in "biuf" or not rows.size:
+        return False
+    values = rows.astype(np.float64)
     if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
         return False
     return bool(np.allclose(values.sum(axis=1), 1.0))

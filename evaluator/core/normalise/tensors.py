@@ -129,9 +129,16 @@ def prediction_classes(
     binary: BinaryScores | None = None,
 ) -> RowClasses:
     """Class index per prediction row: indices as they are, (B, C) scores by argmax if enabled,
-    one non-integral score per sample as a binary score."""
+    one float score per sample as a binary score once the trial's binary form is known, and
+    before that when a score is not a whole number. (Once a batch of fractional scores decided
+    the form, a later batch of saturated 0.0/1.0 probabilities or whole-number logits is still
+    binary scores, not class indices.)"""
     array = _as_rows(tensor, "predictions")
-    if array.ndim == 1 and array.dtype.kind == "f" and _has_fraction(array):
+    if (
+        array.ndim == 1
+        and array.dtype.kind == "f"
+        and ((binary is not None and binary.form is not None) or _has_fraction(array))
+    ):
         return binary_classes(array, binary or BinaryScores(), max_classes)
     if array.ndim == 2:
         if not argmax:

@@ -25,13 +25,14 @@ from container.checkpoint import (
 )
 from container.config import MetricsSettings, Settings
 from container.evaluation import EndReason, Evaluation
+from container.names import ClassNamesError, check_names_fit, load_class_names
 from container.publishing import Publisher
 from container.server import MetricsServer
 from container.snapshot import Progress, Snapshot, SnapshotBox, take_snapshot
 from container.status import RunInfo, Status
 from container.stopping import StopRequest
 from container.watch import StepWaiter
-from evaluator.core import Check, ClassImbalanceRule, RuleParameters, StepResult
+from evaluator.core import Check, ClassImbalanceRule, RuleParameters, StepResult, WindowLimitError
 from evaluator.trial import TrialError, TrialReader, open_trial
 
 log = logging.getLogger("classimbalance")
@@ -83,6 +84,7 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
                 publisher, info, _rule_snapshot(rule, settings, Status.ERROR), metrics_error
             )
         outcome = _evaluate(settings, runtime, stop=stop, rule=rule, box=box, info=info)
+        _log_ended(outcome, stop)
         lingering = settings.following.linger_after_verdict and settings.metrics.enabled
         if lingering and not stop.is_set():
             log.info(
@@ -94,12 +96,53 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
         return outcome
 
 
+def _log_ended(outcome: Outcome, stop: StopRequest) -> None:
+    """The ``ended`` event: why, the verdict, the figures and the findings, so a JSON log
+    consumer has the whole result in one line (the text summary is not printed then)."""
+    document = outcome.document
+    reason = document.get("ended_by") or "error"
+    log.info(
+        "evaluation ended: %s%s: %s",
+        reason,
+        f" ({stop.reason})" if stop.reason else "",
+        outcome.status,
+        extra={
+            "event": "ended",
+            "reason": reason,
+            "status": str(outcome.status),
+            "issue_step": document["issue_step"],
+            "figures": {
+                "steps_evaluated": document["steps_evaluated"],
+                "last_step": document["last_step"],
+                "samples": document["samples"],
+                "imbalance_ratio": document["imbalance_ratio"],
+                "threshold_imbalance": document["parameters"]["threshold_imbalance"],
+                "threshold_misprediction": document["parameters"]["threshold_misprediction"],
+                "checks_active": document["checks_active"],
+            },
+            "findings": document["findings"],
+            "current": document["current"],
+            "error": document["error"],
+            "warnings": document["warnings"],
+        },
+    )
+
+
 def _rule_snapshot(
-    rule: ClassImbalanceRule, settings: Settings, status: Status, progress: Progress | None = None
+    rule: ClassImbalanceRule,
+    settings: Settings,
+    status: Status,
+    progress: Progress | None = None,
+    class_names: tuple[str, ...] | None = None,
 ) -> Snapshot:
     """A snapshot before there is a reader (starting, resuming, failing to open it)."""
     return take_snapshot(
-        rule, status=str(status), trial=settings.trial.base_trial, ready=False, progress=progress
+        rule,
+        status=str(status),
+        trial=settings.trial.base_trial,
+        ready=False,
+        progress=progress,
+        class_names=class_names,
     )
 
 
@@ -122,8 +165,15 @@ def _evaluate(
         rule = ClassImbalanceRule.from_state(settings.rule, checkpoint.rule_state, rule.checks)
         info = replace(info, resumed_from_step=checkpoint.delivered_through)
     publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
+    try:
+        names = load_class_names(settings.outputs)
+        check_names_fit(names, _classes_counted(rule))
+    except ClassNamesError as exc:
+        return _fail(publisher, info, _rule_snapshot(rule, settings, Status.ERROR), str(exc))
     progress = Progress(steps_seen=checkpoint.steps_seen if checkpoint else 0)
-    publisher.publish(_rule_snapshot(rule, settings, Status.IN_PROGRESS, progress), force=True)
+    publisher.publish(
+        _rule_snapshot(rule, settings, Status.IN_PROGRESS, progress, names), force=True
+    )
     try:
         reader = (runtime.open_reader or _default_reader)(settings)
     except TrialError as exc:
@@ -131,7 +181,7 @@ def _evaluate(
     checkpointer = Checkpointer(
         settings.checkpoints, identity, steps_evaluated=rule.steps_evaluated
     )
-    hooks = _Hooks(publisher, checkpointer)
+    hooks = _Hooks(publisher, checkpointer, names)
     evaluation = Evaluation(
         reader,
         rule,
@@ -145,6 +195,7 @@ def _evaluate(
         resumed_from=(
             (settings.checkpoints.file or "", checkpoint.trial_identity) if checkpoint else None
         ),
+        class_names=names,
     )
     waiter = StepWaiter(reader.local_path)
     try:
@@ -169,7 +220,7 @@ def _evaluate(
             end=end,
             stop=stop,
         )
-    except TrialError as exc:
+    except (TrialError, ClassNamesError, WindowLimitError) as exc:
         return _fail(publisher, info, evaluation.snapshot(Status.ERROR), str(exc))
     except Exception as exc:  # the last line of defence: a status, never a bare traceback
         log.exception("internal error")
@@ -190,14 +241,21 @@ class _Hooks:
 
     publisher: Publisher
     checkpointer: Checkpointer
+    class_names: tuple[str, ...] | None = None
 
     def step_done(self, evaluation: Evaluation, result: StepResult) -> None:
+        check_names_fit(self.class_names, _classes_counted(evaluation.rule))
         self.publisher.step_done(result, evaluation.snapshot)
         self.checkpointer.maybe_save(evaluation.rule.steps_evaluated, evaluation.checkpoint)
 
     def poll_done(self, evaluation: Evaluation) -> None:
         self.publisher.poll_done(evaluation.snapshot)
         self.checkpointer.maybe_save(evaluation.rule.steps_evaluated, evaluation.checkpoint)
+
+
+def _classes_counted(rule: ClassImbalanceRule) -> int:
+    """One past the largest class index counted in any mode."""
+    return max((counts.num_classes for counts in rule.counts_by_mode.values()), default=0)
 
 
 def _resume(settings: Settings, identity: dict[str, Any]) -> Checkpoint | None:
@@ -228,7 +286,13 @@ def _metrics_server(
     if not metrics.enabled:
         yield None
         return
-    server = MetricsServer(box, metrics.address, metrics.port, metrics.max_class_series)
+    server = MetricsServer(
+        box,
+        metrics.address,
+        metrics.port,
+        metrics.max_class_series,
+        max_confusion_series=metrics.max_confusion_series,
+    )
     try:
         server.start()
     except OSError as exc:
@@ -299,12 +363,6 @@ def _conclude(
             f"trials"
         )
     info = replace(info, ended_by=str(end), warnings=warnings)
-    log.info(
-        "evaluation ended: %s%s",
-        end,
-        f" ({stop.reason})" if stop.reason else "",
-        extra={"event": "ended", "reason": str(end)},
-    )
     if rule.issue_step is not None:
         status = Status.ISSUES_FOUND
     elif end is EndReason.STOPPED:

@@ -21,7 +21,7 @@ from typing import Any
 
 from container.atomic import write_text_atomically
 from container.config import CheckpointSettings, Settings
-from evaluator.core import Check, RuleParameters, seed_checks
+from evaluator.core import Check, RuleParameters, rule_checks
 from evaluator.trial import TrialIdentity
 
 log = logging.getLogger("classimbalance.checkpoint")
@@ -36,8 +36,9 @@ class CheckpointError(ValueError):
 def fingerprint(settings: Settings, checks: Sequence[Check] = ()) -> dict[str, Any]:
     """What must not change between the run that saved a checkpoint and the one resuming it.
 
-    The checks are named only when they are not the seed rule's, so checkpoints of ordinary
-    runs stay valid across versions; a run with other checks has other findings."""
+    The checks are named only when they are not the ones the parameters ask for, so
+    checkpoints of ordinary runs stay valid across versions; a run with other checks has other
+    findings."""
     trial = settings.trial
     found: dict[str, Any] = {
         "trial": trial.base_trial,
@@ -46,7 +47,7 @@ def fingerprint(settings: Settings, checks: Sequence[Check] = ()) -> dict[str, A
         "start_step": trial.start_step,
     }
     names = [check.name for check in checks]
-    if names and names != [check.name for check in seed_checks(settings.rule)]:
+    if names and names != [check.name for check in rule_checks(settings.rule)]:
         found["checks"] = names
     return found
 

@@ -14,11 +14,11 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from container.app import Outcome, Runtime, run
 from container.config import (
     ConfigError,
+    Settings,
     build_parser,
     format_settings,
     load_settings,
@@ -28,6 +28,7 @@ from container.logs import configure_logging
 from container.snapshot import take_snapshot
 from container.status import EXIT_CODES, RunInfo, Status, build_status, write_status
 from container.stopping import StopRequest, stop_on_signals
+from container.summary import format_summary
 from evaluator.core import ClassImbalanceRule, RuleParameters
 
 log = logging.getLogger("classimbalance")
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CODES[Status.ERROR]
         for warning in exc.warnings:
             log.warning("%s", warning)
-        return _settings_error(exc)
+        return _settings_error(exc, json_logs=exc.fallback.log_format == "json")
     settings = loaded.settings
     if loaded.print_config:
         sys.stdout.write(format_settings(loaded))
@@ -60,22 +61,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stop_on_signals(stop):
             outcome = run(settings, Runtime(stop=stop, warnings=tuple(loaded.warnings)))
     except OSError as exc:
-        print(
-            f"error: cannot write the status file {settings.outputs.status_file}: {exc}; set "
+        _say_error(
+            f"cannot write the status file {settings.outputs.status_file}: {exc}; set "
             f"--status-file to a writable path",
-            file=sys.stderr,
+            json_logs=settings.logs.format == "json",
         )
         return EXIT_CODES[Status.ERROR]
     finally:
         stop.close()
-    _print_verdict(outcome)
+    _print_verdict(outcome, settings)
     return EXIT_CODES[outcome.status]
 
 
-def _settings_error(exc: ConfigError) -> int:
+def _say_error(message: str, *, json_logs: bool) -> None:
+    """An error before or after the evaluation: a line on stderr, or a JSON log event when the
+    log is JSON, so that stream holds nothing but JSON objects."""
+    if json_logs:
+        log.error("%s", message, extra={"event": "error"})
+    else:
+        print(f"error: {message}", file=sys.stderr)
+
+
+def _settings_error(exc: ConfigError, *, json_logs: bool) -> int:
     """Invalid settings: say so on stderr and in the status file, the one the settings name
     when that part of them is valid, so a watcher of that file sees the Error."""
-    print(f"error: {exc}", file=sys.stderr)
+    _say_error(str(exc), json_logs=json_logs)
     fallback = exc.fallback
     snapshot = take_snapshot(
         ClassImbalanceRule(RuleParameters()),
@@ -96,42 +106,21 @@ def _settings_error(exc: ConfigError) -> int:
     try:
         write_status(fallback.status_file, document)
     except OSError as error:
-        print(
-            f"error: cannot write the status file {fallback.status_file}: {error}", file=sys.stderr
+        _say_error(
+            f"cannot write the status file {fallback.status_file}: {error}", json_logs=json_logs
         )
     return EXIT_CODES[Status.ERROR]
 
 
-def _print_verdict(outcome: Outcome) -> None:
-    """A short human summary on stdout; the status file has everything."""
-    doc: dict[str, Any] = outcome.document
-    print(f"ClassImbalance on {doc['trial']}: {doc['status']}")
-    print(f"  {doc['message']}")
-    if doc["error"]:
+def _print_verdict(outcome: Outcome, settings: Settings) -> None:
+    """A human summary on stdout; with JSON logs, none: the ``ended`` log event carries the
+    verdict, the figures and the findings, and the stream stays one JSON object per line."""
+    if settings.logs.format == "json":
         return
-    print(
-        f"  steps evaluated: {doc['steps_evaluated']} (last step {doc['last_step']}), "
-        f"labels counted: {doc['samples']}, ignored: {doc['ignored']}"
+    summary = format_summary(
+        outcome.document, status_file=settings.outputs.status_file, warnings=outcome.warnings
     )
-    ratio = doc["imbalance_ratio"]
-    if ratio is not None:
-        print(f"  imbalance ratio (largest/smallest class count): {ratio:.4g}")
-    for finding in doc["findings"]:
-        print(f"  {finding['check']} at step {finding['step']}: {finding['message']}")
-    classes = doc["classes"]
-    if 0 < len(classes) <= 20:
-        print("  class  samples  mispredicted  fraction")
-        for name, entry in classes.items():
-            print(
-                f"  {name:>5}  {entry['samples']:>7}  {entry['mispredicted']:>12}  "
-                f"{entry['misprediction_fraction']:>8.3f}"
-            )
-    for warning in outcome.warnings:
-        print(f"  warning: {warning}")
-    skipped = doc["skipped"]
-    if skipped["rows"] or skipped["batches"]:
-        print(f"  skipped rows: {skipped['rows']}, skipped batches: {skipped['batches']}")
-    print(f"  status file: written ({doc['status']})")
+    sys.stdout.write(summary)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ class Evaluation:
     evaluation resumed, until the trial is known to be that one: nothing is read before."""
     stop: StopRequest | None = None
     last_evaluation_time: float | None = None
+    class_names: tuple[str, ...] | None = None
+    """A name per class index, carried into every snapshot for the outputs."""
 
     @property
     def modes(self) -> Collection[str] | None:
@@ -99,6 +101,7 @@ class Evaluation:
             ready=ready,
             reader=self.reader.problems(),
             progress=Progress(self.steps_seen, self.last_evaluation_time),
+            class_names=self.class_names,
         )
 
     def checkpoint(self) -> Checkpoint:

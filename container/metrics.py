@@ -25,7 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import CollectorRegistry
 
 from container.snapshot import Snapshot, SnapshotBox
-from evaluator.core import IGNORED
+from evaluator.core import IGNORED, uses_window
 
 PREFIX = "classimbalance"
 STATES = ("InProgress", "NoIssuesFound", "IssuesFound", "Error", "Stopped")
@@ -58,14 +58,18 @@ class ClassImbalanceCollector:
     """Builds every family from whichever snapshot is current when Prometheus scrapes, so the
     loop only publishes snapshots and never waits for, or races with, a scrape."""
 
-    def __init__(self, box: SnapshotBox, max_class_series: int) -> None:
-        if max_class_series < 0:
-            raise ValueError(
-                f"Expected `max_class_series` to be a whole number >= 0, but got "
-                f"{max_class_series!r}"
-            )
+    def __init__(
+        self, box: SnapshotBox, max_class_series: int, max_confusion_series: int = 10
+    ) -> None:
+        for name, value in (
+            ("max_class_series", max_class_series),
+            ("max_confusion_series", max_confusion_series),
+        ):
+            if value < 0:
+                raise ValueError(f"Expected `{name}` to be a whole number >= 0, but got {value!r}")
         self._box = box
         self._k = max_class_series
+        self._confusions = max_confusion_series
 
     def describe(self) -> Iterator[Metric]:
         """The families without samples, so the registry knows the names without a scrape
@@ -74,7 +78,7 @@ class ClassImbalanceCollector:
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._box.get()  # one snapshot per scrape: every family agrees
-        families = _Families()
+        families = _Families(named=snapshot.class_names is not None)
         self._fill(families, snapshot)
         return iter(families.all())
 
@@ -102,10 +106,13 @@ class ClassImbalanceCollector:
         _add_by_reason(f.skipped_batches, s.skipped_batches)
         _add_by_reason(f.skipped_files, s.reader.skipped_files)
         _add_by_reason(f.reader_notices, s.reader.notices)
-        self._add_classes(f, s)
-
-    def _add_classes(self, f: _Families, s: Snapshot) -> None:
         kept = kept_classes(s.combined.samples, s.combined.mispredicted, self._k)
+        self._add_classes(f, s, kept)
+        self._add_modes(f, s)
+        self._add_confusions(f, s)
+        self._add_recent(f, s, kept)
+
+    def _add_classes(self, f: _Families, s: Snapshot, kept: IntArray) -> None:
         for mode in sorted(s.by_mode):
             samples = s.by_mode[mode].samples
             mispredicted = s.by_mode[mode].mispredicted
@@ -113,15 +120,61 @@ class ClassImbalanceCollector:
             own = own[samples[own] > 0]  # kept overall, but maybe never seen in this mode
             fractions = mispredicted[own] / samples[own]
             for c, fraction in zip(own.tolist(), fractions.tolist(), strict=True):
-                f.class_samples.add_metric([str(c), mode], float(samples[c]))
-                f.class_fraction.add_metric([str(c), mode], fraction)
+                f.class_samples.add_metric([*_class(s, c), mode], float(samples[c]))
+                f.class_fraction.add_metric([*_class(s, c), mode], fraction)
             rest = samples > 0
             rest[own] = False
             rest_samples = int(samples[rest].sum())
             if rest_samples:
                 rest_mispredicted = int(mispredicted[rest].sum())
-                f.class_samples.add_metric([OTHER, mode], float(rest_samples))
-                f.class_fraction.add_metric([OTHER, mode], rest_mispredicted / rest_samples)
+                other = [OTHER, OTHER] if s.class_names is not None else [OTHER]
+                f.class_samples.add_metric([*other, mode], float(rest_samples))
+                f.class_fraction.add_metric([*other, mode], rest_mispredicted / rest_samples)
+
+    def _add_modes(self, f: _Families, s: Snapshot) -> None:
+        """Each mode's own verdicts: the cumulative checks on its counts alone."""
+        for mode, verdict in sorted(s.mode_verdicts.items()):
+            if verdict.imbalance_ratio is not None:
+                f.mode_imbalance_ratio.add_metric([mode], verdict.imbalance_ratio)
+            for check in s.checks:
+                if not uses_window(check):  # 0 before the mode has ``samples`` labels
+                    holds = verdict.holds.get(check.name, False)
+                    f.mode_issue_current.add_metric([check.name, mode], float(holds))
+
+    def _add_confusions(self, f: _Families, s: Snapshot) -> None:
+        """The classes above threshold_misprediction now, worst first (at most
+        ``max_confusion_series``): in each mode, what each is most often predicted as."""
+        fractions = s.fractions
+        with np.errstate(invalid="ignore"):
+            failing = np.flatnonzero(fractions > s.threshold_misprediction)
+        failing = failing[np.lexsort((failing, -fractions[failing]))][: self._confusions]
+        if not failing.size:  # ranking the pairs costs a sort: only when a series needs it
+            return
+        for mode in sorted(s.by_mode):
+            confusions = s.by_mode[mode].confusions
+            for c in failing.tolist():
+                top = confusions.get(c)
+                if top:
+                    labels = [*_class(s, c), *_class(s, top[0].predicted), mode]
+                    f.class_confusion.add_metric(labels, top[0].fraction)
+
+    def _add_recent(self, f: _Families, s: Snapshot, kept: IntArray) -> None:
+        recent = s.recent
+        if recent is None:
+            return
+        f.recent_steps.add_metric([], float(recent.steps))
+        own = kept[kept < recent.samples.size]
+        own = own[recent.samples[own] > 0]
+        fractions = recent.mispredicted[own] / recent.samples[own]
+        for c, fraction in zip(own.tolist(), fractions.tolist(), strict=True):
+            f.class_recent_fraction.add_metric(_class(s, c), fraction)
+
+
+def _class(s: Snapshot, index: int) -> list[str]:
+    """The class labels of a series: ``class``, and ``class_name`` when names are set."""
+    if s.class_names is None:
+        return [str(index)]
+    return [str(index), s.class_name(index) or ""]
 
 
 def _add_by_reason(family: CounterMetricFamily, counts: Mapping[str, int]) -> None:
@@ -130,10 +183,15 @@ def _add_by_reason(family: CounterMetricFamily, counts: Mapping[str, int]) -> No
 
 
 class _Families:
-    """Every family the collector exports, empty; one place for names, types and help."""
+    """Every family the collector exports, empty; one place for names, types and help.
 
-    def __init__(self) -> None:
+    With class names configured, every family labelled by ``class`` has ``class_name`` beside
+    it (and ``mistaken_for_name`` beside ``mistaken_for``)."""
+
+    def __init__(self, *, named: bool = False) -> None:
         p = PREFIX
+        cls = ["class", "class_name"] if named else ["class"]
+        mistaken = ["mistaken_for", "mistaken_for_name"] if named else ["mistaken_for"]
         self.imbalance_ratio = GaugeMetricFamily(
             f"{p}_imbalance_ratio",
             "Largest over smallest class count, summed over modes, among classes with at "
@@ -159,13 +217,43 @@ class _Families:
             "Labels counted per class and mode. Only the classes with the highest "
             "misprediction fraction and the scarcest have their own series; the rest are "
             'summed under class="other". Classes with no sample have no series.',
-            labels=["class", "mode"],
+            labels=[*cls, "mode"],
         )
         self.class_fraction = GaugeMetricFamily(
             f"{p}_class_misprediction_ratio",
             "Fraction of a class's labels predicted as another class, per mode; for "
             'class="other", its summed mispredictions over its summed samples.',
-            labels=["class", "mode"],
+            labels=[*cls, "mode"],
+        )
+        self.class_confusion = GaugeMetricFamily(
+            f"{p}_class_confusion_ratio",
+            "For the classes above the misprediction threshold now (the worst first, at most "
+            "max_confusion_series), per mode: the fraction of the class's labels predicted as "
+            "the class it is most often mistaken for (mistaken_for).",
+            labels=[*cls, *mistaken, "mode"],
+        )
+        self.class_recent_fraction = GaugeMetricFamily(
+            f"{p}_class_recent_misprediction_ratio",
+            "Fraction of a class's labels mispredicted over the last window_steps steps, every "
+            "mode; the same classes as the per-class series; only with window_steps > 0.",
+            labels=cls,
+        )
+        self.recent_steps = GaugeMetricFamily(
+            f"{p}_recent_window_steps",
+            "Steps in the recent window (window_steps once that many were evaluated); only "
+            "with window_steps > 0.",
+        )
+        self.mode_imbalance_ratio = GaugeMetricFamily(
+            f"{p}_mode_imbalance_ratio",
+            "Largest over smallest class count within one mode's labels.",
+            labels=["mode"],
+        )
+        self.mode_issue_current = GaugeMetricFamily(
+            f"{p}_mode_issue_current",
+            "1 when the check holds on one mode's counts alone at the last evaluated step, "
+            "else 0 (checks over the recent window are evaluated over every mode only). The "
+            "combined verdict (issue_current) decides the status.",
+            labels=["check", "mode"],
         )
         self.samples = CounterMetricFamily(
             f"{p}_samples", "Labels counted, over all workers and modes."
@@ -219,9 +307,11 @@ class _Families:
         return list(vars(self).values())
 
 
-def build_registry(box: SnapshotBox, max_class_series: int) -> CollectorRegistry:
+def build_registry(
+    box: SnapshotBox, max_class_series: int, max_confusion_series: int = 10
+) -> CollectorRegistry:
     """A private registry holding only the collector: nothing global, so tests and several
     servers in one process never share or collide."""
     registry = CollectorRegistry()
-    registry.register(ClassImbalanceCollector(box, max_class_series))
+    registry.register(ClassImbalanceCollector(box, max_class_series, max_confusion_series))
     return registry

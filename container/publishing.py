@@ -10,7 +10,6 @@ settings group (``outputs``) and a source of snapshots; it never sees the rule o
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import Any
 from container.atomic import write_text_atomically
 from container.config import OutputSettings
 from container.snapshot import Snapshot, SnapshotBox
-from container.status import RunInfo, build_status, write_status
+from container.status import RunInfo, build_status, readable_json, write_status
 from evaluator.core import StepResult
 
 log = logging.getLogger("classimbalance")
@@ -77,22 +76,23 @@ class Publisher:
 
     # -- while running ----------------------------------------------------------------------
 
-    def publish(self, snapshot: Snapshot, *, force: bool = False) -> None:
+    def publish(self, snapshot: Snapshot, *, force: bool = False) -> dict[str, Any] | None:
         """Show ``snapshot`` on the metrics now; write the status file at most every
-        ``status_interval`` unless ``force``."""
+        ``status_interval`` unless ``force``. Returns the document when one was written."""
         now = self._clock()
         self._box.publish(snapshot)
         self._last_snapshot = now
         if force or now - self._last_status_write >= self._outputs.status_interval:
-            self._write_status(snapshot)
             self._last_status_write = now
+            return self._write_status(snapshot)
+        return None
 
     def step_done(self, result: StepResult, source: SnapshotSource) -> None:
         """After each evaluated step: a finding is written at once, else a snapshot soon."""
         if result.new_findings:
-            snapshot = source()
-            self.publish(snapshot, force=True)
-            self._write_report(self._document(snapshot, terminal=False))
+            document = self.publish(source(), force=True)
+            if document is not None:  # the report says what the status file says
+                self._write_report(document)
         elif self._clock() - self._last_snapshot >= SNAPSHOT_INTERVAL:
             self._box.publish(source())
             self._last_snapshot = self._clock()
@@ -139,8 +139,6 @@ class Publisher:
         if self._report_dir is None:
             return
         try:
-            write_text_atomically(
-                self._report_dir / REPORT_NAME, json.dumps(document, indent=2) + "\n"
-            )
+            write_text_atomically(self._report_dir / REPORT_NAME, readable_json(document) + "\n")
         except OSError as exc:
             log.error("cannot write the rule report in %s: %s", self._report_dir, exc)

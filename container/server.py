@@ -57,6 +57,7 @@ class MetricsServer:
         port: int,
         max_class_series: int,
         *,
+        max_confusion_series: int = 10,
         registry: CollectorRegistry | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
@@ -68,7 +69,7 @@ class MetricsServer:
             registry = CollectorRegistry()
             # The sidecar's own memory and CPU, which whoever sizes the pod wants to see.
             ProcessCollector(registry=registry)
-        registry.register(ClassImbalanceCollector(box, max_class_series))
+        registry.register(ClassImbalanceCollector(box, max_class_series, max_confusion_series))
         self.registry = registry
         self._lock = threading.Lock()
         self._server: _Server | None = None

@@ -22,11 +22,18 @@ import numpy.typing as npt
 from evaluator.core import (
     Check,
     ClassImbalanceRule,
+    Confusion,
     Finding,
+    FrozenPairs,
+    ModeVerdict,
+    Recent,
     RuleParameters,
+    Tallies,
     describe_current,
     imbalance_ratio,
     misprediction_fractions,
+    mode_verdict,
+    top_confusions,
 )
 from evaluator.trial import NO_PROBLEMS, ReaderProblems
 
@@ -40,10 +47,21 @@ class ModeCounts:
 
     samples: IntArray
     mispredicted: IntArray
+    pairs: FrozenPairs = field(default_factory=lambda: FrozenPairs(_empty(), _empty()))
+    """How often each class was predicted as each other one."""
+
+    @cached_property
+    def confusions(self) -> dict[int, tuple[Confusion, ...]]:
+        """Per class with a misprediction: what it was most often predicted as."""
+        return top_confusions(self.pairs, self.samples)
+
+
+def _empty() -> IntArray:
+    return np.zeros(0, np.int64)
 
 
 def _no_counts() -> ModeCounts:
-    return ModeCounts(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return ModeCounts(_empty(), _empty())
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,10 @@ class Snapshot:
     combined: ModeCounts = field(default_factory=_no_counts)
     """Per-class counts summed over modes."""
     by_mode: Mapping[str, ModeCounts] = field(default_factory=dict)
+    recent: Recent | None = None
+    """The counts over the last ``window_steps`` steps, when a window is kept."""
+    class_names: tuple[str, ...] | None = None
+    """A name per class index, when configured: shown beside the index in every output."""
     findings: tuple[Finding, ...] = ()
     """The first finding of each check, in the order they occurred."""
     current_holds: Mapping[str, bool] = field(default_factory=dict)
@@ -95,6 +117,40 @@ class Snapshot:
         """Per class: mispredicted / samples over all modes; NaN for a class with no sample.
         Computed once per snapshot, when an output first asks (a scrape may not)."""
         return misprediction_fractions(self.combined.samples, self.combined.mispredicted)
+
+    @cached_property
+    def confusions(self) -> dict[int, tuple[Confusion, ...]]:
+        """Per class with a misprediction, over every mode: what it was most often predicted
+        as (folded from the modes' pairs when an output first asks)."""
+        if len(self.by_mode) == 1:  # one mode's are the combined ones: ranked once
+            return next(iter(self.by_mode.values())).confusions
+        pairs = FrozenPairs.combined([counts.pairs for counts in self.by_mode.values()])
+        return top_confusions(pairs, self.combined.samples)
+
+    @cached_property
+    def mode_verdicts(self) -> dict[str, ModeVerdict]:
+        """Each mode's figures and the cumulative checks' verdicts on its counts alone
+        (without findings: see ``mode_findings``)."""
+        return {mode: self._mode_verdict(mode, describe=False) for mode in self.by_mode}
+
+    def mode_findings(self, mode: str) -> ModeVerdict:
+        """One mode's verdict with its findings described (for a status write)."""
+        return self._mode_verdict(mode, describe=True)
+
+    def _mode_verdict(self, mode: str, *, describe: bool) -> ModeVerdict:
+        counts = self.by_mode[mode]
+        return mode_verdict(
+            self.checks,
+            counts.samples,
+            counts.mispredicted,
+            samples_required=self.params.samples,
+            step=self.last_step,
+            describe=describe,
+        )
+
+    def class_name(self, index: int) -> str | None:
+        names = self.class_names
+        return names[index] if names is not None and 0 <= index < len(names) else None
 
     @cached_property
     def imbalance_ratio(self) -> float | None:
@@ -125,10 +181,8 @@ class Snapshot:
         status write): describing is the costly part, and a scrape never needs it."""
         if self.last_step is None or not self.checks_active:
             return {}
-        samples, mispredicted = self.combined.samples, self.combined.mispredicted
-        return describe_current(
-            self.checks, self.current_holds, samples, mispredicted, self.last_step
-        )
+        tallies = Tallies(self.combined.samples, self.combined.mispredicted, self.recent)
+        return describe_current(self.checks, self.current_holds, tallies, self.last_step)
 
 
 def take_snapshot(
@@ -139,13 +193,18 @@ def take_snapshot(
     ready: bool,
     reader: ReaderProblems = NO_PROBLEMS,
     progress: Progress | None = None,
+    class_names: tuple[str, ...] | None = None,
 ) -> Snapshot:
-    """Copy what exporters need out of the rule (cost: O(classes x modes))."""
+    """Copy what exporters need out of the rule (cost: O(classes x modes); the confusion
+    pairs are held, not copied, and folded only when an output asks)."""
     by_mode = {
-        mode: ModeCounts(*(a.copy() for a in counts.trimmed()))
+        mode: ModeCounts(
+            counts.trimmed()[0].copy(), counts.trimmed()[1].copy(), counts.confusion.frozen()
+        )
         for mode, counts in sorted(rule.counts_by_mode.items())
     }
     samples, mispredicted = (a.copy() for a in rule.combined_counts())
+    recent = rule.recent(samples.size)
     found = {finding.check for finding in rule.findings}
     holds = rule.current_holds
     return Snapshot(
@@ -160,6 +219,8 @@ def take_snapshot(
         ignored=rule.ignored,
         combined=ModeCounts(samples, mispredicted),
         by_mode=by_mode,
+        recent=recent,
+        class_names=class_names,
         findings=tuple(rule.findings),
         current_holds={check.name: holds.get(check.name, False) for check in rule.checks},
         issue_found={check.name: check.name in found for check in rule.checks},

@@ -16,10 +16,13 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from container.atomic import write_text_atomically
 from container.snapshot import Snapshot
-from evaluator.core import RULE_NAME, Finding
+from evaluator.core import RULE_NAME, Confusion, Finding, misprediction_fractions
+
+IntArray = npt.NDArray[np.int64]
 
 
 class Status(StrEnum):
@@ -82,7 +85,6 @@ def build_status(
     """
     status = snapshot.status
     samples, mispredicted = snapshot.combined.samples, snapshot.combined.mispredicted
-    fractions = snapshot.fractions
     if status == Status.ISSUES_FOUND and snapshot.issue_step is not None:
         message = condition_met_message(snapshot.issue_step)
     elif status == Status.ERROR:
@@ -90,6 +92,7 @@ def build_status(
     else:
         message = _summary_message(snapshot)
     reader = snapshot.reader
+    classes = _classes(snapshot, samples, mispredicted, snapshot.confusions, recent=True)
     return {
         "rule": RULE_NAME,
         "status": str(status),
@@ -100,26 +103,14 @@ def build_status(
         "samples": snapshot.samples,
         "issue_step": snapshot.issue_step,
         "findings": [_finding(finding) for finding in snapshot.findings],
-        "classes": {
-            str(c): {
-                "samples": int(samples[c]),
-                "mispredicted": int(mispredicted[c]),
-                "misprediction_fraction": round(float(fractions[c]), 6),
-            }
-            for c in np.flatnonzero(samples).tolist()
-        },
+        "classes": classes,
         "message": message,
         "error": error,
         "imbalance_ratio": snapshot.imbalance_ratio,
         "checks_active": snapshot.checks_active,
-        "current": {
-            check: _finding(finding) if finding else None
-            for check, finding in snapshot.current_findings().items()
-        },
-        "modes": {
-            mode: {"samples": int(counts.samples.sum())}
-            for mode, counts in sorted(snapshot.by_mode.items())
-        },
+        "current": _current(snapshot, snapshot.current_findings(), snapshot.confusions),
+        "modes": {mode: _mode(snapshot, mode, classes) for mode in sorted(snapshot.by_mode)},
+        "recent_window": _recent_window(snapshot),
         "ignored": snapshot.ignored,
         "skipped": {
             "rows": dict(snapshot.skipped_rows),
@@ -162,6 +153,108 @@ def _finding(finding: Finding) -> dict[str, Any]:
     return asdict(finding) | {"classes": list(finding.classes)}
 
 
+CONFUSED_CLASSES_SHOWN = 20
+"""Classes of a current finding whose top confusions are listed beside it."""
+
+
+def _named(snapshot: Snapshot, index: int) -> dict[str, Any]:
+    name = snapshot.class_name(index)
+    return {} if name is None else {"name": name}
+
+
+def _mistaken_for(
+    snapshot: Snapshot, confusions: Mapping[int, tuple[Confusion, ...]], index: int
+) -> list[dict[str, Any]]:
+    """What a class was most often predicted as: class (and name), count, fraction of its
+    samples."""
+    return [
+        {"class": c.predicted, **_named(snapshot, c.predicted), "count": c.count}
+        | {"fraction": round(c.fraction, 6)}
+        for c in confusions.get(index, ())
+    ]
+
+
+def _classes(
+    snapshot: Snapshot,
+    samples: IntArray,
+    mispredicted: IntArray,
+    confusions: Mapping[int, tuple[Confusion, ...]],
+    *,
+    recent: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """The per-class table: counts, fraction, what each class is mistaken for, and its counts
+    over the recent window when one is kept."""
+    fractions = misprediction_fractions(samples, mispredicted)
+    window = snapshot.recent if recent else None
+    table: dict[str, dict[str, Any]] = {}
+    for c in np.flatnonzero(samples).tolist():
+        entry: dict[str, Any] = {
+            **_named(snapshot, c),
+            "samples": int(samples[c]),
+            "mispredicted": int(mispredicted[c]),
+            "misprediction_fraction": round(float(fractions[c]), 6),
+            "mistaken_for": _mistaken_for(snapshot, confusions, c),
+        }
+        if window is not None:
+            count, wrong = int(window.samples[c]), int(window.mispredicted[c])
+            entry["recent"] = {
+                "samples": count,
+                "mispredicted": wrong,
+                "misprediction_fraction": round(wrong / count, 6) if count else None,
+            }
+        table[str(c)] = entry
+    return table
+
+
+def _current(
+    snapshot: Snapshot,
+    current: Mapping[str, Finding | None],
+    confusions: Mapping[int, tuple[Confusion, ...]],
+) -> dict[str, Any]:
+    """Each check's finding now, with what its classes are mistaken for."""
+    described: dict[str, Any] = {}
+    for check, finding in current.items():
+        if finding is None:
+            described[check] = None
+            continue
+        shown = finding.classes[:CONFUSED_CLASSES_SHOWN]
+        described[check] = _finding(finding) | {
+            "mistaken_for": {str(c): _mistaken_for(snapshot, confusions, c) for c in shown}
+        }
+    return described
+
+
+def _mode(snapshot: Snapshot, mode: str, combined: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One mode's own figures and verdicts (the combined ones decide the status); the only
+    mode's table is the combined one, less the recent window's counts."""
+    counts = snapshot.by_mode[mode]
+    verdict = snapshot.mode_findings(mode)
+    if len(snapshot.by_mode) == 1:
+        table = {c: {k: v for k, v in e.items() if k != "recent"} for c, e in combined.items()}
+    else:
+        table = _classes(snapshot, counts.samples, counts.mispredicted, counts.confusions)
+    return {
+        "samples": verdict.samples,
+        "imbalance_ratio": verdict.imbalance_ratio,
+        "checks_active": verdict.checks_active,
+        "holds": dict(verdict.holds),
+        "current": _current(snapshot, verdict.current, counts.confusions),
+        "classes": table,
+    }
+
+
+def _recent_window(snapshot: Snapshot) -> dict[str, Any] | None:
+    recent = snapshot.recent
+    if recent is None:
+        return None
+    return {
+        "window_steps": snapshot.params.window_steps,
+        "steps": int(recent.steps),
+        "previous_steps": int(recent.previous_steps),
+        "samples": int(recent.samples.sum()),
+    }
+
+
 def _summary_message(snapshot: Snapshot) -> str:
     counted = f"{snapshot.samples} labels over {snapshot.steps_evaluated} steps"
     if not snapshot.checks_active:
@@ -178,6 +271,30 @@ def _iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
+def readable_json(value: Any, indent: str = "", depth: int = 0) -> str:
+    """JSON with a line per member of the document, of its lists and of its tables (objects
+    that hold objects: ``classes``, ``modes``, ``current``), and every other value on one line
+    (a class's entry, a finding): as easy to read and to diff as indented JSON at a fraction of
+    its cost. ``json.dumps(indent=...)`` runs the pure-Python encoder over every value; here
+    Python walks only the tables and each line is encoded in C."""
+    expand = (
+        isinstance(value, dict)
+        and value
+        and (depth == 0 or any(isinstance(v, dict) for v in value.values()))
+    ) or (isinstance(value, list) and depth == 1 and any(isinstance(v, dict | list) for v in value))
+    if not expand:
+        return json.dumps(value, separators=(", ", ": "))
+    inner = indent + "  "
+    if isinstance(value, dict):
+        members = [
+            f"{inner}{json.dumps(k)}: {readable_json(v, inner, depth + 1)}"
+            for k, v in value.items()
+        ]
+        return "{\n" + ",\n".join(members) + "\n" + indent + "}"
+    items = [f"{inner}{readable_json(v, inner, depth + 1)}" for v in value]
+    return "[\n" + ",\n".join(items) + "\n" + indent + "]"
+
+
 def write_status(path: str, document: Mapping[str, Any]) -> None:
     """Write the document atomically, pretty enough for a person to read."""
-    write_text_atomically(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
+    write_text_atomically(path, readable_json(dict(document)) + "\n")

@@ -44,7 +44,7 @@ from container.config.settings import (
     TrialSettings,
     flag_of,
 )
-from container.config.values import MODES
+from container.config.values import MODES, Invalid, class_names_from_lines
 
 __all__ = [
     "ALIASES",
@@ -63,6 +63,7 @@ __all__ = [
     "Fallback",
     "Flags",
     "FollowSettings",
+    "Invalid",
     "LoadedSettings",
     "LogSettings",
     "ManagedSettings",
@@ -72,6 +73,7 @@ __all__ = [
     "Source",
     "TrialSettings",
     "build_parser",
+    "class_names_from_lines",
     "default_value",
     "field_docs",
     "flag_of",

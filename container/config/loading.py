@@ -218,6 +218,18 @@ def _cross_checks(
                 "config file",
             )
         )
+    if values.get("class_names") is not None and values.get("class_names_file") is not None:
+        problems.append(
+            ConfigProblem(
+                "class_names_file",
+                winners["class_names_file"].value,
+                "class names from one place",
+                str(winners["class_names_file"].source),
+                f"class_names (from {winners['class_names'].source}) and class_names_file "
+                f"(from {winners['class_names_file'].source}) are both set: give the names "
+                f"in one of them",
+            )
+        )
     start, end = values.get("start_step"), values.get("end_step")
     if start is not None and end is not None and end <= start:
         problems.append(

@@ -236,6 +236,25 @@ class OutputSettings:
     """The managed service's status details file; None: ``/opt/ml/output/message`` when
     ``/opt/ml/output`` exists."""
 
+    class_names: tuple[str, ...] | None = setting(
+        None,
+        parse=values.class_names,
+        accepted="a list of names, one per class index from 0 (a list in YAML, comma-separated "
+        "in the environment and on the command line), or none",
+        metavar="NAME,...",
+    )
+    """A name per class index (0 first), shown beside the index in the status, the summary and
+    the metrics (a ``class_name`` label); a class index beyond the list is an error."""
+
+    class_names_file: str | None = setting(
+        None,
+        parse=values.optional(values.text),
+        accepted="a text file with one class name per line (line 1: class 0), or none",
+        metavar="PATH",
+    )
+    """The names of ``class_names`` from a file, one per line, for long lists; give one of
+    the two."""
+
     report_dir: str | None = setting(
         None,
         parse=values.optional(values.text),
@@ -280,6 +299,15 @@ class MetricsSettings:
     """Per-class metric series kept: the K classes with the highest misprediction fraction
     plus the K scarcest, the rest summed under class="other", so a 20,000-class model cannot
     explode Prometheus' cardinality."""
+
+    max_confusion_series: int = setting(
+        10,
+        parse=values.whole_number_within(0),
+        accepted="a whole number >= 0, such as 10",
+        metavar="N",
+    )
+    """Classes above ``threshold_misprediction`` whose top confusion (the class they are most
+    often predicted as) gets a series per mode, the worst first; 0: none."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from evaluator.core import RULE_NAME, RuleParameters
@@ -158,6 +158,45 @@ def modes(value: Any) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(found)) or None
 
 
+MAX_NAME_LENGTH = 200
+"""Longest class name: a name becomes a Prometheus label value and a status key's value."""
+
+
+def class_names(value: Any) -> tuple[str, ...] | None:
+    """A name per class index: a list (YAML), or comma-separated names (environment, flag)."""
+    if is_none(value):
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError(value)
+    return _names(items, "item")
+
+
+def class_names_from_lines(content: str) -> tuple[str, ...]:
+    """The names of a class names file: one per line, line 1 for class 0; a final newline and
+    surrounding spaces do not count. Raises Invalid naming the first bad line."""
+    lines = content.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return _names(lines, "line")
+
+
+def _names(items: Sequence[Any], unit: str) -> tuple[str, ...]:
+    names: list[str] = []
+    for position, item in enumerate(items, start=1):
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise Invalid(f"{unit} {position} ({item!r}) is not a name")
+        name = str(item).strip()
+        if not name:
+            raise Invalid(f"{unit} {position} is empty (class {position - 1} needs a name)")
+        if len(name) > MAX_NAME_LENGTH:
+            raise Invalid(f"{unit} {position} is longer than {MAX_NAME_LENGTH} characters")
+        names.append(name)
+    if not names:
+        raise Invalid("no name given")
+    return tuple(names)
+
+
 def rule_to_invoke(value: Any) -> str | None:
     if is_none(value):
         return None
@@ -217,6 +256,10 @@ def _optional_whole(value: Any) -> int | None:
     return None if is_none(value) else parse_whole_number(value)
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if is_none(value) else parse_finite_float(value)
+
+
 def _regex_text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(value)
@@ -229,6 +272,7 @@ _COERCERS: dict[Any, Callable[[Any], Any]] = {
     bool: parse_bool,
     str: _regex_text,
     int | None: _optional_whole,
+    float | None: _optional_float,
 }
 
 

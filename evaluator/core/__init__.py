@@ -1,7 +1,8 @@
 """The rule core: pure functions and additive state, no I/O (enforced by import-linter).
 
 This is the package's surface for the runtime (an import-linter contract holds ``container`` to
-it): the rule and its inputs, its parameters and their errors, the checks and their findings.
+it): the rule and its inputs, its parameters and their errors, the checks and their findings,
+and the explanations of a verdict.
 """
 
 from evaluator.core.checks import (
@@ -9,12 +10,24 @@ from evaluator.core.checks import (
     Finding,
     ImbalanceCheck,
     MispredictionCheck,
+    Recent,
+    Tallies,
     describe_current,
     imbalance_ratio,
     misprediction_fractions,
+    rule_checks,
     seed_checks,
+    uses_window,
 )
-from evaluator.core.errors import ParameterError, ParameterProblem
+from evaluator.core.counts import FrozenPairs
+from evaluator.core.errors import ParameterError, ParameterProblem, WindowLimitError
+from evaluator.core.explain import (
+    TOP_CONFUSIONS,
+    Confusion,
+    ModeVerdict,
+    mode_verdict,
+    top_confusions,
+)
 from evaluator.core.normalise import IGNORED, WorkerBatch
 from evaluator.core.params import PARAMETER_NAMES, RuleParameters, accepted
 from evaluator.core.rule import RULE_NAME, ClassImbalanceRule, StepResult
@@ -23,19 +36,30 @@ __all__ = [
     "IGNORED",
     "PARAMETER_NAMES",
     "RULE_NAME",
+    "TOP_CONFUSIONS",
     "Check",
     "ClassImbalanceRule",
+    "Confusion",
     "Finding",
+    "FrozenPairs",
     "ImbalanceCheck",
     "MispredictionCheck",
+    "ModeVerdict",
     "ParameterError",
     "ParameterProblem",
+    "Recent",
     "RuleParameters",
     "StepResult",
+    "Tallies",
+    "WindowLimitError",
     "WorkerBatch",
     "accepted",
     "describe_current",
     "imbalance_ratio",
     "misprediction_fractions",
+    "mode_verdict",
+    "rule_checks",
     "seed_checks",
+    "top_confusions",
+    "uses_window",
 ]

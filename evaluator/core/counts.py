@@ -10,6 +10,8 @@ fraction; the checks leave it out rather than treating it as 0 or NaN.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +75,12 @@ class PairCounts:
         self.keys = unique
         self.counts = np.bincount(inverse, weights=weights, minlength=unique.size).astype(np.int64)
 
+    def frozen(self) -> FrozenPairs:
+        """An immutable view of these counts as of now, without folding the buffered pairs
+        (a snapshot every 50 ms must not sort them): folded arrays are replaced, never changed
+        in place, so holding them and the buffered arrays is a copy."""
+        return FrozenPairs(self.keys, self.counts, tuple(self._pending))
+
     def triples(self) -> tuple[IntArray, IntArray, IntArray]:
         """(labels, predicted, counts), sorted by label then predicted."""
         self.compact()
@@ -88,6 +96,44 @@ class PairCounts:
             int(k & mask): int(c)
             for k, c in zip(self.keys[low:high], self.counts[low:high], strict=True)
         }
+
+
+@dataclass(frozen=True)
+class FrozenPairs:
+    """(label, predicted) pair counts as of one moment, folded when first read."""
+
+    keys: IntArray
+    counts: IntArray
+    pending: tuple[IntArray, ...] = ()
+
+    @functools.cached_property
+    def triples(self) -> tuple[IntArray, IntArray, IntArray]:
+        """(labels, predicted, counts), sorted by label then predicted."""
+        keys, counts = self.keys, self.counts
+        if self.pending:
+            new = np.concatenate(self.pending)
+            all_keys = np.concatenate([keys, new])
+            keys, inverse = np.unique(all_keys, return_inverse=True)
+            weights = np.concatenate([counts, np.ones(new.size, dtype=np.int64)])
+            counts = np.bincount(inverse, weights=weights, minlength=keys.size).astype(np.int64)
+        return keys >> _PAIR_SHIFT, keys & ((1 << _PAIR_SHIFT) - 1), counts
+
+    @classmethod
+    def combined(cls, parts: Sequence[FrozenPairs]) -> FrozenPairs:
+        """The sum of several pair counts (the modes'), folded."""
+        if len(parts) == 1:
+            return parts[0]
+        keys = [
+            (labels << _PAIR_SHIFT) | predicted
+            for labels, predicted, _ in (p.triples for p in parts)
+        ]
+        counts = [p.triples[2] for p in parts]
+        if not keys:
+            return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        all_keys = np.concatenate(keys)
+        unique, inverse = np.unique(all_keys, return_inverse=True)
+        summed = np.bincount(inverse, weights=np.concatenate(counts), minlength=unique.size)
+        return cls(unique, summed.astype(np.int64))
 
 
 @dataclass

@@ -35,3 +35,8 @@ class ParameterError(ValueError):
         lines = "\n".join(f"  - {problem.describe()}" for problem in problems)
         noun = "parameter is" if len(problems) == 1 else "parameters are"
         super().__init__(f"{len(problems)} rule {noun} invalid:\n{lines}")
+
+
+class WindowLimitError(ValueError):
+    """The recent window would hold more per-class counts than its bound: the message says how
+    many, the bound, and what ``window_steps`` would fit."""

@@ -22,6 +22,10 @@ BinaryScoresSetting = Literal["auto", "probability", "logit"]
 
 ACCEPTED = "accepted"
 """Field metadata key: the accepted values in words ("a finite number >= 1, such as 10")."""
+MAX_WINDOW_STEPS = 100_000
+"""The largest ``window_steps``. The window keeps each step's counts for the classes it saw
+(sparse), so its memory follows the steps' labels, not the number of classes, and is bounded
+again by ``window.MAX_WINDOW_CELLS`` whatever the steps hold."""
 VALID = "valid"
 """Field metadata key: the typed check of a value (True when it is valid)."""
 
@@ -132,12 +136,51 @@ class RuleParameters:
     follows from the labels' shape. -1: the last axis (Keras' channels last); PyTorch's
     segmentation logits (B, C, H, W) need 1 only in that ambiguous case."""
 
+    confidence: float | None = _parameter(
+        None,
+        'a probability strictly between 0 and 1, such as 0.95, or "none" to disable',
+        lambda v: v is None or (_number(v) and 0 < v < 1),
+    )
+    """Guard the checks against small counts: with a confidence such as 0.95, a class fails
+    the misprediction check only when the one-sided Wilson lower bound of its mispredicted
+    fraction is above ``threshold_misprediction`` (1 of 1 does not fire, 400 of 500 does), and
+    the imbalance ratio is taken between bounds on the largest and smallest class's share.
+    None (the default): the seed rule's plain fractions."""
+
+    window_steps: int = _parameter(
+        0,
+        f"a whole number within [0, {MAX_WINDOW_STEPS}], such as 50; 0 disables",
+        lambda v: _whole(v) and 0 <= v <= MAX_WINDOW_STEPS,
+    )
+    """When above 0, the ``recent_misprediction`` check: some class's mispredicted fraction
+    over the last this many evaluated steps (every mode) is above ``threshold_misprediction``,
+    so a late regression shows although the cumulative figure is fine, and a late fix clears.
+    0 (the default) disables it."""
+
+    minority_not_improving: bool = _parameter(
+        False,
+        'a boolean: true/false, "True"/"False", 1/0, yes/no (true needs window_steps > 0)',
+        lambda v: isinstance(v, bool),
+    )
+    """The ``minority_not_improving`` check: a class with fewer samples than the mean class
+    whose mispredicted fraction over the last ``window_steps`` steps has not fallen below the
+    one over the ``window_steps`` before, while the other classes' pooled fraction has."""
+
     def __post_init__(self) -> None:
         problems = [
             ParameterProblem(spec.name, getattr(self, spec.name), spec.metadata[ACCEPTED])
             for spec in fields(self)
             if not spec.metadata[VALID](getattr(self, spec.name))
         ]
+        if self.minority_not_improving is True and self.window_steps == 0:
+            problems.append(
+                ParameterProblem(
+                    "minority_not_improving",
+                    True,
+                    "false, or true with window_steps > 0 (the windows it compares; "
+                    "window_steps is 0: set it, such as 50)",
+                )
+            )
         if problems:
             raise ParameterError(problems)
 

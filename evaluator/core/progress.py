@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from evaluator.core.checks import Check
+from evaluator.core.checks import Check, Tallies
 from evaluator.core.normalise import PreparedStep
+from evaluator.core.window import StepWindow, WindowPreview
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -30,16 +31,17 @@ the class count grows, so 20,000 classes still fit in bounded memory."""
 class ChunkProgress:
     """Per step of a chunk: the counts so far (before it plus the chunk up to it) and verdicts."""
 
-    samples: IntArray
-    """(steps x classes) cumulative labels per class, over every mode."""
-    mispredicted: IntArray
-    """(steps x classes) cumulative mispredicted labels per class."""
+    tallies: Tallies
+    """(steps x classes) cumulative labels and mispredicted labels per class, over every
+    mode, with the recent window after each step when one is kept."""
     counted: IntArray
     """Labels counted at each step."""
     gated: BoolArray
     """Whether ``samples`` labels were reached by each step: the checks run only from there."""
     holds: dict[str, BoolArray]
     """Check name -> whether it holds after each step (regardless of ``gated``)."""
+    window: WindowPreview | None = None
+    """The recent window's preview, to commit for the steps kept."""
 
 
 def chunk_progress(
@@ -50,9 +52,12 @@ def chunk_progress(
     base_total: int,
     samples_required: int,
     checks: Sequence[Check],
+    window: StepWindow | None = None,
+    steps: Sequence[int] = (),
 ) -> ChunkProgress:
-    """Cumulative counts and verdicts for every step of ``chunk``, on top of the base counts."""
-    steps = len(chunk)
+    """Cumulative counts and verdicts for every step of ``chunk``, on top of the base counts;
+    with a ``window``, also the recent counts after each of the ``steps``."""
+    rows_of_chunk = len(chunk)
     step_of_row = [
         np.full(labels.size, index, dtype=np.int64)
         for index, prepared in enumerate(chunk)
@@ -63,16 +68,19 @@ def chunk_progress(
     width = max(base_samples.size, int(labels.max()) + 1 if labels.size else 0, 1)
     rows = joined(step_of_row) * width + labels
     wrong = labels != predicted
-    per_step = np.bincount(rows, minlength=steps * width).reshape(steps, width)
-    per_step_wrong = np.bincount(rows[wrong], minlength=steps * width).reshape(steps, width)
+    cells = rows_of_chunk * width
+    per_step = np.bincount(rows, minlength=cells).reshape(rows_of_chunk, width)
+    per_step_wrong = np.bincount(rows[wrong], minlength=cells).reshape(rows_of_chunk, width)
     samples = np.cumsum(per_step, axis=0)
     mispredicted = np.cumsum(per_step_wrong, axis=0)
     samples[:, : base_samples.size] += base_samples
     mispredicted[:, : base_mispredicted.size] += base_mispredicted
     counted = per_step.sum(axis=1)
     gated = base_total + np.cumsum(counted) >= samples_required
-    holds = {check.name: check.holds(samples, mispredicted) for check in checks}
-    return ChunkProgress(samples, mispredicted, counted, gated, holds)
+    preview = None if window is None else window.preview(steps, per_step, per_step_wrong)
+    tallies = Tallies(samples, mispredicted, None if preview is None else preview.recent)
+    holds = {check.name: check.holds(tallies) for check in checks}
+    return ChunkProgress(tallies, counted, gated, holds, preview)
 
 
 def joined(parts: list[IntArray]) -> IntArray:

@@ -19,10 +19,19 @@ from typing import Any
 import numpy as np
 
 from evaluator.core import progress
-from evaluator.core.checks import Check, Finding, describe_current, holds_now, seed_checks
+from evaluator.core.checks import (
+    Check,
+    Finding,
+    Recent,
+    Tallies,
+    describe_current,
+    holds_now,
+    rule_checks,
+)
 from evaluator.core.counts import ClassCounts, IntArray
 from evaluator.core.normalise import Inputs, PreparedStep, WorkerBatch, prepare_steps
 from evaluator.core.params import RuleParameters
+from evaluator.core.window import StepWindow
 
 RULE_NAME = "ClassImbalance"
 EXAMPLES_KEPT = 32
@@ -46,7 +55,7 @@ class ClassImbalanceRule:
     params: RuleParameters
     checks: tuple[Check, ...] = ()
     """The checks evaluated after every step, in the order findings are listed; empty: the
-    seed rule's (``seed_checks``)."""
+    ones the parameters ask for (``rule_checks``; with default parameters the seed rule's)."""
     counts_by_mode: dict[str, ClassCounts] = field(default_factory=dict)
     steps_evaluated: int = 0
     last_step: int | None = None
@@ -61,9 +70,16 @@ class ClassImbalanceRule:
     """How this trial's binary scores are read (``probability`` or ``logit``), as its first
     batch of them decided; kept so that later batches, and a resumed run, read them alike."""
 
+    window: StepWindow | None = None
+    """The last ``window_steps`` steps' counts, kept when ``window_steps`` > 0."""
+
     def __post_init__(self) -> None:
         if not self.checks:
-            self.checks = seed_checks(self.params)
+            self.checks = rule_checks(self.params)
+        if self.window is None and self.params.window_steps > 0:
+            self.window = StepWindow(
+                self.params.window_steps, previous=self.params.minority_not_improving
+            )
         names = [check.name for check in self.checks]
         if len(set(names)) != len(names):
             raise ValueError(f"Expected checks with distinct names, but got {names}")
@@ -100,8 +116,17 @@ class ClassImbalanceRule:
             return {}
         key = (self.steps_evaluated, samples)
         if self._holds is None or self._holds[0] != key:
-            self._holds = (key, holds_now(self.checks, *self.combined_counts()))
+            self._holds = (key, holds_now(self.checks, self.tallies()))
         return dict(self._holds[1])
+
+    def tallies(self) -> Tallies:
+        """What the checks look at now: the combined counts and the recent window if kept."""
+        samples, mispredicted = self.combined_counts()
+        return Tallies(samples, mispredicted, self.recent(samples.size))
+
+    def recent(self, width: int) -> Recent | None:
+        """The recent window's counts, ``width`` classes wide; None when none is kept."""
+        return None if self.window is None else self.window.current(width)
 
     def current_findings(self) -> dict[str, Finding | None]:
         """Each check's finding at the last evaluated step (None: it does not hold now).
@@ -110,9 +135,7 @@ class ClassImbalanceRule:
         """
         if self.last_step is None:
             return {}
-        return describe_current(
-            self.checks, self.current_holds, *self.combined_counts(), self.last_step
-        )
+        return describe_current(self.checks, self.current_holds, self.tallies(), self.last_step)
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -160,6 +183,8 @@ class ClassImbalanceRule:
             base_total=self.samples,
             samples_required=self.params.samples,
             checks=self.checks,
+            window=self.window,
+            steps=[step for step, _ in chunk],
         )
         found = {finding.check for finding in self.findings}
         results: list[StepResult] = []
@@ -169,7 +194,7 @@ class ClassImbalanceRule:
                 for check in self.checks:
                     if check.name in found or not seen.holds[check.name][index]:
                         continue
-                    finding = check.describe(seen.samples[index], seen.mispredicted[index], step)
+                    finding = check.describe(seen.tallies.row(index), step)
                     if finding is not None:
                         new.append(finding)
                         found.add(check.name)
@@ -180,6 +205,8 @@ class ClassImbalanceRule:
             if stop_at_first_issue and self.issue_step is not None:
                 break
         self._commit([prepared for _, prepared in chunk[: len(results)]])
+        if self.window is not None and seen.window is not None:
+            self.window.commit(seen.window, len(results))
         self.steps_evaluated += len(results)
         self.last_step = results[-1].step
         last = len(results) - 1
@@ -244,6 +271,8 @@ class ClassImbalanceRule:
         for finding in sorted([*self.findings, *other.findings], key=lambda f: f.step):
             earliest.setdefault(finding.check, finding)
         self.findings = list(earliest.values())
+        if self.window is not None and other.window is not None:
+            self.window.merge(other.window)
         self._holds = None
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -260,6 +289,7 @@ class ClassImbalanceRule:
             "skipped_batches": dict(self.skipped_batches),
             "problem_examples": dict(self.problem_examples),
             "binary_form": self.binary_form,
+            **({"window": self.window.to_state()} if self.window is not None else {}),
         }
 
     @classmethod
@@ -291,4 +321,5 @@ class ClassImbalanceRule:
             skipped_batches=Counter(state["skipped_batches"]),
             problem_examples=dict(state["problem_examples"]),
             binary_form=state.get("binary_form"),
+            window=StepWindow.from_state(state["window"]) if "window" in state else None,
         )

@@ -163,7 +163,14 @@ def test_all_workers_and_modes_are_counted(tmp_path: Path) -> None:
     assert code == 0
     assert_counts_match(doc, truth)
     assert doc["samples"] == 10 * 4 * 32
-    assert doc["modes"] == {"EVAL": {"samples": 3 * 4 * 32}, "TRAIN": {"samples": 7 * 4 * 32}}
+    assert {mode: m["samples"] for mode, m in doc["modes"].items()} == {
+        "EVAL": 3 * 4 * 32,
+        "TRAIN": 7 * 4 * 32,
+    }
+    for mode, figures in doc["modes"].items():
+        assert {c: e["samples"] for c, e in figures["classes"].items()} == {
+            str(c): n for c, n in truth.samples_by_mode[mode].items()
+        }
     assert doc["warnings"], "fewer labels than samples is said"
 
 

@@ -3,10 +3,12 @@ every skipped reason."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from container.snapshot import take_snapshot
-from container.status import RunInfo, Status, build_status
+from container.status import RunInfo, Status, build_status, readable_json
 from evaluator.core import ClassImbalanceRule, RuleParameters, WorkerBatch
 from evaluator.trial import ReaderProblems
 
@@ -46,10 +48,31 @@ def test_the_document_says_what_the_snapshot_says() -> None:
     document = build_status(snapshot, RunInfo("t", "native", None, 0.0), terminal=False)
     assert document["imbalance_ratio"] == snapshot.imbalance_ratio == 3.0
     assert document["classes"] == {
-        "0": {"samples": 3, "mispredicted": 0, "misprediction_fraction": 0.0},
-        "1": {"samples": 1, "mispredicted": 0, "misprediction_fraction": 0.0},
+        "0": {"samples": 3, "mispredicted": 0, "misprediction_fraction": 0.0, "mistaken_for": []},
+        "1": {"samples": 1, "mispredicted": 0, "misprediction_fraction": 0.0, "mistaken_for": []},
     }
     assert document["issue_step"] == snapshot.issue_step == 3
     assert document["current"]["imbalance"]["step"] == 3
     assert document["current"]["misprediction"] is None
     assert document["message"].startswith("RuleEvaluationConditionMet")
+
+
+def test_the_status_is_written_as_readable_json_that_parses_back_exactly() -> None:
+    document = {
+        "rule": "ClassImbalance",
+        "empty": {},
+        "classes": {
+            str(c): {"samples": c, "mistaken_for": [{"class": 1, "count": 2}]} for c in range(30)
+        },
+        "findings": [{"check": "imbalance", "classes": list(range(200)), "message": "x"}],
+        "nested": {"a": {"b": {"c": list(range(20))}}},
+    }
+    text = readable_json(document)
+    assert json.loads(text) == document
+    lines = text.splitlines()
+    assert '    "7": {"samples": 7, "mistaken_for": [{"class": 1, "count": 2}]},' in lines
+    assert lines[0] == "{"
+    assert lines[-1] == "}"
+    assert readable_json({"a": {"samples": 3, "classes": [1, 2]}}) == (
+        '{\n  "a": {"samples": 3, "classes": [1, 2]}\n}'
+    )

@@ -28,6 +28,7 @@ from evaluator.core import (
     Finding,
     ImbalanceCheck,
     RuleParameters,
+    Tallies,
     WorkerBatch,
     seed_checks,
 )
@@ -46,10 +47,12 @@ class RareClassCheck:
     minimum: int
     name: str = TOY
 
-    def holds(self, samples: IntArray, mispredicted: IntArray) -> BoolArray:
+    def holds(self, tallies: Tallies) -> BoolArray:
+        samples = tallies.samples
         return np.asarray(((samples > 0) & (samples < self.minimum)).any(axis=1), dtype=bool)
 
-    def describe(self, samples: IntArray, mispredicted: IntArray, step: int) -> Finding | None:
+    def describe(self, tallies: Tallies, step: int) -> Finding | None:
+        samples = tallies.samples
         rare = np.flatnonzero((samples > 0) & (samples < self.minimum))
         if rare.size == 0:
             return None

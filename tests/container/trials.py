@@ -20,12 +20,21 @@ class TrialTruth:
     samples: dict[int, int] = field(default_factory=dict)
     mispredicted: dict[int, int] = field(default_factory=dict)
     steps: list[int] = field(default_factory=list)
+    confusion: dict[tuple[int, int], int] = field(default_factory=dict)
+    """(label, predicted) -> count, where the two differ."""
+    samples_by_mode: dict[str, dict[int, int]] = field(default_factory=dict)
 
-    def add(self, labels: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64]) -> None:
+    def add(
+        self, labels: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64], mode: str = "TRAIN"
+    ) -> None:
+        in_mode = self.samples_by_mode.setdefault(mode, {})
         for label, guess in zip(labels.tolist(), predicted.tolist(), strict=True):
             self.samples[label] = self.samples.get(label, 0) + 1
+            in_mode[label] = in_mode.get(label, 0) + 1
             if guess != label:
                 self.mispredicted[label] = self.mispredicted.get(label, 0) + 1
+                pair = (label, guess)
+                self.confusion[pair] = self.confusion.get(pair, 0) + 1
 
 
 Batch = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
@@ -72,7 +81,7 @@ def write_trial(
                 mode=modes(step),
             )
             predicted = predictions.argmax(axis=1) if predictions.ndim == 2 else predictions
-            truth.add(labels.reshape(-1).astype(np.int64), predicted.astype(np.int64))
+            truth.add(labels.reshape(-1).astype(np.int64), predicted.astype(np.int64), modes(step))
         truth.steps.append(step)
     if end:
         end_training(str(path))

@@ -27,6 +27,9 @@ REFUSED: dict[str, tuple[Any, str]] = {
     "binary_threshold": (1.0, "a probability strictly between 0 and 1"),
     "binary_scores": ("logits", "auto, probability or logit"),
     "class_axis": (1.5, "a whole number: the axis of the classes"),
+    "confidence": (1.0, "a probability strictly between 0 and 1, such as 0.95"),
+    "window_steps": (100_001, "a whole number within [0, 100000]"),
+    "minority_not_improving": ("yes", "a boolean"),
 }
 
 
@@ -50,6 +53,15 @@ def test_every_refused_value_is_reported_at_once_in_field_order() -> None:
     with pytest.raises(ParameterError) as raised:
         RuleParameters(**{name: value for name, (value, _phrase) in reversed(REFUSED.items())})
     assert [p.name for p in raised.value.problems] == list(PARAMETER_NAMES)
+
+
+def test_minority_not_improving_needs_a_window_and_says_so() -> None:
+    with pytest.raises(ParameterError) as raised:
+        RuleParameters(minority_not_improving=True)
+    [problem] = raised.value.problems
+    assert problem.name == "minority_not_improving"
+    assert "window_steps is 0: set it, such as 50" in problem.describe()
+    assert RuleParameters(minority_not_improving=True, window_steps=50).window_steps == 50
 
 
 def test_typed_values_within_their_ranges_are_kept() -> None:

@@ -110,6 +110,9 @@ def test_the_dashboard_shows_what_the_issue_asks_for(dashboard: dict[str, Any]) 
     assert by_metric["classimbalance_class_samples"]
     assert by_metric["classimbalance_class_misprediction_ratio"]
     assert "stat" in by_metric["classimbalance_status"]
+    assert "bargauge" in by_metric["classimbalance_class_confusion_ratio"], "top confusions"
+    assert by_metric["classimbalance_mode_issue_current"], "per-mode verdicts"
+    assert by_metric["classimbalance_mode_imbalance_ratio"]
     assert set(by_metric) >= {
         "classimbalance_imbalance_threshold_ratio",
         "classimbalance_misprediction_threshold_ratio",

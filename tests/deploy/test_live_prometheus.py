@@ -104,7 +104,7 @@ def test_the_alerting_rules_evaluate_and_the_imbalance_alert_goes_pending(live: 
     assert alert["metric"]["job"] == JOB  # type: ignore[index]
     groups = live.prometheus.get("/api/v1/rules")["groups"]
     evaluated = [rule for group in groups for rule in group["rules"]]
-    assert len(evaluated) == 9
+    assert len(evaluated) == 11
     for rule in evaluated:
         assert rule["health"] == "ok", rule
         assert not rule.get("lastError"), rule
@@ -131,6 +131,8 @@ def test_every_dashboard_query_runs_and_the_main_panels_have_data(live: Live) ->
         "Misprediction fraction per class",
         "Samples per class",
         "Labels counted",
+        "Checks per mode",
+        "Imbalance ratio per mode",
     }
     # The variables' label_values(classimbalance_status, job) and (..., instance).
     jobs = live.prometheus.get("/api/v1/label/job/values", **{"match[]": "classimbalance_status"})

@@ -49,6 +49,9 @@ def test_every_parameter_is_known_by_its_seed_name() -> None:
         "binary_threshold",
         "binary_scores",
         "class_axis",
+        "confidence",
+        "window_steps",
+        "minority_not_improving",
     }
 
 
@@ -214,7 +217,7 @@ def test_unknown_key_without_a_close_name_lists_the_known_ones() -> None:
     [problem] = _problems({"base_trial": "s3://bucket/trial"})
     message = problem.describe()
     assert message.startswith("unknown parameter 'base_trial'; known: argmax, binary_scores, ")
-    assert message.endswith("threshold_imbalance, threshold_misprediction")
+    assert message.endswith("threshold_imbalance, threshold_misprediction, window_steps")
 
 
 def test_non_string_unknown_key_is_a_problem_not_a_crash() -> None:

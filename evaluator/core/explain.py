@@ -1,0 +1,112 @@
+"""Why a class fails: what it is mistaken for, and each mode's verdict on its own counts.
+
+The counts already hold the answer to a user's first question about a failing class, "what is
+it predicted as instead?": the off-diagonal pairs (``counts.PairCounts``). ``top_confusions``
+ranks them per class in one vectorised pass, so a status over 1,000 classes costs a sort of the
+pairs, not a loop. ``mode_verdicts`` applies the cumulative checks to each mode's counts alone:
+TRAIN says whether the training data is balanced, EVAL whether the model generalises for the
+rare classes; the combined verdict, over every mode, still decides the exit code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from evaluator.core.checks import (
+    Check,
+    Finding,
+    Tallies,
+    describe_current,
+    holds_now,
+    imbalance_ratio,
+    uses_window,
+)
+from evaluator.core.counts import FrozenPairs
+
+IntArray = npt.NDArray[np.int64]
+
+TOP_CONFUSIONS = 3
+"""Classes listed per class as what it was most often predicted as."""
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """How often a class's samples were predicted as one other class."""
+
+    predicted: int
+    count: int
+    fraction: float
+    """count / the class's samples."""
+
+
+def top_confusions(
+    pairs: FrozenPairs, samples: IntArray, k: int = TOP_CONFUSIONS
+) -> dict[int, tuple[Confusion, ...]]:
+    """Per class with a misprediction: its ``k`` most frequent wrong predictions, most frequent
+    first (ties: the lower class index), with their fraction of the class's samples."""
+    labels, predicted, counts = pairs.triples
+    if labels.size == 0:
+        return {}
+    labels, predicted, counts = (a[_by_label_then_count(labels, counts)] for a in pairs.triples)
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    rank = np.arange(labels.size) - np.repeat(starts, np.diff(np.r_[starts, labels.size]))
+    keep = rank < k
+    labels, predicted, counts = labels[keep], predicted[keep], counts[keep]
+    totals = np.where(labels < samples.size, samples[np.minimum(labels, samples.size - 1)], 0)
+    result: dict[int, list[Confusion]] = {}
+    for label, guess, count, total in zip(
+        labels.tolist(), predicted.tolist(), counts.tolist(), totals.tolist(), strict=True
+    ):
+        fraction = count / total if total else float("nan")
+        result.setdefault(label, []).append(Confusion(guess, count, fraction))
+    return {label: tuple(found) for label, found in result.items()}
+
+
+def _by_label_then_count(labels: IntArray, counts: IntArray) -> IntArray:
+    """The order by label, then count descending, then predicted class (the pairs come sorted
+    by label and predicted class, and the sort is stable): one stable sort of one composite
+    key, 6x faster than a three-key lexsort over 200,000 pairs."""
+    most = int(counts.max())
+    if most < (1 << 31):  # label < 2**31, so label * (most + 1) + most stays below 2**62
+        return np.argsort(labels * (most + 1) + (most - counts), kind="stable")
+    return np.lexsort((-counts, labels))
+
+
+@dataclass(frozen=True)
+class ModeVerdict:
+    """One mode's figures and which checks hold on its counts alone."""
+
+    samples: int
+    imbalance_ratio: float | None
+    checks_active: bool
+    """Whether this mode alone has ``samples`` labels, so that its checks run."""
+    holds: Mapping[str, bool]
+    """Each cumulative check's verdict on this mode's counts (empty before ``samples``);
+    checks over the recent window are evaluated over every mode only."""
+    current: Mapping[str, Finding | None]
+    """The findings of the checks that hold (described only when asked: a scrape needs
+    ``holds`` alone, a status write the findings too)."""
+
+
+def mode_verdict(
+    checks: Sequence[Check],
+    samples: IntArray,
+    mispredicted: IntArray,
+    *,
+    samples_required: int,
+    step: int | None,
+    describe: bool = False,
+) -> ModeVerdict:
+    """The cumulative checks applied to one mode's per-class counts."""
+    own = [check for check in checks if not uses_window(check)]
+    total = int(samples.sum())
+    ratio = imbalance_ratio(samples)
+    active = step is not None and total >= samples_required
+    tallies = Tallies(samples, mispredicted)
+    holds = holds_now(own, tallies) if active else {}
+    current = describe_current(own, holds, tallies, step) if describe and step is not None else {}
+    return ModeVerdict(total, None if ratio is None else ratio[0], active, holds, current)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from container.actions import ActionOutcome, ActionRunner, boto3_client
 from container.checkpoint import (
     Checkpoint,
     Checkpointer,
@@ -60,6 +61,8 @@ class Runtime:
     """Warnings found while loading the settings, carried into the status."""
     checks: Callable[[RuleParameters], Sequence[Check]] | None = None
     """The checks to evaluate instead of the seed rule's (an embedding's own check)."""
+    aws_clients: Callable[[str], Any] | None = None
+    """Service name -> a boto3 client, for the AWS actions (tests); None: boto3's own."""
 
 
 def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
@@ -181,7 +184,17 @@ def _evaluate(
     checkpointer = Checkpointer(
         settings.checkpoints, identity, steps_evaluated=rule.steps_evaluated
     )
-    hooks = _Hooks(publisher, checkpointer, names)
+    managed = settings.managed
+    runner = ActionRunner(
+        managed.actions,
+        dry_run=managed.actions_dry_run,
+        timeout=managed.action_timeout,
+        saved=[ActionOutcome.from_json(saved) for saved in checkpoint.actions]
+        if checkpoint
+        else (),
+        clients=runtime.aws_clients or boto3_client,
+    )
+    hooks = _Hooks(publisher, checkpointer, runner, names)
     evaluation = Evaluation(
         reader,
         rule,
@@ -196,6 +209,7 @@ def _evaluate(
             (settings.checkpoints.file or "", checkpoint.trial_identity) if checkpoint else None
         ),
         class_names=names,
+        actions=lambda: tuple(outcome.to_json() for outcome in runner.outcomes),
     )
     waiter = StepWaiter(reader.local_path)
     try:
@@ -211,6 +225,7 @@ def _evaluate(
             extra={"event": "attached", "trial": info.trial},
         )
         end = evaluation.follow(stop=stop, wait=waiter.wait)
+        hooks.act(evaluation)  # an issue found at the last step, or before a restart
         return _conclude(
             evaluation,
             settings,
@@ -241,16 +256,31 @@ class _Hooks:
 
     publisher: Publisher
     checkpointer: Checkpointer
+    actions: ActionRunner
     class_names: tuple[str, ...] | None = None
 
     def step_done(self, evaluation: Evaluation, result: StepResult) -> None:
         check_names_fit(self.class_names, _classes_counted(evaluation.rule))
         self.publisher.step_done(result, evaluation.snapshot)
+        self.act(evaluation)
         self.checkpointer.maybe_save(evaluation.rule.steps_evaluated, evaluation.checkpoint)
 
     def poll_done(self, evaluation: Evaluation) -> None:
         self.publisher.poll_done(evaluation.snapshot)
+        self.act(evaluation)
         self.checkpointer.maybe_save(evaluation.rule.steps_evaluated, evaluation.checkpoint)
+
+    def act(self, evaluation: Evaluation) -> None:
+        """Once an issue was found: carry out the pending actions, then checkpoint at once (so
+        a restart does not repeat them) and show their outcomes."""
+        if evaluation.rule.issue_step is None or not self.actions.pending:
+            return
+
+        def saved() -> None:
+            self.checkpointer.save(evaluation.rule.steps_evaluated, evaluation.checkpoint)
+
+        if self.actions.run_pending(lambda: self.publisher.document(evaluation.snapshot()), saved):
+            self.publisher.publish(evaluation.snapshot(), force=True)
 
 
 def _classes_counted(rule: ClassImbalanceRule) -> int:

@@ -62,6 +62,9 @@ class Checkpoint:
     trial_identity: TrialIdentity | None = None
     """What the trial was, by its content (``TrialReader.identity``), when it was saved: a
     trial written again at the same path is another trial. None in older checkpoints."""
+    actions: tuple[dict[str, Any], ...] = ()
+    """What became of each action (``ActionOutcome.to_json``): a resumed evaluation does not
+    repeat one that was carried out. Empty in older checkpoints."""
 
 
 def save_checkpoint(path: str, identity: Mapping[str, Any], checkpoint: Checkpoint) -> None:
@@ -75,6 +78,7 @@ def save_checkpoint(path: str, identity: Mapping[str, Any], checkpoint: Checkpoi
             checkpoint.trial_identity.to_json() if checkpoint.trial_identity else None
         ),
         "rule_state": checkpoint.rule_state,
+        "actions": list(checkpoint.actions),
     }
     write_text_atomically(path, json.dumps(document, separators=(",", ":")))
 
@@ -105,6 +109,7 @@ def load_checkpoint(path: str, identity: Mapping[str, Any]) -> Checkpoint | None
             document["rule_state"],
             int(document["steps_seen"]),
             TrialIdentity.from_json(document.get("trial_identity")),
+            tuple(dict(action) for action in document.get("actions", ())),
         )
     except CheckpointError:
         raise

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from container.checkpoint import Checkpoint
 from container.config import FollowSettings, TrialSettings
@@ -75,6 +76,8 @@ class Evaluation:
     last_evaluation_time: float | None = None
     class_names: tuple[str, ...] | None = None
     """A name per class index, carried into every snapshot for the outputs."""
+    actions: Callable[[], tuple[dict[str, Any], ...]] = tuple
+    """What became of each action (their outcomes as JSON), for snapshots and checkpoints."""
 
     @property
     def modes(self) -> Collection[str] | None:
@@ -102,13 +105,20 @@ class Evaluation:
             reader=self.reader.problems(),
             progress=Progress(self.steps_seen, self.last_evaluation_time),
             class_names=self.class_names,
+            actions=self.actions(),
         )
 
     def checkpoint(self) -> Checkpoint:
         """What a restart resumes from: the counts, the last step dealt with, the trial (the
         saved one while the trial at the path is not known to be it yet)."""
         identity = self.resumed_from[1] if self.resumed_from else self.reader.identity()
-        return Checkpoint(self.delivered_through, self.rule.to_state(), self.steps_seen, identity)
+        return Checkpoint(
+            self.delivered_through,
+            self.rule.to_state(),
+            self.steps_seen,
+            identity,
+            self.actions(),
+        )
 
     def _resumed_trial_confirmed(self) -> bool:
         """Whether steps may be read: True unless this evaluation resumed a checkpoint and the

@@ -24,11 +24,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import CollectorRegistry
 
+from container.actions import OUTCOMES as ACTION_OUTCOMES
 from container.snapshot import Snapshot, SnapshotBox
 from evaluator.core import IGNORED, uses_window
 
 PREFIX = "classimbalance"
 STATES = ("InProgress", "NoIssuesFound", "IssuesFound", "Error", "Stopped")
+FINAL_STATUSES = frozenset({"NoIssuesFound", "Error", "Stopped"})
+"""Final statuses in which an action still pending will not run: it shows as skipped."""
 OTHER = "other"
 """The ``class`` label of the series that sums every class not kept on its own."""
 
@@ -111,6 +114,14 @@ class ClassImbalanceCollector:
         self._add_modes(f, s)
         self._add_confusions(f, s)
         self._add_recent(f, s, kept)
+        ended = s.status in FINAL_STATUSES and s.issue_step is None
+        for position, outcome in enumerate(s.actions, start=1):
+            current = outcome["outcome"]
+            if ended and current == "pending":  # as the final status says
+                current = "skipped"
+            for state in ACTION_OUTCOMES:
+                labels = [str(outcome["action"]["name"]), str(position), state]
+                f.action_outcome.add_metric(labels, float(current == state))
 
     def _add_classes(self, f: _Families, s: Snapshot, kept: IntArray) -> None:
         for mode in sorted(s.by_mode):
@@ -242,6 +253,12 @@ class _Families:
             f"{p}_recent_window_steps",
             "Steps in the recent window (window_steps once that many were evaluated); only "
             "with window_steps > 0.",
+        )
+        self.action_outcome = GaugeMetricFamily(
+            f"{p}_action_outcome",
+            "1 for each configured action's outcome (pending, done, failed, skipped, "
+            "would_run), 0 for the others; position is the action's place in the list.",
+            labels=["action", "position", "outcome"],
         )
         self.mode_imbalance_ratio = GaugeMetricFamily(
             f"{p}_mode_imbalance_ratio",

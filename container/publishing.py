@@ -123,6 +123,10 @@ class Publisher:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def document(self, snapshot: Snapshot) -> dict[str, Any]:
+        """The status document of a snapshot as it would be written now (for the actions)."""
+        return self._document(snapshot)
+
     def _document(
         self, snapshot: Snapshot, error: str | None = None, *, terminal: bool = False
     ) -> dict[str, Any]:

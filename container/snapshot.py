@@ -15,6 +15,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -97,6 +98,8 @@ class Snapshot:
     """The counts over the last ``window_steps`` steps, when a window is kept."""
     class_names: tuple[str, ...] | None = None
     """A name per class index, when configured: shown beside the index in every output."""
+    actions: tuple[Mapping[str, Any], ...] = ()
+    """What became of each configured action (``ActionOutcome.to_json``)."""
     findings: tuple[Finding, ...] = ()
     """The first finding of each check, in the order they occurred."""
     current_holds: Mapping[str, bool] = field(default_factory=dict)
@@ -194,6 +197,7 @@ def take_snapshot(
     reader: ReaderProblems = NO_PROBLEMS,
     progress: Progress | None = None,
     class_names: tuple[str, ...] | None = None,
+    actions: tuple[Mapping[str, Any], ...] = (),
 ) -> Snapshot:
     """Copy what exporters need out of the rule (cost: O(classes x modes); the confusion
     pairs are held, not copied, and folded only when an output asks)."""
@@ -221,6 +225,7 @@ def take_snapshot(
         by_mode=by_mode,
         recent=recent,
         class_names=class_names,
+        actions=actions,
         findings=tuple(rule.findings),
         current_holds={check.name: holds.get(check.name, False) for check in rule.checks},
         issue_found={check.name: check.name in found for check in rule.checks},

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from container.actions.webhook import shown
 from container.atomic import write_text_atomically
 from container.snapshot import Snapshot
 from evaluator.core import RULE_NAME, Confusion, Finding, misprediction_fractions
@@ -65,7 +66,7 @@ class RunInfo:
     stopped."""
     warnings: Sequence[str] = ()
     actions: Sequence[Mapping[str, Any]] = ()
-    """Actions requested through action_json, recorded (not carried out by this version)."""
+    """The actions configured (their outcomes come with the snapshot)."""
     resumed_from_step: int | None = None
     """The last step of the checkpoint this run resumed from, if any."""
 
@@ -132,11 +133,28 @@ def build_status(
         "selected_modes": list(run.modes) if run.modes else None,
         "ended_by": run.ended_by,
         "warnings": list(run.warnings),
-        "actions": [dict(action) for action in run.actions],
+        "actions": _actions(snapshot, run, terminal=terminal),
         "resumed_from_step": run.resumed_from_step,
         "started_at": _iso(run.started_at),
         "updated_at": _iso(time.time() if now is None else now),
     }
+
+
+def _actions(snapshot: Snapshot, run: RunInfo, *, terminal: bool) -> list[dict[str, Any]]:
+    """Each action's outcome; at the end of an evaluation without an issue, the actions that
+    never ran are ``skipped`` (in the document only: a checkpoint keeps them pending, so a
+    resumed evaluation that finds the issue still carries them out)."""
+    outcomes = [dict(outcome) for outcome in snapshot.actions] or [
+        {"action": dict(action), "outcome": "pending", "detail": ""} for action in run.actions
+    ]
+    for outcome in outcomes:  # a chat webhook's URL holds its token in the path
+        if "url" in outcome["action"]:
+            outcome["action"] = {**outcome["action"], "url": shown(outcome["action"]["url"])}
+    if terminal and snapshot.issue_step is None:
+        for outcome in outcomes:
+            if outcome["outcome"] == "pending":
+                outcome.update(outcome="skipped", detail="not carried out: no issue was found")
+    return outcomes
 
 
 def _examples(snapshot: Snapshot) -> dict[str, str]:

@@ -46,13 +46,25 @@ def _lines(document: Mapping[str, Any], status_file: str, warnings: Sequence[str
     for finding in document["findings"]:
         yield f"  first {finding['check']} finding, at step {finding['step']}: {finding['message']}"
     yield from _modes(document)
-    yield from _tables(classes, params["threshold_misprediction"])
+    failing = set(_above(classes, params, current))
+    yield from _tables(classes, params["threshold_misprediction"], failing)
+    yield from _actions(document)
     for warning in warnings:
         yield f"  warning: {warning}"
     skipped = document["skipped"]
     if skipped["rows"] or skipped["batches"]:
         yield f"  skipped rows: {skipped['rows']}, skipped batches: {skipped['batches']}"
     yield f"  status file: {status_file} ({document['status']})"
+
+
+def _actions(document: Mapping[str, Any]) -> Iterator[str]:
+    """What each action did, or that it was not carried out (never silent)."""
+    for position, outcome in enumerate(document.get("actions") or (), start=1):
+        name = outcome["action"]["name"]
+        detail = outcome.get("detail") or (
+            "not carried out yet: no issue so far" if outcome["outcome"] == "pending" else ""
+        )
+        yield f"  action {position} ({name}): {outcome['outcome']}{': ' + detail if detail else ''}"
 
 
 def _label(index: str, entry: Mapping[str, Any]) -> str:
@@ -69,6 +81,14 @@ def _imbalance_line(
     smallest = min(classes, key=lambda c: (classes[c]["samples"], int(c)))
     threshold = params["threshold_imbalance"]
     where = "above" if ratio > threshold else "not above"
+    confidence, current = params.get("confidence"), document["current"]
+    if confidence is not None and "imbalance" in current:  # the guarded check decides
+        finding = current["imbalance"]
+        where = (
+            f"at confidence {confidence:g} at least {finding['value']:.4g}, above"
+            if finding
+            else f"not above (at confidence {confidence:g})"
+        )
     yield (
         f"  imbalance ratio {ratio:.4g} = {classes[largest]['samples']}/"
         f"{classes[smallest]['samples']} (largest {_label(largest, classes[largest])}, "
@@ -77,7 +97,16 @@ def _imbalance_line(
     )
 
 
-def _above(classes: Mapping[str, Mapping[str, Any]], threshold: float) -> list[str]:
+def _above(
+    classes: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any], current: Mapping[str, Any]
+) -> list[str]:
+    """The classes failing the misprediction check now: above the threshold, or with
+    ``confidence`` the classes of the guarded check's current finding (whose lower bounds are
+    above it), worst first."""
+    if params.get("confidence") is not None and "misprediction" in current:
+        finding = current["misprediction"]
+        return [str(c) for c in finding["classes"]] if finding else []
+    threshold = params["threshold_misprediction"]
     above = [c for c, e in classes.items() if e["misprediction_fraction"] > threshold]
     return sorted(above, key=lambda c: (-classes[c]["misprediction_fraction"], int(c)))
 
@@ -88,12 +117,15 @@ def _misprediction_line(
     if not classes:
         return
     threshold = params["threshold_misprediction"]
-    above = _above(classes, threshold)
+    above = _above(classes, params, current)
+    guard = (
+        f" at confidence {params['confidence']:g}" if params.get("confidence") is not None else ""
+    )
     if not above:
         worst = max(classes, key=lambda c: (classes[c]["misprediction_fraction"], -int(c)))
         entry = classes[worst]
         yield (
-            f"  no class above threshold_misprediction {threshold:g} now (worst "
+            f"  no class above threshold_misprediction {threshold:g}{guard} now (worst "
             f"{_label(worst, entry)}: {entry['mispredicted']}/{entry['samples']} = "
             f"{entry['misprediction_fraction']:.3f})"
         )
@@ -105,7 +137,7 @@ def _misprediction_line(
     )
     more = f" and {len(above) - 5} more" if len(above) > 5 else ""
     count = f"{len(above)} class{'es' if len(above) != 1 else ''}"
-    yield f"  above threshold_misprediction {threshold:g} now: {count} ({shown}{more})"
+    yield f"  above threshold_misprediction {threshold:g}{guard} now: {count} ({shown}{more})"
 
 
 def _confused(entry: Mapping[str, Any], limit: int) -> str:
@@ -148,12 +180,14 @@ def _modes(document: Mapping[str, Any]) -> Iterator[str]:
         yield f"  mode {mode}: {figures['samples']} labels{ratio_text}; {verdict}"
 
 
-def _tables(classes: Mapping[str, Mapping[str, Any]], threshold: float) -> Iterator[str]:
+def _tables(
+    classes: Mapping[str, Mapping[str, Any]], threshold: float, failing: set[str]
+) -> Iterator[str]:
     if not classes:
         return
     if len(classes) <= TABLE_LIMIT:
         yield f"  classes ({MARK} above threshold_misprediction {threshold:g} now):"
-        yield from _table(classes, list(classes), threshold)
+        yield from _table(classes, list(classes), failing)
         return
     worst = sorted(classes, key=lambda c: (-classes[c]["misprediction_fraction"], int(c)))
     scarcest = sorted(classes, key=lambda c: (classes[c]["samples"], int(c)))
@@ -161,14 +195,14 @@ def _tables(classes: Mapping[str, Mapping[str, Any]], threshold: float) -> Itera
         f"  {len(classes)} classes; the {SHOWN_EACH} worst-predicted ({MARK} above "
         f"threshold_misprediction {threshold:g} now):"
     )
-    yield from _table(classes, worst[:SHOWN_EACH], threshold)
+    yield from _table(classes, worst[:SHOWN_EACH], failing)
     yield f"  the {SHOWN_EACH} scarcest:"
-    yield from _table(classes, scarcest[:SHOWN_EACH], threshold)
+    yield from _table(classes, scarcest[:SHOWN_EACH], failing)
     yield "  (every class is in the status file)"
 
 
 def _table(
-    classes: Mapping[str, Mapping[str, Any]], shown: Sequence[str], threshold: float
+    classes: Mapping[str, Mapping[str, Any]], shown: Sequence[str], failing: set[str]
 ) -> Iterator[str]:
     names = [classes[c].get("name", "") for c in shown]
     width = max((len(n) for n in names), default=0)
@@ -176,7 +210,7 @@ def _table(
     yield f"      class{name_header}  samples  mispredicted  fraction  mistaken for"
     for c, name in zip(shown, names, strict=True):
         entry = classes[c]
-        mark = MARK if entry["misprediction_fraction"] > threshold else " "
+        mark = MARK if c in failing else " "
         name_cell = f"  {name:<{width}}" if width else ""
         mistaken = ", ".join(
             f"{m['class']} ({m['count']}, {m['fraction']:.3f})" for m in entry["mistaken_for"]

@@ -29,6 +29,7 @@ def live_writer_command(
     rank: int | None = None,
     last_step_delay: float | None = None,
     stop_before: int | None = None,
+    stop_file: Path | str | None = None,
 ) -> list[str]:
     """``python -m devtools.live_writer ...`` with this interpreter: the job runs in a process of
     its own, so that a reader beside it shares neither its interpreter nor its GIL.
@@ -52,6 +53,7 @@ def live_writer_command(
         "--rank": rank,
         "--last-step-delay": last_step_delay,
         "--stop-before": stop_before,
+        "--stop-file": stop_file,
     }
     for flag, value in options.items():
         if value is not None:

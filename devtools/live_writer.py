@@ -81,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--stop-before", type=int, default=0, help="die this many steps before the end"
     )
+    parser.add_argument(
+        "--stop-file",
+        default=None,
+        help="before each step, stop training (and close, writing the end marker) when this "
+        "file exists: the five lines the README shows a training loop",
+    )
     parser.add_argument("--s3-uri", default=None, help="also upload to this s3:// prefix")
     parser.add_argument("--s3-endpoint-url", default=None)
     args = parser.parse_args(argv)
@@ -98,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     last = args.start_step + args.steps - 1
     with open(args.truth, "a", buffering=1, encoding="utf-8") as truth:
         for step in range(args.start_step, args.start_step + args.steps - args.stop_before):
+            if args.stop_file and os.path.exists(args.stop_file):
+                break  # asked to stop by the evaluator's stop_file action
             if step == last and args.last_step_delay:
                 time.sleep(args.last_step_delay)
             samples = np.zeros(args.classes, dtype=np.int64)

@@ -384,12 +384,26 @@ class ManagedSettings:
         parse=values.actions,
         accepted='JSON of an action object or a list of them (quotes may be escaped as \\"), each '
         'with a "name": stoptraining (with "training_job_prefix"), email or sms (with '
-        '"endpoint"), such as {"name": "stoptraining", "training_job_prefix": "job"}; or none',
+        '"endpoint"), webhook (with "url"), stop_file (with "path"), such as {"name": '
+        '"stoptraining", "training_job_prefix": "job"}; or none',
         flags=("--actions", "--action-json"),
         metavar="JSON",
         aliases=("action_json",),
     )
-    """Actions parsed from ``action_json`` (as JSON, never as code): recorded in the status."""
+    """Actions parsed from ``action_json`` (as JSON, never as code), carried out once when the
+    issue is found; each one's outcome is in the status, the log and the metrics."""
+
+    actions_dry_run: bool = _switch(False)
+    """Evaluate and report what each action would do (``would_run``) without doing it."""
+
+    action_timeout: float = setting(
+        30.0,
+        parse=values.number(0, above=True, high=3600),
+        accepted="a number of seconds in (0, 3600], such as 30",
+        metavar="SECONDS",
+    )
+    """Seconds each action may take at most (its retries included): an action never hangs the
+    evaluation nor holds back the terminal status longer than this."""
 
 
 # -- the whole ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from container.config.action_specs import ACTION_NAMES, check_action
 from evaluator.core import RULE_NAME, RuleParameters
 
 _TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
@@ -25,8 +26,6 @@ _NONE_WORDS = frozenset({"", "none", "null"})
 
 Mode = Literal["TRAIN", "EVAL", "PREDICT", "GLOBAL"]
 MODES: tuple[str, ...] = typing.get_args(Mode)
-ACTION_NAMES = ("stoptraining", "email", "sms")
-_ACTION_TARGET = {"stoptraining": "training_job_prefix", "email": "endpoint", "sms": "endpoint"}
 
 
 class Invalid(ValueError):
@@ -89,12 +88,12 @@ def whole_number_within(low: int, high: int | None = None) -> Callable[[Any], in
     return parse_bounded
 
 
-def number(low: float, *, above: bool = False) -> Callable[[Any], float]:
-    """A parser of finite numbers >= low (> low with ``above``)."""
+def number(low: float, *, above: bool = False, high: float = math.inf) -> Callable[[Any], float]:
+    """A parser of finite numbers >= low (> low with ``above``) and <= ``high``."""
 
     def parse(value: Any) -> float:
         parsed = parse_finite_float(value)
-        if parsed < low or (above and parsed == low):
+        if parsed < low or (above and parsed == low) or parsed > high:
             raise ValueError(value)
         return parsed
 
@@ -221,12 +220,12 @@ def actions(value: Any) -> tuple[dict[str, Any], ...]:
             raise Invalid(f"{where} is not an object")
         name = item.get("name")
         if not isinstance(name, str) or name.strip().lower() not in ACTION_NAMES:
-            raise Invalid(f"{where} has name {name!r}")
-        name = name.strip().lower()
-        target = _ACTION_TARGET[name]
-        if not isinstance(item.get(target), str) or not item[target].strip():
-            raise Invalid(f"{where} ({name}) needs a {target!r}")
-        parsed.append({**item, "name": name})
+            raise Invalid(f"{where} has name {name!r}; accepted: {', '.join(ACTION_NAMES)}")
+        normal = {**item, "name": name.strip().lower()}
+        problems = check_action(normal, where)
+        if problems:
+            raise Invalid("; ".join(problems))
+        parsed.append(normal)
     return tuple(parsed)
 
 

@@ -48,6 +48,19 @@ class StepResult:
     skipped_batches: int
 
 
+def _chunk_width(chunk: Sequence[tuple[int, PreparedStep]]) -> int:
+    """One past the largest class index a prepared chunk counts."""
+    return max(
+        (
+            int(labels.max()) + 1
+            for _, prepared in chunk
+            for _, labels, _ in prepared.rows
+            if labels.size
+        ),
+        default=1,
+    )
+
+
 @dataclass
 class ClassImbalanceRule:
     """Cumulative evaluation over steps, workers and modes."""
@@ -160,13 +173,28 @@ class ClassImbalanceRule:
         results: list[StepResult] = []
         position = 0
         while position < len(steps):
-            size = max(1, progress.CHUNK_CELLS // max(1, self._class_bound()))
+            size = max(1, self._chunk_cells // max(1, self._class_bound()))
             chunk = prepare_steps(steps[position : position + size], self._inputs, self.binary_form)
-            results.extend(self._evaluate_chunk(chunk, stop_at_first_issue))
-            if stop_at_first_issue and self.issue_step is not None:
-                break
+            # The classes counted so far bound the chunk before it is read; its own labels may
+            # reach far higher (the first chunk of a 20,000-class trial), so it is cut again
+            # to its real width, keeping every (steps x classes) matrix within CHUNK_CELLS.
+            width = max(self._class_bound(), _chunk_width(chunk))
+            part = max(1, self._chunk_cells // width)
+            for start in range(0, len(chunk), part):
+                results.extend(
+                    self._evaluate_chunk(chunk[start : start + part], stop_at_first_issue)
+                )
+                if stop_at_first_issue and self.issue_step is not None:
+                    return results
             position += size
         return results
+
+    @property
+    def _chunk_cells(self) -> int:
+        """Steps x classes cells per chunk: a quarter of ``CHUNK_CELLS`` with the recent window
+        or the Wilson bounds, which keep four more matrices and their temporaries per chunk."""
+        opt_in = self.window is not None or self.params.confidence is not None
+        return progress.CHUNK_CELLS // 4 if opt_in else progress.CHUNK_CELLS
 
     def _class_bound(self) -> int:
         return max((c.num_classes for c in self.counts_by_mode.values()), default=0) + 1

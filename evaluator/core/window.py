@@ -194,9 +194,14 @@ class StepWindow:
     # -- merging and saving -------------------------------------------------------------------
 
     def merge(self, other: StepWindow) -> None:
-        """Keep the last ``span`` steps of both (evaluations of disjoint steps)."""
-        entries = sorted([*self._entries, *other._entries], key=lambda entry: entry.step)
-        self._rebuild(entries, self._seen + other._seen)
+        """Keep the last ``span`` steps of both: evaluations of other steps, or of the same
+        steps by other workers (a step both hold is one step, its counts summed)."""
+        by_step: dict[int, list[StepCounts]] = {}
+        for entry in [*self._entries, *other._entries]:
+            by_step.setdefault(entry.step, []).append(entry)
+        entries = [_summed(step, by_step[step]) for step in sorted(by_step)]
+        shared = sum(len(parts) - 1 for parts in by_step.values())
+        self._rebuild(entries, self._seen + other._seen - shared)
 
     def _rebuild(self, entries: Sequence[StepCounts], seen: int) -> None:
         kept = list(entries)[-self.span :]
@@ -240,6 +245,19 @@ class StepWindow:
     def steps(self) -> list[int]:
         """The steps kept, oldest first."""
         return [entry.step for entry in self._entries]
+
+
+def _summed(step: int, parts: Sequence[StepCounts]) -> StepCounts:
+    """One step's counts from several sources (workers), summed per class."""
+    if len(parts) == 1:
+        return parts[0]
+    classes = np.unique(np.concatenate([part.classes for part in parts]))
+    samples, mispredicted = np.zeros(classes.size, np.int64), np.zeros(classes.size, np.int64)
+    for part in parts:
+        where = np.searchsorted(classes, part.classes)
+        samples[where] += part.samples
+        mispredicted[where] += part.mispredicted
+    return StepCounts.of(step, classes, samples, mispredicted)
 
 
 def _add(samples: IntArray, mispredicted: IntArray, entry: StepCounts, sign: int) -> None:

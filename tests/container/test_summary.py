@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from container.snapshot import take_snapshot
 from container.status import RunInfo, build_status
@@ -60,3 +61,29 @@ def test_the_summary_marks_the_classes_above_the_threshold_now_with_their_counts
     assert "mostly mistaken for" in line
     marked = {row.split()[1] for row in summary.splitlines() if row.startswith("    * ")}
     assert marked == set(above)
+
+
+@pytest.mark.parametrize("confidence", [None, 0.95], ids=["plain", "guarded"])
+def test_with_confidence_the_summary_says_what_the_guarded_checks_say(
+    confidence: float | None,
+) -> None:
+    rule = ClassImbalanceRule(
+        RuleParameters(samples=0, threshold_imbalance=1000, confidence=confidence)
+    )
+    labels = np.array([0] * 600 + [1])
+    predicted = np.array([0] * 600 + [0])  # class 1: 1 of 1 mispredicted
+    rule.evaluate_step(0, [WorkerBatch("w", "TRAIN", {"labels": labels, "predictions": predicted})])
+    status = "IssuesFound" if rule.issue_step is not None else "NoIssuesFound"
+    snapshot = take_snapshot(rule, status=status, trial="t", ready=False)
+    summary = format_summary(
+        build_status(snapshot, RunInfo("t", "native", None, 0.0)), status_file="s"
+    )
+    marked = [row for row in summary.splitlines() if row.startswith("    * ")]
+    if confidence is None:
+        assert "above threshold_misprediction 0.7 now: 1 class (class 1: 1/1 = 1.000" in summary
+        assert "misprediction holds" in summary
+        assert len(marked) == 1
+    else:
+        assert "no class above threshold_misprediction 0.7 at confidence 0.95 now" in summary
+        assert "misprediction does not hold" in summary
+        assert marked == []

@@ -167,3 +167,22 @@ def test_a_window_past_its_bound_is_refused_before_anything_is_counted() -> None
         "expected the recent window of window_steps=4 to keep at most 25 per-class counts, but "
         "its last 3 steps would hold 30 (10 classes a step): set window_steps to 2 or less"
     )
+
+
+def test_merging_the_same_steps_from_other_workers_sums_them() -> None:
+    first, second = (
+        ClassImbalanceRule(RuleParameters(samples=0, window_steps=2)) for _ in range(2)
+    )
+    for step in range(3):
+        for rule, labels in ((first, [0, 0, 1]), (second, [1, 2])):
+            array = np.array(labels, dtype=np.int64)
+            rule.evaluate_step(
+                step, [WorkerBatch("w", "TRAIN", {"labels": array, "predictions": array})]
+            )
+    first.merge(second)
+    recent = first.recent(3)
+    assert recent is not None
+    assert recent.samples.tolist() == [4, 4, 2], "steps 1 and 2 of both worker sets"
+    assert int(recent.steps) == 2
+    assert first.window is not None
+    assert first.window.steps() == [1, 2]

@@ -40,6 +40,7 @@ def start_writer(
     rank: int | None = None,
     last_step_delay: float | None = None,
     stop_before: int | None = None,
+    stop_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     command = live_writer_command(
         trial,
@@ -56,6 +57,7 @@ def start_writer(
         rank=rank,
         last_step_delay=last_step_delay,
         stop_before=stop_before,
+        stop_file=stop_file,
     )
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
 

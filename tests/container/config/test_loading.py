@@ -477,8 +477,21 @@ INVALID_ACTIONS: dict[str, tuple[str, str]] = {
     "stoptraining without its prefix": ('{"name": "stoptraining"}', "'training_job_prefix'"),
     "email without endpoint": (
         '[{"name": "stoptraining", "training_job_prefix": "j"}, {"name": "email"}]',
-        "action 2 (email) needs a 'endpoint'",
+        "action 2 (email) needs 'endpoint': a non-empty string",
     ),
+    "a misspelled field": (
+        '{"name": "stoptraining", "training_job_prefix": "j", "stop_all_match": true}',
+        "has an unknown field 'stop_all_match'; did you mean 'stop_all_matches'?",
+    ),
+    "a webhook without a url scheme": (
+        '{"name": "webhook", "url": "hooks.example/x"}',
+        "url must be an http:// or https:// URL, not 'hooks.example/x'",
+    ),
+    "a webhook timeout too long": (
+        '{"name": "webhook", "url": "http://h/x", "timeout": 3600}',
+        "timeout must be seconds in (0, 300] per attempt (default 5), not 3600",
+    ),
+    "a stop file without its path": ('{"name": "stop_file"}', "needs 'path': a file path"),
 }
 
 

@@ -63,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
     "log_level": "INFO",
     "rule_to_invoke": None,
     "actions": (),
+    "actions_dry_run": False,
+    "action_timeout": 30.0,
 }
 """Every default, as the README and config/classimbalance.yaml document it: a change here is a
 change of behaviour for every user, so it must be made on purpose, in both places."""

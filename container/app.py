@@ -170,7 +170,7 @@ def _evaluate(
     publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
     try:
         names = load_class_names(settings.outputs)
-        check_names_fit(names, _classes_counted(rule))
+        check_names_fit(names, rule.num_classes)
     except ClassNamesError as exc:
         return _fail(publisher, info, _rule_snapshot(rule, settings, Status.ERROR), str(exc))
     progress = Progress(steps_seen=checkpoint.steps_seen if checkpoint else 0)
@@ -260,7 +260,7 @@ class _Hooks:
     class_names: tuple[str, ...] | None = None
 
     def step_done(self, evaluation: Evaluation, result: StepResult) -> None:
-        check_names_fit(self.class_names, _classes_counted(evaluation.rule))
+        check_names_fit(self.class_names, evaluation.rule.num_classes)
         self.publisher.step_done(result, evaluation.snapshot)
         self.act(evaluation)
         self.checkpointer.maybe_save(evaluation.rule.steps_evaluated, evaluation.checkpoint)
@@ -281,11 +281,6 @@ class _Hooks:
 
         if self.actions.run_pending(lambda: self.publisher.document(evaluation.snapshot()), saved):
             self.publisher.publish(evaluation.snapshot(), force=True)
-
-
-def _classes_counted(rule: ClassImbalanceRule) -> int:
-    """One past the largest class index counted in any mode."""
-    return max((counts.num_classes for counts in rule.counts_by_mode.values()), default=0)
 
 
 def _resume(settings: Settings, identity: dict[str, Any]) -> Checkpoint | None:

@@ -30,8 +30,6 @@ from evaluator.core import IGNORED, uses_window
 
 PREFIX = "classimbalance"
 STATES = ("InProgress", "NoIssuesFound", "IssuesFound", "Error", "Stopped")
-FINAL_STATUSES = frozenset({"NoIssuesFound", "Error", "Stopped"})
-"""Final statuses in which an action still pending will not run: it shows as skipped."""
 OTHER = "other"
 """The ``class`` label of the series that sums every class not kept on its own."""
 
@@ -114,14 +112,10 @@ class ClassImbalanceCollector:
         self._add_modes(f, s)
         self._add_confusions(f, s)
         self._add_recent(f, s, kept)
-        ended = s.status in FINAL_STATUSES and s.issue_step is None
-        for position, outcome in enumerate(s.actions, start=1):
-            current = outcome["outcome"]
-            if ended and current == "pending":  # as the final status says
-                current = "skipped"
+        for position, outcome in enumerate(s.reported_actions(), start=1):
             for state in ACTION_OUTCOMES:
                 labels = [str(outcome["action"]["name"]), str(position), state]
-                f.action_outcome.add_metric(labels, float(current == state))
+                f.action_outcome.add_metric(labels, float(outcome["outcome"] == state))
 
     def _add_classes(self, f: _Families, s: Snapshot, kept: IntArray) -> None:
         for mode in sorted(s.by_mode):

@@ -12,7 +12,7 @@ The snapshot box is one reference swap, no lock held while serving.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from evaluator.core import (
     Check,
+    ClassCounts,
     ClassImbalanceRule,
     Confusion,
     Finding,
@@ -40,6 +41,9 @@ from evaluator.trial import NO_PROBLEMS, ReaderProblems
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+
+FINAL_STATUSES = frozenset({"NoIssuesFound", "Error", "Stopped"})
+"""The final statuses besides IssuesFound (an Error may follow an issue: see issue_step)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,22 @@ class Snapshot:
             describe=describe,
         )
 
+    def reported_actions(
+        self, configured: Sequence[Mapping[str, Any]] = ()
+    ) -> list[dict[str, Any]]:
+        """Each action's outcome as every output reports it (``configured`` stands in before
+        the actions have outcomes): once the evaluation ended without an issue, the actions
+        still pending are ``skipped`` (here only: a checkpoint keeps them pending, so a resumed
+        evaluation that finds the issue still carries them out)."""
+        outcomes = [dict(outcome) for outcome in self.actions] or [
+            {"action": dict(action), "outcome": "pending", "detail": ""} for action in configured
+        ]
+        if self.status in FINAL_STATUSES and self.issue_step is None:
+            for outcome in outcomes:
+                if outcome["outcome"] == "pending":
+                    outcome.update(outcome="skipped", detail="not carried out: no issue was found")
+        return outcomes
+
     def class_name(self, index: int) -> str | None:
         names = self.class_names
         return names[index] if names is not None and 0 <= index < len(names) else None
@@ -201,12 +221,7 @@ def take_snapshot(
 ) -> Snapshot:
     """Copy what exporters need out of the rule (cost: O(classes x modes); the confusion
     pairs are held, not copied, and folded only when an output asks)."""
-    by_mode = {
-        mode: ModeCounts(
-            counts.trimmed()[0].copy(), counts.trimmed()[1].copy(), counts.confusion.frozen()
-        )
-        for mode, counts in sorted(rule.counts_by_mode.items())
-    }
+    by_mode = {mode: _mode_copy(counts) for mode, counts in sorted(rule.counts_by_mode.items())}
     samples, mispredicted = (a.copy() for a in rule.combined_counts())
     recent = rule.recent(samples.size)
     found = {finding.check for finding in rule.findings}
@@ -236,6 +251,11 @@ def take_snapshot(
         reader=reader,
         progress=progress or Progress(),
     )
+
+
+def _mode_copy(counts: ClassCounts) -> ModeCounts:
+    samples, mispredicted = counts.trimmed()
+    return ModeCounts(samples.copy(), mispredicted.copy(), counts.confusion.frozen())
 
 
 class SnapshotBox:

@@ -133,27 +133,19 @@ def build_status(
         "selected_modes": list(run.modes) if run.modes else None,
         "ended_by": run.ended_by,
         "warnings": list(run.warnings),
-        "actions": _actions(snapshot, run, terminal=terminal),
+        "actions": _actions(snapshot, run),
         "resumed_from_step": run.resumed_from_step,
         "started_at": _iso(run.started_at),
         "updated_at": _iso(time.time() if now is None else now),
     }
 
 
-def _actions(snapshot: Snapshot, run: RunInfo, *, terminal: bool) -> list[dict[str, Any]]:
-    """Each action's outcome; at the end of an evaluation without an issue, the actions that
-    never ran are ``skipped`` (in the document only: a checkpoint keeps them pending, so a
-    resumed evaluation that finds the issue still carries them out)."""
-    outcomes = [dict(outcome) for outcome in snapshot.actions] or [
-        {"action": dict(action), "outcome": "pending", "detail": ""} for action in run.actions
-    ]
-    for outcome in outcomes:  # a chat webhook's URL holds its token in the path
+def _actions(snapshot: Snapshot, run: RunInfo) -> list[dict[str, Any]]:
+    """Each action's outcome, a webhook's URL without the path that holds its token."""
+    outcomes = snapshot.reported_actions(run.actions)
+    for outcome in outcomes:
         if "url" in outcome["action"]:
             outcome["action"] = {**outcome["action"], "url": shown(outcome["action"]["url"])}
-    if terminal and snapshot.issue_step is None:
-        for outcome in outcomes:
-            if outcome["outcome"] == "pending":
-                outcome.update(outcome="skipped", detail="not carried out: no issue was found")
     return outcomes
 
 

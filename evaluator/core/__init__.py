@@ -19,7 +19,7 @@ from evaluator.core.checks import (
     seed_checks,
     uses_window,
 )
-from evaluator.core.counts import FrozenPairs
+from evaluator.core.counts import ClassCounts, FrozenPairs
 from evaluator.core.errors import ParameterError, ParameterProblem, WindowLimitError
 from evaluator.core.explain import (
     TOP_CONFUSIONS,
@@ -38,6 +38,7 @@ __all__ = [
     "RULE_NAME",
     "TOP_CONFUSIONS",
     "Check",
+    "ClassCounts",
     "ClassImbalanceRule",
     "Confusion",
     "Finding",

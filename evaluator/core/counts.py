@@ -69,11 +69,7 @@ class PairCounts:
         self._fold(other.keys, other.counts)
 
     def _fold(self, keys: IntArray, counts: IntArray) -> None:
-        all_keys = np.concatenate([self.keys, keys])
-        unique, inverse = np.unique(all_keys, return_inverse=True)
-        weights = np.concatenate([self.counts, counts])
-        self.keys = unique
-        self.counts = np.bincount(inverse, weights=weights, minlength=unique.size).astype(np.int64)
+        self.keys, self.counts = _summed([self.keys, keys], [self.counts, counts])
 
     def frozen(self) -> FrozenPairs:
         """An immutable view of these counts as of now, without folding the buffered pairs
@@ -84,7 +80,7 @@ class PairCounts:
     def triples(self) -> tuple[IntArray, IntArray, IntArray]:
         """(labels, predicted, counts), sorted by label then predicted."""
         self.compact()
-        return self.keys >> _PAIR_SHIFT, self.keys & ((1 << _PAIR_SHIFT) - 1), self.counts
+        return _split(self.keys, self.counts)
 
     def row(self, label: int) -> dict[int, int]:
         """How often ``label`` was predicted as each other class."""
@@ -107,33 +103,39 @@ class FrozenPairs:
     pending: tuple[IntArray, ...] = ()
 
     @functools.cached_property
+    def folded(self) -> tuple[IntArray, IntArray]:
+        """(sorted unique keys, counts) with the buffered pairs folded in."""
+        if not self.pending:
+            return self.keys, self.counts
+        new = np.concatenate(self.pending)
+        return _summed([self.keys, new], [self.counts, np.ones(new.size, dtype=np.int64)])
+
+    @property
     def triples(self) -> tuple[IntArray, IntArray, IntArray]:
         """(labels, predicted, counts), sorted by label then predicted."""
-        keys, counts = self.keys, self.counts
-        if self.pending:
-            new = np.concatenate(self.pending)
-            all_keys = np.concatenate([keys, new])
-            keys, inverse = np.unique(all_keys, return_inverse=True)
-            weights = np.concatenate([counts, np.ones(new.size, dtype=np.int64)])
-            counts = np.bincount(inverse, weights=weights, minlength=keys.size).astype(np.int64)
-        return keys >> _PAIR_SHIFT, keys & ((1 << _PAIR_SHIFT) - 1), counts
+        return _split(*self.folded)
 
     @classmethod
     def combined(cls, parts: Sequence[FrozenPairs]) -> FrozenPairs:
         """The sum of several pair counts (the modes'), folded."""
         if len(parts) == 1:
             return parts[0]
-        keys = [
-            (labels << _PAIR_SHIFT) | predicted
-            for labels, predicted, _ in (p.triples for p in parts)
-        ]
-        counts = [p.triples[2] for p in parts]
-        if not keys:
-            return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        all_keys = np.concatenate(keys)
-        unique, inverse = np.unique(all_keys, return_inverse=True)
-        summed = np.bincount(inverse, weights=np.concatenate(counts), minlength=unique.size)
-        return cls(unique, summed.astype(np.int64))
+        folded = [part.folded for part in parts]
+        return cls(*_summed([keys for keys, _ in folded], [counts for _, counts in folded]))
+
+
+def _summed(keys: Sequence[IntArray], counts: Sequence[IntArray]) -> tuple[IntArray, IntArray]:
+    """Sorted unique pair keys and their summed counts, from several (keys, counts) parts."""
+    if not keys:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    weights = np.concatenate(counts)
+    return unique, np.bincount(inverse, weights=weights, minlength=unique.size).astype(np.int64)
+
+
+def _split(keys: IntArray, counts: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """(labels, predicted, counts) of pair keys."""
+    return keys >> _PAIR_SHIFT, keys & ((1 << _PAIR_SHIFT) - 1), counts
 
 
 @dataclass

@@ -51,7 +51,8 @@ def top_confusions(
     labels, predicted, counts = pairs.triples
     if labels.size == 0:
         return {}
-    labels, predicted, counts = (a[_by_label_then_count(labels, counts)] for a in pairs.triples)
+    order = _by_label_then_count(labels, counts)
+    labels, predicted, counts = labels[order], predicted[order], counts[order]
     starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
     rank = np.arange(labels.size) - np.repeat(starts, np.diff(np.r_[starts, labels.size]))
     keep = rank < k

@@ -196,8 +196,13 @@ class ClassImbalanceRule:
         opt_in = self.window is not None or self.params.confidence is not None
         return progress.CHUNK_CELLS // 4 if opt_in else progress.CHUNK_CELLS
 
+    @property
+    def num_classes(self) -> int:
+        """One past the largest class index counted in any mode."""
+        return max((c.num_classes for c in self.counts_by_mode.values()), default=0)
+
     def _class_bound(self) -> int:
-        return max((c.num_classes for c in self.counts_by_mode.values()), default=0) + 1
+        return self.num_classes + 1
 
     def _evaluate_chunk(
         self, chunk: list[tuple[int, PreparedStep]], stop_at_first_issue: bool
@@ -272,7 +277,7 @@ class ClassImbalanceRule:
         """(samples, mispredicted) per class, summed over modes, up to the largest class seen."""
         if len(self.counts_by_mode) == 1:
             return next(iter(self.counts_by_mode.values())).trimmed()
-        size = max((c.num_classes for c in self.counts_by_mode.values()), default=0)
+        size = self.num_classes
         samples = np.zeros(size, dtype=np.int64)
         mispredicted = np.zeros(size, dtype=np.int64)
         for counts in self.counts_by_mode.values():

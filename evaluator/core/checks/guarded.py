@@ -69,7 +69,7 @@ class GuardedImbalanceCheck:
         ratio, largest, smallest = plain
         z = z_score(self.confidence)
         lower, upper = _share_bounds(samples, z)
-        bound = float(guarded_ratio(samples, z))
+        bound = float(lower / upper)
         if not bound > self.threshold:
             return None
         return Finding(

@@ -76,9 +76,21 @@ class RecentMispredictionCheck:
         )
 
 
-def _not_improving(tallies: Tallies, recent: Recent, window_steps: int) -> BoolArray:
-    """(rows x classes): minority classes whose recent fraction has not fallen below the
-    previous window's while the majority classes' pooled fraction has."""
+@dataclass(frozen=True)
+class _Learning:
+    """Per row (or one step): which minority classes are stuck, the recent and previous
+    fractions per class, and the majority classes' pooled fractions."""
+
+    stuck: BoolArray
+    now: FloatArray
+    before: FloatArray
+    majority_now: FloatArray
+    majority_before: FloatArray
+
+
+def _learning(tallies: Tallies, recent: Recent, window_steps: int) -> _Learning:
+    """Minority classes whose recent fraction has not fallen below the previous window's
+    while the majority classes' pooled fraction has; 2-D or 1-D tallies alike."""
     samples = tallies.samples
     seen = samples > 0
     classes_seen = np.maximum(seen.sum(axis=-1, keepdims=True), 1)
@@ -106,7 +118,13 @@ def _not_improving(tallies: Tallies, recent: Recent, window_steps: int) -> BoolA
         & (now > 0)
         & (now >= before)
     )
-    return np.asarray(stuck & majority_improved[..., None], dtype=bool)
+    return _Learning(
+        np.asarray(stuck & np.expand_dims(majority_improved, -1), dtype=bool),
+        now,
+        before,
+        majority_now,
+        majority_before,
+    )
 
 
 @dataclass(frozen=True)
@@ -124,27 +142,19 @@ class MinorityNotImprovingCheck:
         recent = tallies.recent
         if recent is None:
             return np.zeros(tallies.samples.shape[0], dtype=bool)
-        return np.asarray(_not_improving(tallies, recent, self.window_steps).any(axis=1))
+        return np.asarray(_learning(tallies, recent, self.window_steps).stuck.any(axis=1))
 
     def describe(self, tallies: Tallies, step: int) -> Finding | None:
         recent = tallies.recent
         if recent is None:
             return None
-        rows = tallies.as_rows()
-        assert rows.recent is not None
-        stuck = np.flatnonzero(_not_improving(rows, rows.recent, self.window_steps)[0])
+        learning = _learning(tallies, recent, self.window_steps)
+        stuck = np.flatnonzero(learning.stuck)
         if stuck.size == 0:
             return None
-        now = _fractions(recent.mispredicted, recent.samples)
-        before = _fractions(recent.previous_mispredicted, recent.previous_samples)
+        now, before = learning.now, learning.before
         order = stuck[np.lexsort((stuck, -now[stuck]))]
-        seen = tallies.samples > 0
-        minority = seen & (tallies.samples < tallies.samples.sum() / max(int(seen.sum()), 1))
-        majority = seen & ~minority
-        major_now = recent.mispredicted[majority].sum() / recent.samples[majority].sum()
-        major_before = (
-            recent.previous_mispredicted[majority].sum() / recent.previous_samples[majority].sum()
-        )
+        major_now, major_before = float(learning.majority_now), float(learning.majority_before)
         shown = ", ".join(f"class {c}: {before[c]:.3f} -> {now[c]:.3f}" for c in order[:5])
         more = f" and {order.size - 5} more" if order.size > 5 else ""
         worst = int(order[0])

@@ -6,7 +6,27 @@ BIN := $(VENV)/bin
 CODE := evaluator container devtools
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test lint typecheck layers unit venv clean prometheus-tools
+.PHONY: demo test lint typecheck layers unit venv clean prometheus-tools browser-tools
+
+# $(call debian-tools,PRESENT,PACKAGES,FOR): install Debian PACKAGES unless the shell test
+# PRESENT passes; silent when present, and without root or apt-get only a warning (the tests
+# FOR then skip locally and fail under CI=true).
+define debian-tools
+	@if $(1); then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing $(2) (apt-get) for $(3)"; \
+	  log=$$(mktemp); \
+	  if (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(2)) >"$$log" 2>&1; then \
+	    rm -f "$$log"; \
+	  else \
+	    cat "$$log"; rm -f "$$log"; \
+	    echo "warning: could not install $(2); $(3) skip (and fail when CI=true)"; \
+	  fi; \
+	else \
+	  echo "warning: $(2) missing; as root: apt-get update && apt-get install -y --no-install-recommends $(2)"; \
+	fi
+endef
 
 # One virtual environment with the runtime, the optional smdebug reader and the dev tools, and
 # the frameworks whose real smdebug hooks the tests train with (devtools/*_train.py):
@@ -30,6 +50,7 @@ demo: $(VENV)/.installed
 	$(PY) -m devtools.write_trial --out $(DEMO_DIR)/trial --steps 40 --batch 64 --classes 5 --imbalance 20 --workers 2
 	$(BIN)/classimbalance-rule --trial $(DEMO_DIR)/trial --status-file $(DEMO_DIR)/status.json --argmax true; \
 	  code=$$?; echo "exit code $$code (0 NoIssuesFound, 1 IssuesFound, 2 Error); status file: $(DEMO_DIR)/status.json"; \
+	  echo "the HTML report: file://$(CURDIR)/$(DEMO_DIR)/status.html (open it in a browser)"; \
 	  test $$code -le 1
 
 ## test: lint, format check, strict typing, layer contracts, then the test suite.
@@ -45,27 +66,20 @@ typecheck: $(VENV)/.installed
 layers: $(VENV)/.installed
 	$(BIN)/lint-imports
 
-unit: $(VENV)/.installed prometheus-tools deploy-tools
+unit: $(VENV)/.installed prometheus-tools deploy-tools browser-tools
 	$(BIN)/pytest -q
+
+## browser-tools: Debian's chromium for the report's tests in a real headless browser, when
+## missing. Silent when present; without root or apt-get it only warns (those tests then skip
+## locally and fail under CI=true).
+browser-tools:
+	$(call debian-tools,command -v chromium >/dev/null 2>&1,chromium,the report's browser tests)
 
 ## prometheus-tools: promtool and a Prometheus server for the metrics tests, from Debian, when
 ## missing. Silent when present; without root or apt-get it only warns (those tests then skip
 ## locally and fail under CI=true).
 prometheus-tools:
-	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then \
-	  :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing prometheus and promtool (apt-get) for the metrics tests"; \
-	  log=$$(mktemp); \
-	  if (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus) >"$$log" 2>&1; then \
-	    rm -f "$$log"; \
-	  else \
-	    cat "$$log"; rm -f "$$log"; \
-	    echo "warning: could not install prometheus; its tests skip (and fail when CI=true)"; \
-	  fi; \
-	else \
-	  echo "warning: promtool/prometheus missing; as root: apt-get update && apt-get install -y --no-install-recommends prometheus"; \
-	fi
+	$(call debian-tools,command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1,prometheus,the metrics tests)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis
@@ -90,21 +104,7 @@ DEPLOY_PACKAGES := podman buildah runc skopeo debootstrap fuse-overlayfs netavar
 ## missing. Silent when present; without root or apt-get it only warns (those tests then skip
 ## locally and fail under CI=true).
 deploy-tools:
-	@if command -v podman >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 \
-	    && command -v runc >/dev/null 2>&1 && [ -x /usr/lib/podman/netavark ]; then \
-	  :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing $(DEPLOY_PACKAGES) (apt-get) for the image tests"; \
-	  log=$$(mktemp); \
-	  if (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPLOY_PACKAGES)) >"$$log" 2>&1; then \
-	    rm -f "$$log"; \
-	  else \
-	    cat "$$log"; rm -f "$$log"; \
-	    echo "warning: could not install podman; the image tests skip (and fail when CI=true)"; \
-	  fi; \
-	else \
-	  echo "warning: podman/debootstrap missing; as root: apt-get install -y --no-install-recommends $(DEPLOY_PACKAGES)"; \
-	fi
+	$(call debian-tools,command -v podman >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && [ -x /usr/lib/podman/netavark ],$(DEPLOY_PACKAGES),the image tests)
 
 ## image-base: the stand-in for python:3.11-slim on a machine that cannot pull images (built
 ## once with debootstrap, ~1.5 min, then reused); podman's storage in /var/tmp/classimbalance-podman.

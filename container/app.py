@@ -28,7 +28,7 @@ from container.config import MetricsSettings, Settings
 from container.evaluation import EndReason, Evaluation
 from container.names import ClassNamesError, check_names_fit, load_class_names
 from container.publishing import Publisher
-from container.server import MetricsServer
+from container.server import MetricsServer, ReportPage
 from container.snapshot import Progress, Snapshot, SnapshotBox, take_snapshot
 from container.status import RunInfo, Status
 from container.stopping import StopRequest
@@ -80,13 +80,16 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
         actions=settings.managed.actions,
         warnings=tuple(runtime.warnings),
     )
-    with _metrics_server(settings.metrics, box, runtime) as metrics_error:
+    publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
+    page = publisher.live_page if settings.outputs.html_report else None
+    with _metrics_server(settings.metrics, box, runtime, page) as metrics_error:
         if metrics_error is not None:
-            publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
             return _fail(
                 publisher, info, _rule_snapshot(rule, settings, Status.ERROR), metrics_error
             )
-        outcome = _evaluate(settings, runtime, stop=stop, rule=rule, box=box, info=info)
+        outcome = _evaluate(
+            settings, runtime, stop=stop, rule=rule, box=box, info=info, publisher=publisher
+        )
         _log_ended(outcome, stop)
         lingering = settings.following.linger_after_verdict and settings.metrics.enabled
         if lingering and not stop.is_set():
@@ -157,17 +160,17 @@ def _evaluate(
     rule: ClassImbalanceRule,
     box: SnapshotBox,
     info: RunInfo,
+    publisher: Publisher,
 ) -> Outcome:
     identity = fingerprint(settings, rule.checks)
     try:
         checkpoint = _resume(settings, identity)
     except CheckpointError as exc:
-        publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
         return _fail(publisher, info, _rule_snapshot(rule, settings, Status.ERROR), str(exc))
     if checkpoint is not None:
         rule = ClassImbalanceRule.from_state(settings.rule, checkpoint.rule_state, rule.checks)
         info = replace(info, resumed_from_step=checkpoint.delivered_through)
-    publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
+        publisher.update_run_info(info)
     try:
         names = load_class_names(settings.outputs)
         check_names_fit(names, rule.num_classes)
@@ -305,9 +308,10 @@ def _resume(settings: Settings, identity: dict[str, Any]) -> Checkpoint | None:
 
 @contextlib.contextmanager
 def _metrics_server(
-    metrics: MetricsSettings, box: SnapshotBox, runtime: Runtime
+    metrics: MetricsSettings, box: SnapshotBox, runtime: Runtime, page: ReportPage | None
 ) -> Iterator[str | None]:
-    """Serve metrics and health while the block runs; yield an error sentence if it cannot."""
+    """Serve metrics, health and the live report while the block runs; yield an error
+    sentence if it cannot."""
     if not metrics.enabled:
         yield None
         return
@@ -317,6 +321,7 @@ def _metrics_server(
         metrics.port,
         metrics.max_class_series,
         max_confusion_series=metrics.max_confusion_series,
+        report=page,
     )
     try:
         server.start()
@@ -324,9 +329,10 @@ def _metrics_server(
         yield str(exc)
         return
     log.info(
-        "serving metrics on http://%s:%d/metrics",
+        "serving metrics on http://%s:%d/metrics%s",
         metrics.address,
         server.port,
+        " (the live HTML report on /report)" if page is not None else "",
         extra={"event": "metrics_listening", "port": server.port},
     )
     if runtime.metrics_port_ready is not None:

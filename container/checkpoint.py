@@ -86,25 +86,31 @@ def save_checkpoint(path: str, identity: Mapping[str, Any], checkpoint: Checkpoi
 def load_checkpoint(path: str, identity: Mapping[str, Any]) -> Checkpoint | None:
     """The checkpoint at ``path``, None when there is none yet; CheckpointError if unusable,
     including one saved for an evaluation of another ``fingerprint``."""
-    file = Path(path)
-    if not file.exists():
+    if not Path(path).exists():
         return None
+    saved, checkpoint = read_checkpoint(path)
+    if saved != dict(identity):
+        raise CheckpointError(
+            f"checkpoint {path} was saved for another evaluation "
+            f"({_difference(saved, dict(identity))}): its counts "
+            f"cannot be combined with these settings; delete it, or set checkpoint_file "
+            f"to another path"
+        )
+    return checkpoint
+
+
+def read_checkpoint(path: str) -> tuple[dict[str, Any], Checkpoint]:
+    """(the fingerprint it was saved with, the checkpoint), whatever evaluation it belongs
+    to (``classimbalance-rule report`` renders any); CheckpointError if it cannot be read."""
     try:
-        document = json.loads(file.read_text(encoding="utf-8"))
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
         if document.get("format") != FORMAT_VERSION:
             raise CheckpointError(
                 f"checkpoint {path} has format {document.get('format')!r}, expected "
                 f"{FORMAT_VERSION}: delete it to start over"
             )
         saved = _with_parameters_added_since(document["fingerprint"])
-        if saved != dict(identity):
-            raise CheckpointError(
-                f"checkpoint {path} was saved for another evaluation "
-                f"({_difference(saved, dict(identity))}): its counts "
-                f"cannot be combined with these settings; delete it, or set checkpoint_file "
-                f"to another path"
-            )
-        return Checkpoint(
+        return saved, Checkpoint(
             int(document["delivered_through"]),
             document["rule_state"],
             int(document["steps_seen"]),
@@ -113,7 +119,7 @@ def load_checkpoint(path: str, identity: Mapping[str, Any]) -> Checkpoint | None
         )
     except CheckpointError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(
             f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); it was not "
             f"written by this evaluator or was damaged: delete it to start over"

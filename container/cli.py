@@ -36,6 +36,10 @@ log = logging.getLogger("classimbalance")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["report"]:  # the page again; its modules are imported only for it
+        from container import reporting  # noqa: PLC0415
+
+        return reporting.main(args[1:])
     if parse_flags(args).help:
         print(build_parser().format_help())
         return 0
@@ -117,8 +121,12 @@ def _print_verdict(outcome: Outcome, settings: Settings) -> None:
     verdict, the figures and the findings, and the stream stays one JSON object per line."""
     if settings.logs.format == "json":
         return
+    outputs = settings.outputs
     summary = format_summary(
-        outcome.document, status_file=settings.outputs.status_file, warnings=outcome.warnings
+        outcome.document,
+        status_file=outputs.status_file,
+        warnings=outcome.warnings,
+        report_file=outputs.report_path if outputs.html_report else None,
     )
     sys.stdout.write(summary)
 

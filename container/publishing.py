@@ -27,6 +27,7 @@ log = logging.getLogger("classimbalance")
 
 MESSAGE_LIMIT = 1024  # the managed service shows the first 1 KB of the message file
 REPORT_NAME = "ClassImbalance.json"
+HTML_REPORT_NAME = "ClassImbalance.html"
 SNAPSHOT_INTERVAL = 0.05
 """Seconds between snapshots while steps are evaluated without a finding: metrics lag a step
 by at most this, and a replay of thousands of steps takes a few dozen snapshots, not one each."""
@@ -73,6 +74,11 @@ class Publisher:
         self._message_file, self._report_dir = managed_paths(outputs, managed_root)
         self._last_status_write = -float("inf")
         self._last_snapshot = -float("inf")
+        self._terminal_document: dict[str, Any] | None = None
+
+    def update_run_info(self, run_info: RunInfo) -> None:
+        """What the run turned out to be after starting (resumed from a checkpoint)."""
+        self._run_info = run_info
 
     # -- while running ----------------------------------------------------------------------
 
@@ -111,7 +117,10 @@ class Publisher:
         snapshot = replace(snapshot, ready=False)
         document = self._write_status(snapshot, error, terminal=True)
         self._box.publish(snapshot)
+        self._terminal_document = document
         self._write_report(document)
+        if self._outputs.html_report:
+            self._write_html_report(document)
         if self._message_file is not None:
             try:
                 write_text_atomically(
@@ -120,6 +129,18 @@ class Publisher:
             except OSError as exc:
                 log.error("cannot write the message file %s: %s", self._message_file, exc)
         return document
+
+    def live_page(self) -> str:
+        """The HTML report of the evaluation as it stands (``/report``): the terminal
+        document once there is one, so a lingering sidecar serves the verdict's page."""
+        # Imported when a page is first made: its modules take 20-40 ms to import, which a
+        # run with html_report false, or before its end, need not pay at start-up.
+        from container.report import render_report  # noqa: PLC0415
+
+        document = self._terminal_document
+        if document is None:
+            document = self._document(self._box.get())
+        return render_report(document, live=True)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -138,6 +159,29 @@ class Publisher:
         document = self._document(snapshot, error, terminal=terminal)
         write_status(self._outputs.status_file, document)
         return document
+
+    def html_report_paths(self) -> list[Path]:
+        """Where the HTML report is written at the end."""
+        paths = [Path(self._outputs.report_path)]
+        if self._report_dir is not None:
+            paths.append(self._report_dir / HTML_REPORT_NAME)
+        return paths
+
+    def _write_html_report(self, document: dict[str, Any]) -> None:
+        """The page beside the status file and in the report folder. A page that cannot be
+        written (or, a bug, rendered) is logged and costs nothing else: the status is out."""
+        from container.report import render_report  # noqa: PLC0415  (as in live_page)
+
+        try:
+            page = render_report(document)
+        except Exception:
+            log.exception("rendering the HTML report failed; the status file has the verdict")
+            return
+        for path in self.html_report_paths():
+            try:
+                write_text_atomically(path, page)
+            except OSError as exc:
+                log.error("cannot write the HTML report %s: %s", path, exc)
 
     def _write_report(self, document: dict[str, Any]) -> None:
         if self._report_dir is None:

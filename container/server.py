@@ -1,8 +1,10 @@
-"""The HTTP endpoint beside the evaluation: ``/metrics``, ``/healthz`` and ``/readyz``.
+"""The HTTP endpoint beside the evaluation: ``/metrics``, ``/healthz``, ``/readyz`` and the
+live HTML report at ``/report``.
 
-One stdlib ``ThreadingHTTPServer`` serves all three so a pod needs one port for scraping and
-probes. Handlers run on daemon threads and only read the current snapshot, so a slow or stuck
-client never holds up the evaluation loop or the process's exit.
+One stdlib ``ThreadingHTTPServer`` serves them all so a pod needs one port for scraping, probes
+and a ``kubectl port-forward`` to the report. Handlers run on daemon threads and only read
+the current snapshot, so a slow or stuck client never holds up the evaluation loop or the
+process's exit.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import socket
 import socketserver
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -36,6 +39,11 @@ _CLIENT_TIMEOUT = 30.0
 """A client that sends nothing for this long is dropped, so idle connections cannot pile up
 threads."""
 _TEXT = "text/plain; charset=utf-8"
+_HTML = "text/html; charset=utf-8"
+_ROUTES = b"not found: try /metrics, /report, /healthz or /readyz\n"
+
+ReportPage = Callable[[], str]
+"""Renders the report as the evaluation stands (called per request, on the handler's thread)."""
 
 
 class MetricsBindError(OSError):
@@ -59,6 +67,7 @@ class MetricsServer:
         *,
         max_confusion_series: int = 10,
         registry: CollectorRegistry | None = None,
+        report: ReportPage | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"Expected `metrics_port` to be in [0, 65535], but got {port!r}")
@@ -71,6 +80,8 @@ class MetricsServer:
             ProcessCollector(registry=registry)
         registry.register(ClassImbalanceCollector(box, max_class_series, max_confusion_series))
         self.registry = registry
+        self.report = report
+        """The live report's page; None: ``/report`` says the report is turned off."""
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -91,7 +102,9 @@ class MetricsServer:
             if self._server is not None:
                 raise RuntimeError("the metrics server is already running")
             try:
-                server = _Server((self._address, self._requested_port), self._box, self.registry)
+                server = _Server(
+                    (self._address, self._requested_port), self._box, self.registry, self.report
+                )
             except OSError as error:
                 raise MetricsBindError(
                     f"cannot serve metrics on {self._address}:{self._requested_port}: {error}. "
@@ -140,10 +153,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], box: SnapshotBox, registry: CollectorRegistry
+        self,
+        address: tuple[str, int],
+        box: SnapshotBox,
+        registry: CollectorRegistry,
+        report: ReportPage | None,
     ) -> None:
         self.box = box
         self.registry = registry
+        self.report = report
         host = address[0].strip("[]")
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, address[1]), _Handler)
@@ -183,10 +201,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, _TEXT, b"ok\n", with_body=with_body)
         elif url.path == "/readyz":
             self._readyz(with_body=with_body)
+        elif url.path == "/report":
+            self._report(with_body=with_body)
         else:
+            self._send(404, _TEXT, _ROUTES, with_body=with_body)
+
+    def _report(self, *, with_body: bool) -> None:
+        page = self.server.report
+        if page is None:
+            body = b"the HTML report is turned off (html_report: false)\n"
+            self._send(404, _TEXT, body, with_body=with_body)
+            return
+        try:
+            body = page().encode("utf-8")
+        except Exception:
+            logger.exception("rendering the report failed")
             self._send(
-                404, _TEXT, b"not found: try /metrics, /healthz or /readyz\n", with_body=with_body
+                500, _TEXT, b"rendering the report failed; see the log\n", with_body=with_body
             )
+            return
+        headers = {"Cache-Control": "no-store"}
+        if gzip_accepted(self.headers.get("Accept-Encoding", "")):
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        self._send(200, _HTML, body, with_body=with_body, headers=headers)
 
     def _metrics(self, query: dict[str, list[str]], *, with_body: bool) -> None:
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))

@@ -25,12 +25,16 @@ from evaluator.core import (
     ClassCounts,
     ClassImbalanceRule,
     Confusion,
+    ConfusionMatrix,
     Finding,
     FrozenPairs,
+    HistoryPoint,
     ModeVerdict,
     Recent,
     RuleParameters,
     Tallies,
+    classes_that_matter,
+    confusion_matrix,
     describe_current,
     imbalance_ratio,
     misprediction_fractions,
@@ -118,6 +122,10 @@ class Snapshot:
     reader: ReaderProblems = NO_PROBLEMS
     """What the reader could not use, and why."""
     progress: Progress = field(default_factory=Progress)
+    history: tuple[HistoryPoint, ...] = ()
+    """The figures over steps at the history's points (``History``), oldest first."""
+    history_every: int = 1
+    """Evaluated steps between the history's grid points."""
 
     @cached_property
     def fractions(self) -> FloatArray:
@@ -131,8 +139,24 @@ class Snapshot:
         as (folded from the modes' pairs when an output first asks)."""
         if len(self.by_mode) == 1:  # one mode's are the combined ones: ranked once
             return next(iter(self.by_mode.values())).confusions
-        pairs = FrozenPairs.combined([counts.pairs for counts in self.by_mode.values()])
-        return top_confusions(pairs, self.combined.samples)
+        return top_confusions(self.pairs, self.combined.samples)
+
+    @cached_property
+    def pairs(self) -> FrozenPairs:
+        """How often each class was predicted as each other one, over every mode."""
+        if not self.by_mode:
+            return FrozenPairs(_empty(), _empty())
+        return FrozenPairs.combined([counts.pairs for counts in self.by_mode.values()])
+
+    @cached_property
+    def confusion_matrix(self) -> ConfusionMatrix:
+        """The matrix of the classes that matter: the largest and the smallest, the
+        worst-predicted and what each is most mistaken for (``classes_that_matter``)."""
+        samples, mispredicted = self.combined.samples, self.combined.mispredicted
+        ratio = imbalance_ratio(samples)
+        first = () if ratio is None else (ratio[1], ratio[2])
+        classes = classes_that_matter(samples, mispredicted, self.confusions, first=first)
+        return confusion_matrix(self.pairs, samples, mispredicted, classes)
 
     @cached_property
     def mode_verdicts(self) -> dict[str, ModeVerdict]:
@@ -250,6 +274,8 @@ def take_snapshot(
         problem_examples=dict(rule.problem_examples),
         reader=reader,
         progress=progress or Progress(),
+        history=tuple(rule.history.points),
+        history_every=rule.history.every,
     )
 
 

@@ -112,6 +112,9 @@ def build_status(
         "current": _current(snapshot, snapshot.current_findings(), snapshot.confusions),
         "modes": {mode: _mode(snapshot, mode, classes) for mode in sorted(snapshot.by_mode)},
         "recent_window": _recent_window(snapshot),
+        "confusion_matrix": _matrix(snapshot),
+        "history_every": snapshot.history_every,
+        "history": [point.to_json() for point in snapshot.history],
         "ignored": snapshot.ignored,
         "skipped": {
             "rows": dict(snapshot.skipped_rows),
@@ -250,6 +253,17 @@ def _mode(snapshot: Snapshot, mode: str, combined: dict[str, dict[str, Any]]) ->
         "holds": dict(verdict.holds),
         "current": _current(snapshot, verdict.current, counts.confusions),
         "classes": table,
+    }
+
+
+def _matrix(snapshot: Snapshot) -> dict[str, Any]:
+    """The confusion matrix of the classes that matter: rows are labels, columns predictions,
+    ``other`` the predictions outside it."""
+    matrix = snapshot.confusion_matrix
+    return {
+        "classes": list(matrix.classes),
+        "counts": [list(row) for row in matrix.counts],
+        "other": list(matrix.other),
     }
 
 

@@ -20,10 +20,18 @@ MARK = "*"
 
 
 def format_summary(
-    document: Mapping[str, Any], *, status_file: str, warnings: Sequence[str] = ()
+    document: Mapping[str, Any],
+    *,
+    status_file: str,
+    warnings: Sequence[str] = (),
+    report_file: str | None = None,
 ) -> str:
-    """The summary of one status document, as lines of text."""
-    return "\n".join(_lines(document, status_file, warnings)) + "\n"
+    """The summary of one status document, as lines of text; ``report_file``: where its HTML
+    report was written."""
+    lines = list(_lines(document, status_file, warnings))
+    if report_file is not None:
+        lines.append(f"  report: {report_file} (HTML; open it in a browser)")
+    return "\n".join(lines) + "\n"
 
 
 def _lines(document: Mapping[str, Any], status_file: str, warnings: Sequence[str]) -> Iterator[str]:

@@ -58,3 +58,14 @@ def test_every_package_module_is_checked() -> None:
     names = {path.relative_to(REPO).parts[0] for path in MODULES}
     assert names == {"evaluator", "container"}
     assert len(MODULES) > 40
+
+
+def test_the_version_is_pyprojects() -> None:
+    """``container.__version__`` (the report's footer) is the package's version, not a copy
+    that drifts from it."""
+    import tomllib
+
+    import container
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert container.__version__ == project["version"]

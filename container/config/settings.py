@@ -264,6 +264,28 @@ class OutputSettings:
     """Folder for the JSON rule report; None: ``/opt/ml/processing/output/rule`` when it
     exists."""
 
+    html_report: bool = _switch(True)
+    """Write the HTML report at the end (``report_file``, and ``ClassImbalance.html`` in the
+    report folder) and serve it live at ``/report``."""
+
+    report_file: str | None = setting(
+        None,
+        parse=values.optional(values.text),
+        accepted="a file path, or none",
+        metavar="PATH",
+    )
+    """Where the HTML report is written at the end; None: beside the status file, named
+    after it (``classimbalance-status.json`` gives ``classimbalance-status.html``)."""
+
+    @property
+    def report_path(self) -> str:
+        """``report_file``, or the status file's path with ``.html`` for its extension."""
+        if self.report_file is not None:
+            return self.report_file
+        root, dot, extension = self.status_file.rpartition(".")
+        keep = dot and "/" not in extension and root and not root.endswith("/")
+        return f"{root if keep else self.status_file}.html"
+
 
 @dataclass(frozen=True)
 class MetricsSettings:

@@ -22,18 +22,24 @@ from evaluator.core.checks import (
 from evaluator.core.counts import ClassCounts, FrozenPairs
 from evaluator.core.errors import ParameterError, ParameterProblem, WindowLimitError
 from evaluator.core.explain import (
+    MATRIX_CLASSES,
     TOP_CONFUSIONS,
     Confusion,
+    ConfusionMatrix,
     ModeVerdict,
+    classes_that_matter,
+    confusion_matrix,
     mode_verdict,
     top_confusions,
 )
+from evaluator.core.history import History, HistoryPoint
 from evaluator.core.normalise import IGNORED, WorkerBatch
 from evaluator.core.params import PARAMETER_NAMES, RuleParameters, accepted
 from evaluator.core.rule import RULE_NAME, ClassImbalanceRule, StepResult
 
 __all__ = [
     "IGNORED",
+    "MATRIX_CLASSES",
     "PARAMETER_NAMES",
     "RULE_NAME",
     "TOP_CONFUSIONS",
@@ -41,8 +47,11 @@ __all__ = [
     "ClassCounts",
     "ClassImbalanceRule",
     "Confusion",
+    "ConfusionMatrix",
     "Finding",
     "FrozenPairs",
+    "History",
+    "HistoryPoint",
     "ImbalanceCheck",
     "MispredictionCheck",
     "ModeVerdict",
@@ -55,6 +64,8 @@ __all__ = [
     "WindowLimitError",
     "WorkerBatch",
     "accepted",
+    "classes_that_matter",
+    "confusion_matrix",
     "describe_current",
     "imbalance_ratio",
     "misprediction_fractions",

@@ -111,3 +111,77 @@ def mode_verdict(
     holds = holds_now(own, tallies) if active else {}
     current = describe_current(own, holds, tallies, step) if describe and step is not None else {}
     return ModeVerdict(total, None if ratio is None else ratio[0], active, holds, current)
+
+
+MATRIX_CLASSES = 12
+"""Rows (and columns) of the confusion matrix a report shows: enough for the classes a verdict
+is about and what they are mistaken for, few enough to read."""
+
+
+@dataclass(frozen=True)
+class ConfusionMatrix:
+    """Labels (rows) against predictions (columns) for a few classes; predictions outside
+    them are summed in ``other``."""
+
+    classes: tuple[int, ...]
+    counts: tuple[tuple[int, ...], ...]
+    """``counts[i][j]``: samples of class ``classes[i]`` predicted as ``classes[j]`` (the
+    diagonal: predicted right)."""
+    other: tuple[int, ...]
+    """Samples of ``classes[i]`` predicted as a class not in the matrix."""
+
+
+def confusion_matrix(
+    pairs: FrozenPairs, samples: IntArray, mispredicted: IntArray, classes: Sequence[int]
+) -> ConfusionMatrix:
+    """The matrix of ``classes`` (each row sums to the class's samples)."""
+    position = {c: i for i, c in enumerate(classes)}
+    size = len(classes)
+    cells = np.zeros((size, size), dtype=np.int64)
+    for c, i in position.items():
+        cells[i, i] = int(samples[c] - mispredicted[c]) if c < samples.size else 0
+    labels, predicted, counts = pairs.triples
+    if size and labels.size:
+        wanted = np.isin(labels, classes) & np.isin(predicted, classes)
+        for label, guess, count in zip(
+            labels[wanted].tolist(),
+            predicted[wanted].tolist(),
+            counts[wanted].tolist(),
+            strict=True,
+        ):
+            cells[position[label], position[guess]] += count
+    wrong = [int(mispredicted[c]) if c < mispredicted.size else 0 for c in classes]
+    other = tuple(w - int(cells[i].sum() - cells[i, i]) for i, w in enumerate(wrong))
+    return ConfusionMatrix(tuple(classes), tuple(map(tuple, cells.tolist())), other)
+
+
+def classes_that_matter(
+    samples: IntArray,
+    mispredicted: IntArray,
+    confusions: Mapping[int, Sequence[Confusion]],
+    *,
+    first: Sequence[int] = (),
+    limit: int = MATRIX_CLASSES,
+) -> tuple[int, ...]:
+    """The classes a reader of the verdict looks at, in index order: ``first`` (the classes
+    of the findings), then the worst-predicted with what each is most mistaken for, then the
+    largest; at most ``limit``, classes with samples only."""
+    chosen: dict[int, None] = {}
+
+    def take(c: int) -> None:
+        if len(chosen) < limit and 0 <= c < samples.size and samples[c] > 0:
+            chosen.setdefault(c, None)
+
+    for c in first:
+        take(int(c))
+    seen = np.flatnonzero(samples)
+    fractions = mispredicted[seen] / samples[seen]
+    for c in seen[np.lexsort((seen, -fractions))].tolist():
+        if len(chosen) >= limit or fractions[np.searchsorted(seen, c)] == 0:
+            break
+        take(c)
+        for confusion in confusions.get(c, ())[:1]:
+            take(confusion.predicted)
+    for c in seen[np.lexsort((seen, -samples[seen]))].tolist():
+        take(c)
+    return tuple(sorted(chosen))

@@ -29,6 +29,7 @@ from evaluator.core.checks import (
     rule_checks,
 )
 from evaluator.core.counts import ClassCounts, IntArray
+from evaluator.core.history import History, history_point
 from evaluator.core.normalise import Inputs, PreparedStep, WorkerBatch, prepare_steps
 from evaluator.core.params import RuleParameters
 from evaluator.core.window import StepWindow
@@ -85,6 +86,8 @@ class ClassImbalanceRule:
 
     window: StepWindow | None = None
     """The last ``window_steps`` steps' counts, kept when ``window_steps`` > 0."""
+    history: History = field(default_factory=History)
+    """The figures over steps, at a bounded number of exact points (for the report)."""
 
     def __post_init__(self) -> None:
         if not self.checks:
@@ -221,6 +224,7 @@ class ClassImbalanceRule:
         )
         found = {finding.check for finding in self.findings}
         results: list[StepResult] = []
+        finding_rows: list[int] = []
         for index, (step, prepared) in enumerate(chunk):
             new: list[Finding] = []
             if seen.gated[index]:
@@ -234,9 +238,12 @@ class ClassImbalanceRule:
             results.append(
                 StepResult(step, int(seen.counted[index]), tuple(new), len(prepared.rejected))
             )
+            if new:
+                finding_rows.append(index)
             self.findings.extend(new)
             if stop_at_first_issue and self.issue_step is not None:
                 break
+        self._record_history([step for step, _ in chunk[: len(results)]], seen, finding_rows)
         self._commit([prepared for _, prepared in chunk[: len(results)]])
         if self.window is not None and seen.window is not None:
             self.window.commit(seen.window, len(results))
@@ -247,6 +254,39 @@ class ClassImbalanceRule:
             verdicts = {name: bool(holds[last]) for name, holds in seen.holds.items()}
             self._holds = ((self.steps_evaluated, self.samples), verdicts)
         return results
+
+    def _record_history(
+        self, steps: list[int], seen: progress.ChunkProgress, finding_rows: list[int]
+    ) -> None:
+        """The chunk's history points: its rows on the history's grid, and pinned, the row
+        where the checks start to run and the rows of first findings. Called before the
+        chunk is committed (``steps_evaluated`` still counts the steps before it)."""
+        history, base, gated = self.history, self.steps_evaluated, seen.gated
+        first = (history.every - (base + 1) % history.every) % history.every
+        starting = self.samples < self.params.samples  # the checks may start in this chunk
+        if first >= len(steps) and not finding_rows and not starting:
+            return  # no grid point and no pin: the common step while following
+        pinned = set(finding_rows)
+        if starting:
+            start = int(np.argmax(gated[: len(steps)]))
+            if gated[start]:
+                pinned.add(start)
+        history.make_room(base, base + len(steps), [base + row + 1 for row in pinned])
+        first = (history.every - (base + 1) % history.every) % history.every  # the grid's, now
+        for row in sorted(set(range(first, len(steps), history.every)) | pinned):
+            active = bool(gated[row])
+            history.record(
+                history_point(
+                    steps[row],
+                    base + row + 1,
+                    seen.tallies.samples[row],
+                    seen.tallies.mispredicted[row],
+                    holding=[n for n, holds in seen.holds.items() if active and holds[row]],
+                    checks_active=active,
+                    pinned=row in pinned,
+                    classes_per_point=history.classes_per_point,
+                )
+            )
 
     def _commit(self, kept: list[PreparedStep]) -> None:
         """Add the kept steps' rows to the per-mode counts and their tallies to the totals."""
@@ -306,6 +346,9 @@ class ClassImbalanceRule:
         self.findings = list(earliest.values())
         if self.window is not None and other.window is not None:
             self.window.merge(other.window)
+        # Each side's points are exact for its own steps, not for the sum: the history of
+        # the merged evaluation starts here.
+        self.history = History(self.history.capacity, self.history.classes_per_point)
         self._holds = None
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -323,6 +366,7 @@ class ClassImbalanceRule:
             "problem_examples": dict(self.problem_examples),
             "binary_form": self.binary_form,
             **({"window": self.window.to_state()} if self.window is not None else {}),
+            "history": self.history.to_state(),
         }
 
     @classmethod
@@ -355,4 +399,6 @@ class ClassImbalanceRule:
             problem_examples=dict(state["problem_examples"]),
             binary_form=state.get("binary_form"),
             window=StepWindow.from_state(state["window"]) if "window" in state else None,
+            # Older checkpoints have none: the history then starts where they left off.
+            history=History.from_state(state["history"]) if "history" in state else History(),
         )

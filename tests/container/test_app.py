@@ -388,3 +388,26 @@ def test_one_pass_that_ends_while_steps_wait_for_a_worker_says_so(tmp_path: Path
     (warning,) = [w for w in outcome.warnings if "one pass" in w]
     assert warning.startswith("2 steps were written by some workers but not complete")
     assert "end_grace" in warning
+
+
+def test_the_history_survives_a_restart_from_a_checkpoint(tmp_path: Path) -> None:
+    """A run stopped after 7 steps and resumed has the charts over steps of an uninterrupted
+    run: the points before the restart come from the checkpoint."""
+    trial = tmp_path / "trial"
+    make = scores_batch([6, 2, 1], batch=16)
+    rng = np.random.default_rng(5)
+    export_collections(str(trial), "worker_0", 1)
+    for step in range(20):
+        labels, scores = make(rng, step)
+        write_step(str(trial), step, "worker_0", {"labels": labels, "predictions": scores})
+    (tmp_path / "whole").mkdir()
+    whole = run(settings_for(trial, tmp_path / "whole", once=True))
+    settings = settings_for(
+        trial, tmp_path, checkpoint_file=str(tmp_path / "checkpoint.json"), end_step=7, once=True
+    )
+    first = run(settings)
+    assert first.document["steps_evaluated"] == 7
+    resumed = run(settings.changed(end_step=None))
+    assert resumed.document["resumed_from_step"] == 6
+    assert resumed.document["history"] == whole.document["history"]
+    assert [p["step"] for p in resumed.document["history"]] == list(range(20))

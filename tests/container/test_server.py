@@ -349,3 +349,35 @@ def test_a_real_prometheus_scrapes_the_live_snapshot(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# -- the live report ----------------------------------------------------------------------------
+
+
+def test_the_report_is_served_as_html_and_gzipped_when_accepted(box: SnapshotBox) -> None:
+    page = "<!DOCTYPE html><title>report</title>" + "x" * 5000
+    with MetricsServer(box, HOST, 0, 3, report=lambda: page) as server:
+        plain = request(server.port, "/report")
+        assert plain.status == 200
+        assert plain.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert plain.headers["Cache-Control"] == "no-store"
+        assert plain.body.decode() == page
+        packed = request(server.port, "/report", {"Accept-Encoding": "gzip"})
+        assert packed.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(packed.body).decode() == page
+        assert request(server.port, "/report", method="HEAD").body == b""
+
+
+def test_the_report_turned_off_is_404_with_the_setting(server: MetricsServer) -> None:
+    response = request(server.port, "/report")
+    assert response.status == 404
+    assert b"html_report" in response.body
+
+
+def test_a_report_that_fails_to_render_is_500_and_health_still_answers(box: SnapshotBox) -> None:
+    def broken() -> str:
+        raise RuntimeError("boom")
+
+    with MetricsServer(box, HOST, 0, 3, report=broken) as server:
+        assert request(server.port, "/report").status == 500
+        assert request(server.port, "/healthz").status == 200

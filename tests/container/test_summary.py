@@ -87,3 +87,10 @@ def test_with_confidence_the_summary_says_what_the_guarded_checks_say(
         assert "no class above threshold_misprediction 0.7 at confidence 0.95 now" in summary
         assert "misprediction does not hold" in summary
         assert marked == []
+
+
+def test_the_summary_ends_with_where_the_report_is_when_one_was_written() -> None:
+    document = many_classes_document()
+    with_report = format_summary(document, status_file="s.json", report_file="s.html")
+    assert with_report.splitlines()[-1] == "  report: s.html (HTML; open it in a browser)"
+    assert "report:" not in format_summary(document, status_file="s.json")

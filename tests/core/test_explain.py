@@ -11,6 +11,8 @@ from evaluator.core import (
     ClassImbalanceRule,
     RuleParameters,
     WorkerBatch,
+    classes_that_matter,
+    confusion_matrix,
     mode_verdict,
     rule_checks,
     top_confusions,
@@ -105,3 +107,61 @@ def test_a_mode_below_samples_has_no_verdict_and_window_checks_are_not_per_mode(
     assert (verdict.checks_active, dict(verdict.holds), dict(verdict.current)) == (False, {}, {})
     active = mode_verdict(rule_checks(params), samples, mispredicted, samples_required=5, step=3)
     assert set(active.holds) == {"imbalance", "misprediction"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 30).flatmap(
+        lambda classes: st.tuples(
+            st.just(classes),
+            st.lists(
+                st.tuples(st.integers(0, classes - 1), st.integers(0, classes - 1)),
+                min_size=1,
+                max_size=300,
+            ),
+            st.lists(st.integers(0, classes - 1), max_size=3),
+            st.integers(1, 12),
+        )
+    )
+)
+def test_the_matrix_of_the_classes_that_matter_is_sklearns_restricted_to_them(
+    case: tuple[int, list[tuple[int, int]], list[int], int],
+) -> None:
+    classes, rows, first, limit = case
+    labels = np.array([r[0] for r in rows], dtype=np.int64)
+    predicted = np.array([r[1] for r in rows], dtype=np.int64)
+    counts = ClassCounts()
+    counts.add(labels, predicted)
+    samples, mispredicted = counts.trimmed()
+    pairs = counts.confusion.frozen()
+    chosen = classes_that_matter(
+        samples, mispredicted, top_confusions(pairs, samples), first=first, limit=limit
+    )
+    seen = set(np.flatnonzero(samples).tolist())
+    assert len(chosen) == min(limit, len(seen))
+    assert list(chosen) == sorted(chosen)
+    assert set(chosen) <= seen
+    wanted_first = [c for c in dict.fromkeys(first) if c in seen][:limit]
+    assert set(wanted_first) <= set(chosen)
+    matrix = confusion_matrix(pairs, samples, mispredicted, chosen)
+    reference = sklearn_confusion(labels.tolist(), predicted.tolist(), classes)
+    assert matrix.classes == chosen
+    assert [list(r) for r in matrix.counts] == reference[np.ix_(chosen, chosen)].tolist()
+    inside = reference[np.ix_(chosen, chosen)].sum(axis=1)
+    assert list(matrix.other) == (reference[list(chosen)].sum(axis=1) - inside).tolist()
+
+
+def test_the_classes_that_matter_are_the_findings_then_the_worst_and_their_confusions() -> None:
+    # class 3 is the worst and mostly predicted as 5; class 0 is the largest
+    labels = np.array([0] * 50 + [1] * 20 + [2] * 20 + [3] * 10 + [4] * 5 + [5] * 8)
+    predicted = labels.copy()
+    predicted[70:72] = 1  # class 2: 2 of 20 wrong
+    predicted[90:98] = 5  # class 3: 8 of 10 wrong, as 5
+    counts = ClassCounts()
+    counts.add(labels, predicted)
+    samples, mispredicted = counts.trimmed()
+    pairs = counts.confusion.frozen()
+    chosen = classes_that_matter(
+        samples, mispredicted, top_confusions(pairs, samples), first=(0, 4), limit=4
+    )
+    assert chosen == (0, 3, 4, 5)

@@ -156,6 +156,9 @@ def test_the_container_follows_a_mounted_trial_and_exits_with_the_verdict(
     assert scraped.class_samples == {str(c): n for c, n in enumerate(expected) if n}
     assert get(port, "/healthz")[0] == 200
     assert get(port, "/readyz")[0] == 200
+    code, page = get(port, "/report")
+    assert code == 200, "the live report"
+    assert '<meta http-equiv="refresh"' in page
     assert podman("healthcheck", "run", name, check=False).returncode == 0, "healthy"
     assert status(out)["terminal"] is False
 
@@ -168,6 +171,8 @@ def test_the_container_follows_a_mounted_trial_and_exits_with_the_verdict(
     assert document["samples"] == total
     assert document["parameters"]["samples"] == 200, "SAMPLES from the environment"
     assert (out / "status.json").stat().st_uid == 10001
+    report = (out / "status.html").read_text()
+    assert 'data-status="IssuesFound"' in report, "the HTML report beside the status file"
     logs = podman("logs", name).stderr
     events = [json.loads(line)["event"] for line in logs.splitlines() if line.startswith("{")]
     assert "ended" in events, "--log-format json passed through"

@@ -51,6 +51,8 @@ DEFAULTS: dict[str, Any] = {
     "class_names": None,
     "class_names_file": None,
     "report_dir": None,
+    "html_report": True,
+    "report_file": None,
     "metrics_enabled": True,
     "metrics_address": "0.0.0.0",
     "metrics_port": 9410,

@@ -3,7 +3,7 @@
 #   docker build -t classimbalance-rule:0.1.0 .
 #   podman build --format docker -t classimbalance-rule:0.1.0 .   (docker format keeps HEALTHCHECK)
 #   docker run --rm -v "$PWD/trial:/trial:ro" -v "$PWD/out:/out" -p 9410:9410 \
-#     -e STATUS_FILE=/out/status.json classimbalance-rule:0.1.0 --trial /trial --argmax true
+#     -e CLASSIMBALANCE_STATUS_FILE=/out/status.json classimbalance-rule:0.1.0 --trial /trial --argmax true
 #
 # Settings come from the environment (THRESHOLD_IMBALANCE=5), a YAML file (RULE_CONFIG) and
 # flags, as the README's Configuration section says. Exit codes: 0 NoIssuesFound or Stopped,
@@ -66,14 +66,15 @@ RUN pip install --no-cache-dir --no-index --no-deps /tmp/wheels/*.whl \
 COPY --chmod=0755 entrypoint.sh /entrypoint.sh
 
 # The default status file (classimbalance-status.json, relative) lands in the working folder;
-# mount a volume and set STATUS_FILE to keep it.
+# mount a volume and set CLASSIMBALANCE_STATUS_FILE to keep it.
 WORKDIR /work
 USER 10001:10001
 EXPOSE 9410
 STOPSIGNAL SIGTERM
-# /healthz answers while the process is alive; the port follows METRICS_PORT when it is set.
+# /healthz answers while the process is alive; the port follows CLASSIMBALANCE_METRICS_PORT
+# when it is set.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('METRICS_PORT') or os.environ.get('metrics_port') or '9410'; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('CLASSIMBALANCE_METRICS_PORT') or '9410'; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
 # Last, so that a new revision or date reuses every layer above.
 ARG VERSION=0.1.0
 ARG REVISION=unknown

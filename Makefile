@@ -49,7 +49,7 @@ demo: $(VENV)/.installed
 	rm -rf $(DEMO_DIR)
 	$(PY) -m devtools.write_trial --out $(DEMO_DIR)/trial --steps 40 --batch 64 --classes 5 --imbalance 20 --workers 2
 	$(BIN)/classimbalance-rule --trial $(DEMO_DIR)/trial --status-file $(DEMO_DIR)/status.json --argmax true; \
-	  code=$$?; echo "exit code $$code (0 NoIssuesFound, 1 IssuesFound, 2 Error); status file: $(DEMO_DIR)/status.json"; \
+	  code=$$?; echo "exit code $$code (0 NoIssuesFound, 1 IssuesFound, 2 Error, 3 not checked, 4 Stopped); status file: $(DEMO_DIR)/status.json"; \
 	  echo "the HTML report: file://$(CURDIR)/$(DEMO_DIR)/status.html (open it in a browser)"; \
 	  test $$code -le 1
 

@@ -8,11 +8,10 @@ settings group: the reader ``trial``, the loop ``trial`` and ``following``, the 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,13 +23,15 @@ from container.checkpoint import (
     fingerprint,
     load_checkpoint,
 )
-from container.config import MetricsSettings, Settings
+from container.config import Settings
 from container.evaluation import EndReason, Evaluation
 from container.names import ClassNamesError, check_names_fit, load_class_names
+from container.progress import ProgressLog
 from container.publishing import Publisher
-from container.server import MetricsServer, ReportPage
+from container.server import MetricsBindError
+from container.serving import MetricsEndpoint
 from container.snapshot import Progress, Snapshot, SnapshotBox, take_snapshot
-from container.status import RunInfo, Status
+from container.status import RunInfo, Status, exit_code
 from container.stopping import StopRequest
 from container.watch import StepWaiter
 from evaluator.core import Check, ClassImbalanceRule, RuleParameters, StepResult, WindowLimitError
@@ -46,6 +47,12 @@ class Outcome:
     status: Status
     document: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """The process's exit code: the verdict's, with "never checked" and "stopped" told
+        apart from "checked and fine" (``status.exit_code``)."""
+        return exit_code(self.status, bool(self.document["checks_active"]))
 
 
 @dataclass
@@ -82,24 +89,47 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
     )
     publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
     page = publisher.live_page if settings.outputs.html_report else None
-    with _metrics_server(settings.metrics, box, runtime, page) as metrics_error:
-        if metrics_error is not None:
-            return _fail(
-                publisher, info, _rule_snapshot(rule, settings, Status.ERROR), metrics_error
-            )
+    endpoint = MetricsEndpoint(settings.metrics, box, page, runtime.metrics_port_ready)
+    try:
+        if endpoint.wanted_at_start:
+            try:
+                endpoint.start()
+            except MetricsBindError as exc:
+                return _fail(
+                    publisher, info, _rule_snapshot(rule, settings, Status.ERROR), str(exc)
+                )
         outcome = _evaluate(
-            settings, runtime, stop=stop, rule=rule, box=box, info=info, publisher=publisher
+            settings,
+            runtime,
+            stop=stop,
+            rule=rule,
+            info=info,
+            publisher=publisher,
+            endpoint=endpoint,
         )
         _log_ended(outcome, stop)
-        lingering = settings.following.linger_after_verdict and settings.metrics.enabled
-        if lingering and not stop.is_set():
-            log.info(
-                "verdict %s; serving metrics until stopped (linger_after_verdict)",
-                outcome.status,
-                extra={"event": "lingering", "status": str(outcome.status)},
-            )
-            stop.wait()
+        if settings.following.linger_after_verdict and not stop.is_set():
+            _linger(outcome, endpoint, stop)
         return outcome
+    finally:
+        endpoint.stop()
+
+
+def _linger(outcome: Outcome, endpoint: MetricsEndpoint, stop: StopRequest) -> None:
+    """Serve the verdict until stopped (a native sidecar must not exit before training)."""
+    try:
+        endpoint.following()
+    except MetricsBindError as exc:
+        log.error("%s; not lingering: the verdict is in the status file", exc)
+        return
+    if not endpoint.serving:
+        return  # metrics_enabled false: nothing to serve
+    log.info(
+        "verdict %s; serving metrics until stopped (linger_after_verdict)",
+        outcome.status,
+        extra={"event": "lingering", "status": str(outcome.status)},
+    )
+    stop.wait()
 
 
 def _log_ended(outcome: Outcome, stop: StopRequest) -> None:
@@ -158,9 +188,9 @@ def _evaluate(
     *,
     stop: StopRequest,
     rule: ClassImbalanceRule,
-    box: SnapshotBox,
     info: RunInfo,
     publisher: Publisher,
+    endpoint: MetricsEndpoint,
 ) -> Outcome:
     identity = fingerprint(settings, rule.checks)
     try:
@@ -197,10 +227,13 @@ def _evaluate(
         else (),
         clients=runtime.aws_clients or boto3_client,
     )
-    hooks = _Hooks(publisher, checkpointer, runner, names)
+    hooks = _Hooks(publisher, checkpointer, runner, settings, names)
     evaluation = Evaluation(
         reader,
         rule,
+        progress=ProgressLog(
+            settings.following.progress_interval, redraw=settings.logs.format == "text"
+        ),
         trial=settings.trial,
         following=settings.following,
         delivered_through=checkpoint.delivered_through if checkpoint else -1,
@@ -221,13 +254,18 @@ def _evaluate(
                 publisher, info, evaluation.snapshot(Status.ERROR), _missing_trial(info.trial)
             )
         log.info(
-            "attached to trial %s (reader: %s%s)",
+            "following trial %s (reader: %s%s)",
             info.trial,
             info.reader,
             f", resuming after step {checkpoint.delivered_through}" if checkpoint else "",
             extra={"event": "attached", "trial": info.trial},
         )
-        end = evaluation.follow(stop=stop, wait=waiter.wait)
+
+        def wait(seconds: float, request: StopRequest) -> None:
+            endpoint.following()  # metrics auto: served from the first wait for a step
+            waiter.wait(seconds, request)
+
+        end = evaluation.follow(stop=stop, wait=wait)
         hooks.act(evaluation)  # an issue found at the last step, or before a restart
         return _conclude(
             evaluation,
@@ -238,7 +276,7 @@ def _evaluate(
             end=end,
             stop=stop,
         )
-    except (TrialError, ClassNamesError, WindowLimitError) as exc:
+    except (TrialError, ClassNamesError, WindowLimitError, MetricsBindError, Misconfigured) as exc:
         return _fail(publisher, info, evaluation.snapshot(Status.ERROR), str(exc))
     except Exception as exc:  # the last line of defence: a status, never a bare traceback
         log.exception("internal error")
@@ -260,10 +298,14 @@ class _Hooks:
     publisher: Publisher
     checkpointer: Checkpointer
     actions: ActionRunner
+    settings: Settings
     class_names: tuple[str, ...] | None = None
 
     def step_done(self, evaluation: Evaluation, result: StepResult) -> None:
         check_names_fit(self.class_names, evaluation.rule.num_classes)
+        error = _misconfigured(evaluation, self.settings)
+        if error is not None:
+            raise Misconfigured(error)
         self.publisher.step_done(result, evaluation.snapshot)
         self.act(evaluation)
         self.checkpointer.maybe_save(evaluation.rule.steps_evaluated, evaluation.checkpoint)
@@ -304,43 +346,6 @@ def _resume(settings: Settings, identity: dict[str, Any]) -> Checkpoint | None:
         extra={"event": "resumed"},
     )
     return checkpoint
-
-
-@contextlib.contextmanager
-def _metrics_server(
-    metrics: MetricsSettings, box: SnapshotBox, runtime: Runtime, page: ReportPage | None
-) -> Iterator[str | None]:
-    """Serve metrics, health and the live report while the block runs; yield an error
-    sentence if it cannot."""
-    if not metrics.enabled:
-        yield None
-        return
-    server = MetricsServer(
-        box,
-        metrics.address,
-        metrics.port,
-        metrics.max_class_series,
-        max_confusion_series=metrics.max_confusion_series,
-        report=page,
-    )
-    try:
-        server.start()
-    except OSError as exc:
-        yield str(exc)
-        return
-    log.info(
-        "serving metrics on http://%s:%d/metrics%s",
-        metrics.address,
-        server.port,
-        " (the live HTML report on /report)" if page is not None else "",
-        extra={"event": "metrics_listening", "port": server.port},
-    )
-    if runtime.metrics_port_ready is not None:
-        runtime.metrics_port_ready(server.port)
-    try:
-        yield None
-    finally:
-        server.stop()
 
 
 def _default_reader(settings: Settings) -> TrialReader:
@@ -449,6 +454,43 @@ def _no_data_error(evaluation: Evaluation, settings: Settings, end: EndReason) -
     return (
         f"no label could be counted over {rule.steps_evaluated} steps: every row was "
         f"skipped ({dict(rule.skipped_rows)}) or ignored ({rule.ignored})"
+    )
+
+
+EARLY_STEPS = 10
+"""Evaluated steps after which an evaluation that counted nothing, every batch rejected for one
+and the same configuration reason, stops with the error rather than reading the whole trial."""
+CONFIGURATION_REASONS = frozenset(
+    {
+        "missing_labels",
+        "missing_predictions",
+        "argmax_required",
+        "unsupported_predictions_shape",
+        "ambiguous_class_axis",
+        "binary_predictions_for_multiclass_labels",
+        "batch_size_mismatch",
+    }
+)
+"""Reasons a batch is skipped that a setting causes (a regex, argmax, class_axis), not data."""
+
+
+class Misconfigured(ValueError):
+    """The first steps say the settings do not fit the trial; the message says what to set."""
+
+
+def _misconfigured(evaluation: Evaluation, settings: Settings) -> str | None:
+    """Why the evaluation should stop now: after ``EARLY_STEPS`` steps without a label counted,
+    every batch skipped for one configuration reason; None while that is not so."""
+    rule = evaluation.rule
+    if rule.samples or rule.ignored or rule.skipped_rows or rule.steps_evaluated < EARLY_STEPS:
+        return None
+    reasons = set(rule.skipped_batches)
+    if len(reasons) != 1 or not reasons <= CONFIGURATION_REASONS:
+        return None
+    error = _no_data_error(evaluation, settings, EndReason.ONCE)
+    return (
+        f"stopped after the first {rule.steps_evaluated} steps, in which every batch was "
+        f"skipped for {next(iter(reasons))}: {error}"
     )
 
 

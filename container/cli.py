@@ -2,9 +2,10 @@
 
 Settings come from defaults, the managed service's job config, a YAML file, the environment and
 flags (``container.config``); this module wires the real ``sys.argv`` and ``os.environ`` to them
-and turns the outcome into an exit code. Exit codes say the verdict: 0 NoIssuesFound (or Stopped
-without an issue), 1 IssuesFound, 2 Error (bad settings, a missing or unreadable trial, no usable
-data).
+and turns the outcome into an exit code. Exit codes say the verdict: 0 NoIssuesFound (the checks
+ran), 1 IssuesFound, 2 Error (bad settings, a missing or unreadable trial, no usable data), 3
+NoIssuesFound without the checks having run (fewer than ``samples`` labels), 4 Stopped before a
+verdict.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import sys
 import time
 from collections.abc import Sequence
 
+from container import __version__
 from container.app import Outcome, Runtime, run
 from container.config import (
+    EPILOG,
     ConfigError,
     Settings,
     build_parser,
+    example_config,
     format_settings,
     load_settings,
     parse_flags,
@@ -40,12 +44,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from container import reporting  # noqa: PLC0415
 
         return reporting.main(args[1:])
-    if parse_flags(args).help:
+    flags = parse_flags(args)
+    if flags.help:
         print(build_parser().format_help())
+        return 0
+    if flags.version:
+        print(f"classimbalance-rule {__version__}")
+        return 0
+    if flags.example_config:
+        sys.stdout.write(example_config())
         return 0
     try:
         loaded = load_settings(args, os.environ)
     except ConfigError as exc:
+        if not args and exc.only_missing_trial:  # the bare command: how to use it
+            print(_usage(), file=sys.stderr)
+            return EXIT_CODES[Status.ERROR]
         configure_logging(exc.fallback.log_format, exc.fallback.log_level)
         if exc.print_config:  # a dry run leaves the status file alone
             print(f"error: {exc}", file=sys.stderr)
@@ -74,7 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         stop.close()
     _print_verdict(outcome, settings)
-    return EXIT_CODES[outcome.status]
+    return outcome.exit_code
+
+
+def _usage() -> str:
+    """What the bare command prints: the usage line, the examples, where the rest is."""
+    parser = build_parser(with_help=False)
+    return (
+        f"{parser.format_usage().splitlines()[0]} ...\n\n"
+        f"Give the trial to evaluate: --trial PATH (a folder, or s3://bucket/prefix).\n\n"
+        f"{EPILOG}\n\nEvery setting: classimbalance-rule --help"
+    )
 
 
 def _say_error(message: str, *, json_logs: bool) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from container.checkpoint import Checkpoint
 from container.config import FollowSettings, TrialSettings
+from container.progress import ProgressLog, SkipLog, WaitingLog
 from container.snapshot import Progress, Snapshot, take_snapshot
 from container.status import Status
 from container.stopping import StopRequest
@@ -78,6 +79,16 @@ class Evaluation:
     """A name per class index, carried into every snapshot for the outputs."""
     actions: Callable[[], tuple[dict[str, Any], ...]] = tuple
     """What became of each action (their outcomes as JSON), for snapshots and checkpoints."""
+    attached: bool = False
+    """Whether the trial was found (it exists) and is being read: /readyz says ready only then."""
+    progress: ProgressLog | None = None
+    """The progress line while following (and on a terminal); None: the default one."""
+    _skips: SkipLog | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.progress is None:
+            self.progress = ProgressLog(self.following.progress_interval)
+        self._skips = SkipLog(self.rule.skipped_batches)
 
     @property
     def modes(self) -> Collection[str] | None:
@@ -91,9 +102,10 @@ class Evaluation:
     def end_step(self) -> int | None:
         return None if self.trial is None else self.trial.end_step
 
-    def snapshot(self, status: Status | None = None, *, ready: bool = True) -> Snapshot:
+    def snapshot(self, status: Status | None = None, *, ready: bool | None = None) -> Snapshot:
         """The evaluation as of now, for every output. Without a ``status``, the running one:
-        IssuesFound as soon as a check held (evaluation goes on), else InProgress."""
+        IssuesFound as soon as a check held (evaluation goes on), else InProgress. Ready
+        (``/readyz``) unless said otherwise once the trial was found."""
         if status is None:
             issue = self.rule.issue_step is not None
             status = Status.ISSUES_FOUND if issue else Status.IN_PROGRESS
@@ -101,9 +113,9 @@ class Evaluation:
             self.rule,
             status=str(status),
             trial=self.reader.location if self.trial is None else self.trial.base_trial,
-            ready=ready,
+            ready=self.attached if ready is None else ready,
             reader=self.reader.problems(),
-            progress=Progress(self.steps_seen, self.last_evaluation_time),
+            progress=Progress(self.steps_seen, self.last_evaluation_time, self.attached),
             class_names=self.class_names,
             actions=self.actions(),
         )
@@ -153,6 +165,8 @@ class Evaluation:
         """
         evaluated = 0
         chunk = _Chunk()
+        if not self.attached:  # one look until found: a sidecar may start before training
+            self.attached = self.reader.exists()
         if not self._resumed_trial_confirmed():
             return 0
         refs = self.reader.poll()
@@ -220,6 +234,8 @@ class Evaluation:
         self.delivered_through = results[-1].step if stopped_early else chunk.last_step
         if results:
             self.last_evaluation_time = time.time()
+        if results and self.progress is not None:
+            self.progress.evaluated(self.rule)
         for result in results:
             self._log_step(result, first=first, had_issue=had_issue)
             first, had_issue = False, had_issue or bool(result.new_findings)
@@ -263,15 +279,8 @@ class Evaluation:
                 result.counted,
                 extra={"event": "first_step", "step": step},
             )
-        if result.skipped_batches:
-            reasons = dict(self.rule.skipped_batches)
-            log.warning(
-                "step %d: %d batch(es) skipped; skipped so far by reason: %s",
-                step,
-                result.skipped_batches,
-                reasons,
-                extra={"event": "step_skipped", "step": step, "reasons": reasons},
-            )
+        if self._skips is not None:
+            self._skips.step(step, result.skipped_reasons)
         for finding in result.new_findings:
             log.warning(
                 "step %d: %s check holds: %s",
@@ -316,15 +325,33 @@ class Evaluation:
         wait: Callable[[float, StopRequest], None] | None = None,
     ) -> EndReason:
         """Evaluate steps as they become complete until one of the end conditions holds."""
+        try:
+            return self._follow(stop=stop, clock=clock, wait=wait)
+        finally:
+            if self.progress is not None:
+                self.progress.clear()  # the terminal's line goes before the summary
+
+    def _follow(
+        self,
+        *,
+        stop: StopRequest | None,
+        clock: Callable[[], float],
+        wait: Callable[[float, StopRequest], None] | None,
+    ) -> EndReason:
         options = self.following
         stop = stop or self.stop or StopRequest()
         self.stop = stop
         sleep = wait or (lambda seconds, request: request.wait(seconds) and None)
         last_progress = clock()
         idle_polls = 0
+        waiting = WaitingLog(self.reader.location, options.idle_timeout, clock=clock)
         while not stop.is_set():
             seen_before = self.steps_seen
             self.evaluate_available(options.stop_on_first_issue)
+            if self.attached:
+                waiting.found()
+            else:
+                waiting.missing()
             # A reader hands a long backlog over in slices: more are ready without waiting.
             backlog = self.reader.backlog
             if self.steps_seen > seen_before or backlog:
@@ -339,6 +366,8 @@ class Evaluation:
             if end is not None:
                 return end
             if not backlog:
+                if self.progress is not None:
+                    self.progress.waiting(self.rule)
                 sleep(_next_wait(options, idle_polls, idle), stop)
         return EndReason.STOPPED
 

@@ -35,13 +35,25 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class TerminalFormatter(logging.Formatter):
+    """Text lines that first erase the progress line a replay redraws on a terminal
+    (``progress.ProgressLog``), so a log line never runs on after it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\r\x1b[K" + super().format(record)
+
+
 def configure_logging(log_format: str, level: str, stream: TextIO | None = None) -> None:
     """Route the root logger to ``stream`` (stderr) in the chosen format, replacing handlers."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    target = stream or sys.stderr
+    handler = logging.StreamHandler(target)
+    text = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if log_format == "json":
         handler.setFormatter(JsonLineFormatter())
+    elif target.isatty():
+        handler.setFormatter(TerminalFormatter(text))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(text))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

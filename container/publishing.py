@@ -11,6 +11,7 @@ settings group (``outputs``) and a source of snapshots; it never sees the rule o
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -75,6 +76,9 @@ class Publisher:
         self._last_status_write = -float("inf")
         self._last_snapshot = -float("inf")
         self._terminal_document: dict[str, Any] | None = None
+        self._page_lock = threading.Lock()
+        self._page: tuple[Snapshot, str] | None = None
+        """The live page and the snapshot it shows: rendered again only for a new one."""
 
     def update_run_info(self, run_info: RunInfo) -> None:
         """What the run turned out to be after starting (resumed from a checkpoint)."""
@@ -119,8 +123,6 @@ class Publisher:
         self._box.publish(snapshot)
         self._terminal_document = document
         self._write_report(document)
-        if self._outputs.html_report:
-            self._write_html_report(document)
         if self._message_file is not None:
             try:
                 write_text_atomically(
@@ -128,6 +130,8 @@ class Publisher:
                 )
             except OSError as exc:
                 log.error("cannot write the message file %s: %s", self._message_file, exc)
+        if self._outputs.html_report:  # last: the verdict's files first, the page after
+            self._write_html_report(document)
         return document
 
     def live_page(self) -> str:
@@ -137,10 +141,12 @@ class Publisher:
         # run with html_report false, or before its end, need not pay at start-up.
         from container.report import render_report  # noqa: PLC0415
 
-        document = self._terminal_document
-        if document is None:
-            document = self._document(self._box.get())
-        return render_report(document, live=True)
+        with self._page_lock:  # one render at a time: requests wait for it, not the loop
+            snapshot = self._box.get()
+            if self._page is None or self._page[0] is not snapshot:
+                document = self._terminal_document or self._document(snapshot)
+                self._page = (snapshot, render_report(document, live=True))
+            return self._page[1]
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -170,9 +176,9 @@ class Publisher:
     def _write_html_report(self, document: dict[str, Any]) -> None:
         """The page beside the status file and in the report folder. A page that cannot be
         written (or, a bug, rendered) is logged and costs nothing else: the status is out."""
-        from container.report import render_report  # noqa: PLC0415  (as in live_page)
-
         try:
+            from container.report import render_report  # noqa: PLC0415  (as in live_page)
+
             page = render_report(document)
         except Exception:
             log.exception("rendering the HTML report failed; the status file has the verdict")

@@ -108,8 +108,9 @@ class MetricsServer:
             except OSError as error:
                 raise MetricsBindError(
                     f"cannot serve metrics on {self._address}:{self._requested_port}: {error}. "
-                    f"Change the metrics_port setting (0 picks a free port) or metrics_address, "
-                    f"or set metrics_enabled to false."
+                    f"Change the metrics_port setting (--metrics-port, "
+                    f"CLASSIMBALANCE_METRICS_PORT; 0 picks a free port) or metrics_address, or "
+                    f"set metrics_enabled to false (auto serves only while following)."
                 ) from error
             thread = threading.Thread(
                 target=server.serve_forever,

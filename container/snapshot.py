@@ -81,6 +81,8 @@ class Progress:
     """Complete steps the reader delivered, in the selected modes and range or not."""
     last_evaluation_time: float | None = None
     """Unix time of the last evaluated step."""
+    trial_found: bool = True
+    """Whether the trial exists (a sidecar may start before training writes it)."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,10 @@ class Snapshot:
         worst-predicted and what each is most mistaken for (``classes_that_matter``)."""
         samples, mispredicted = self.combined.samples, self.combined.mispredicted
         ratio = imbalance_ratio(samples)
-        first = () if ratio is None else (ratio[1], ratio[2])
+        first = [] if ratio is None else [ratio[1], ratio[2]]
+        if self.params.confidence is not None:  # the guarded checks' classes, not the raw worst
+            for finding in self.current_findings().values():
+                first += [] if finding is None else list(finding.classes[:4])
         classes = classes_that_matter(samples, mispredicted, self.confusions, first=first)
         return confusion_matrix(self.pairs, samples, mispredicted, classes)
 

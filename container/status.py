@@ -40,9 +40,22 @@ EXIT_CODES = {
     Status.NO_ISSUES_FOUND: 0,
     Status.ISSUES_FOUND: 1,
     Status.ERROR: 2,
-    Status.STOPPED: 0,
+    Status.STOPPED: 4,
     Status.IN_PROGRESS: 0,
 }
+"""The exit code of each terminal status; a gate on it must also tell "checked and fine" (0)
+from "never checked" (``NOT_CHECKED``), and an evaluation cut short (4) from either."""
+NOT_CHECKED = 3
+"""NoIssuesFound with fewer than ``samples`` labels counted: the checks never ran, so nothing
+was found because nothing was looked at. The status stays the managed service's name
+(``NoIssuesFound``), with ``checks_active: false``."""
+
+
+def exit_code(status: str, checks_active: bool) -> int:
+    """The code a terminal ``status`` exits with (see ``EXIT_CODES`` and ``NOT_CHECKED``)."""
+    if status == Status.NO_ISSUES_FOUND and not checks_active:
+        return NOT_CHECKED
+    return EXIT_CODES[Status(status)]
 
 
 def condition_met_message(step: int) -> str:
@@ -107,6 +120,7 @@ def build_status(
         "classes": classes,
         "message": message,
         "error": error,
+        "exit_code": exit_code(status, snapshot.checks_active) if terminal else None,
         "imbalance_ratio": snapshot.imbalance_ratio,
         "checks_active": snapshot.checks_active,
         "current": _current(snapshot, snapshot.current_findings(), snapshot.confusions),
@@ -131,6 +145,7 @@ def build_status(
             ],
         },
         "steps_seen": snapshot.progress.steps_seen,
+        "trial_found": snapshot.progress.trial_found,
         "parameters": asdict(snapshot.params),
         "reader": run.reader,
         "selected_modes": list(run.modes) if run.modes else None,
@@ -280,6 +295,11 @@ def _recent_window(snapshot: Snapshot) -> dict[str, Any] | None:
 
 
 def _summary_message(snapshot: Snapshot) -> str:
+    if not snapshot.progress.trial_found and snapshot.status == Status.IN_PROGRESS:
+        return (
+            f"waiting for the trial at {snapshot.trial}: it does not exist yet (the training "
+            f"job has not written it, or base_trial is wrong)"
+        )
     counted = f"{snapshot.samples} labels over {snapshot.steps_evaluated} steps"
     if not snapshot.checks_active:
         return (

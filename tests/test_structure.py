@@ -3,6 +3,7 @@ no function too complex to follow. Figures from radon, the tool the review used.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,12 @@ def test_the_version_is_pyprojects() -> None:
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert container.__version__ == project["version"]
+
+
+def test_the_default_outputs_are_git_ignored() -> None:
+    """A newcomer's first run in the checkout leaves nothing for ``git status`` to show."""
+    names = ["classimbalance-status.json", "classimbalance-status.html", "demo-output/x"]
+    found = subprocess.run(
+        ["git", "check-ignore", *names], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert found.stdout.split() == names

@@ -11,7 +11,7 @@ from container.config.entries import (
     LoadedSettings,
     Source,
 )
-from container.config.flags import Flags, build_parser, parse_flags
+from container.config.flags import EPILOG, Flags, build_parser, parse_flags
 from container.config.loading import (
     CONFIG_VARIABLE,
     DEFAULT_JOB_CONFIG,
@@ -22,6 +22,7 @@ from container.config.loading import (
 )
 from container.config.printing import (
     default_value,
+    example_config,
     field_docs,
     format_settings,
     setting_docs,
@@ -53,6 +54,7 @@ __all__ = [
     "DEFAULT_JOB_CONFIG",
     "DEFAULT_METRICS_PORT",
     "DEFAULT_STATUS_FILE",
+    "EPILOG",
     "JOB_CONFIG_VARIABLE",
     "MODES",
     "SETTING_NAMES",
@@ -75,6 +77,7 @@ __all__ = [
     "build_parser",
     "class_names_from_lines",
     "default_value",
+    "example_config",
     "field_docs",
     "flag_of",
     "format_settings",

@@ -120,6 +120,10 @@ class ConfigError(ParameterError):
         self.fallback = fallback
         self.warnings = tuple(warnings)
         self.print_config = print_config
+        self.only_missing_trial = [p.name for p in problems] == ["base_trial"] and (
+            problems[0].value is None
+        )
+        """Whether the one problem is that no trial was named anywhere (the bare command)."""
         if any(isinstance(p, ConfigProblem) or p.name not in PARAMETER_NAMES for p in problems):
             lines = "\n".join(f"  - {item.describe()}" for item in problems)
             noun = "setting is" if len(problems) == 1 else "settings are"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -26,7 +27,23 @@ class Flags:
     config: str | None = None
     print_config: bool = False
     help: bool = False
+    version: bool = False
+    example_config: bool = False
     problems: tuple[ParameterProblem, ...] = ()
+
+
+EPILOG = """examples:
+  classimbalance-rule --trial ./debug-output --argmax true
+      evaluate a finished trial (or follow one until training_job_end.ts), print the verdict
+  classimbalance-rule --trial s3://bucket/job/debug-output --argmax true --once
+      what is complete now, then exit
+  classimbalance-rule --example-config > rule.yaml && classimbalance-rule --config rule.yaml
+      start from the example settings file
+  classimbalance-rule report classimbalance-status.json
+      write the HTML report again from a status file (or a checkpoint)
+
+exit codes: 0 NoIssuesFound (the checks ran), 1 IssuesFound, 2 Error, 3 NoIssuesFound without
+the checks having run (fewer than samples labels), 4 Stopped before a verdict."""
 
 
 class _FlagError(Exception):
@@ -59,13 +76,20 @@ def build_parser(*, with_help: bool = True) -> argparse.ArgumentParser:
     every docstring from the source costs milliseconds at every start."""
     parser = _Parser(
         prog="classimbalance-rule",
-        description="Evaluate SageMaker Debugger's ClassImbalance rule on an smdebug trial: "
-        "per-class sample counts (largest/smallest above threshold_imbalance) and per-class "
-        "misprediction (fraction above threshold_misprediction). Every setting can also be "
-        "given in a YAML file (--config or RULE_CONFIG; see config/classimbalance.yaml), as an "
-        "environment variable (SAMPLES or samples) or in the managed service's job config; "
-        "flags win over the environment, which wins over the file.",
-        epilog="Exit codes: 0 NoIssuesFound, 1 IssuesFound, 2 Error.",
+        description=textwrap.fill(
+            "Evaluate SageMaker Debugger's ClassImbalance rule on an smdebug trial: "
+            "per-class sample counts (largest/smallest above threshold_imbalance) and per-class "
+            "misprediction (fraction above threshold_misprediction). Every setting can also be "
+            "given in a YAML file (--config or RULE_CONFIG; --example-config prints one with every "
+            "setting and its default), as an environment variable (CLASSIMBALANCE_ and the name "
+            "in capitals, such as CLASSIMBALANCE_LOG_LEVEL; the rule parameters and base_trial "
+            "also without the prefix, as the managed service sends them: SAMPLES) or in the "
+            "managed service's job config; flags win over the environment, which wins over the "
+            "file.",
+            width=79,
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,
         allow_abbrev=False,
     )
@@ -78,6 +102,12 @@ def build_parser(*, with_help: bool = True) -> argparse.ArgumentParser:
         action="store_true",
         help="print the effective settings and where each came from (as YAML), then exit",
     )
+    parser.add_argument(
+        "--example-config",
+        action="store_true",
+        help="print the example YAML file (every setting, its default and why), then exit",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     docs = setting_docs() if with_help else {}
     rule = parser.add_argument_group(
         'rule parameters (the seed\'s names; string forms such as "10" or "False" accepted)'
@@ -139,5 +169,7 @@ def parse_flags(argv: Sequence[str]) -> Flags:
         config=namespace.config,
         print_config=namespace.print_config,
         help=namespace.help,
+        version=namespace.version,
+        example_config=namespace.example_config,
         problems=tuple(problems),
     )

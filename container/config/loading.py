@@ -230,6 +230,19 @@ def _cross_checks(
                 f"in one of them",
             )
         )
+    report = values.get("report_file")
+    for other in ("status_file", "checkpoint_file"):
+        if report is not None and report == values.get(other, DEFAULT_STATUS_FILE):
+            problems.append(
+                ConfigProblem(
+                    "report_file",
+                    winners["report_file"].value,
+                    "a path of its own",
+                    str(winners["report_file"].source),
+                    f"report_file (from {winners['report_file'].source}) is the {other}: the "
+                    f"HTML report would overwrite it; give report_file a path of its own",
+                )
+            )
     start, end = values.get("start_step"), values.get("end_step")
     if start is not None and end is not None and end <= start:
         problems.append(

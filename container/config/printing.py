@@ -13,6 +13,7 @@ from typing import Any
 
 from container.config.entries import LoadedSettings
 from container.config.settings import DECLARED, GROUPS, SETTING_NAMES
+from container.config.sources import ENV_PREFIX, MANAGED_NAMES
 from evaluator.core import RuleParameters
 
 
@@ -82,6 +83,15 @@ def yaml_inline(value: Any) -> str:
     return json.dumps(plain) if "\n" in text else text
 
 
+def example_config() -> str:
+    """The example YAML file shipped in the package (``container/config/classimbalance.yaml``,
+    which the repository's ``config/classimbalance.yaml`` links to): every setting, its default
+    and why, loadable as it is."""
+    from importlib import resources  # noqa: PLC0415  (--example-config only)
+
+    return resources.files("container.config").joinpath("classimbalance.yaml").read_text("utf-8")
+
+
 def format_settings(loaded: LoadedSettings) -> str:
     """The effective settings as aligned, commented YAML: ``key: value  # from source``."""
     rows = []
@@ -91,7 +101,11 @@ def format_settings(loaded: LoadedSettings) -> str:
         rows.append((f"{name}:", yaml_inline(loaded.settings.value(name)), origin))
     key_width = max(len(key) for key, _, _ in rows)
     value_width = min(max(len(value) for _, value, _ in rows), 32)
-    lines = ["# classimbalance-rule: effective settings; valid YAML for --config"]
+    lines = [
+        "# classimbalance-rule: effective settings; valid YAML for --config",
+        f"# in the environment: {ENV_PREFIX}NAME for any setting ({ENV_PREFIX}LOG_LEVEL);",
+        f"# also NAME for {', '.join(sorted(MANAGED_NAMES))}",
+    ]
     lines += [
         f"{key:<{key_width}} {value:<{value_width}}  # {origin}" for key, value, origin in rows
     ]

@@ -168,6 +168,12 @@ class FollowSettings:
     once: bool = _switch(False)
     """Evaluate the steps that are complete now and exit, even without the end marker."""
 
+    progress_interval: float = _seconds(
+        60.0, above=False, accepted_text="a number of seconds >= 0, such as 60; 0: never"
+    )
+    """While following, a progress line in the log this often (step, labels, ratio, verdict so
+    far); 0: none. On a terminal a replay also redraws one line on stderr as it goes."""
+
     stop_on_first_issue: bool = _switch(False)
     """Stop at the first step where a check holds, as the managed service does; by default
     evaluation goes on so the counts and metrics stay complete."""
@@ -284,15 +290,26 @@ class OutputSettings:
             return self.report_file
         root, dot, extension = self.status_file.rpartition(".")
         keep = dot and "/" not in extension and root and not root.endswith("/")
-        return f"{root if keep else self.status_file}.html"
+        derived = f"{root if keep else self.status_file}.html"
+        return f"{self.status_file}.report.html" if derived == self.status_file else derived
 
 
 @dataclass(frozen=True)
 class MetricsSettings:
     """The Prometheus endpoint, with the health and readiness probes."""
 
-    enabled: bool = _switch(True, name="metrics_enabled")
-    """Serve Prometheus metrics, /healthz and /readyz while running."""
+    enabled: bool | None = setting(
+        None,
+        parse=values.bool_or_auto,
+        accepted=f"auto, or {_BOOLEAN}",
+        name="metrics_enabled",
+        switch=True,
+        metavar="auto|BOOL",
+    )
+    """Serve Prometheus metrics, /healthz, /readyz and /report: auto (none) serves them while
+    following a trial (from the first wait for new steps, and while lingering), not for a
+    one-shot evaluation that ends without waiting (a finished trial, ``once``), which then
+    never takes the port; true from the start; false never."""
 
     address: str = setting(
         "0.0.0.0",

@@ -3,14 +3,20 @@
 Lowest to highest precedence: the managed service's job config (its ``Environment`` map, then its
 ``RuleParameters`` map), a YAML file, environment variables, flags; the defaults are below them
 all. The same flat names are used everywhere (the seed rule's for rule parameters), so a setting
-moves between layers without renaming: ``samples`` in YAML, ``SAMPLES`` or ``samples`` in the
-environment, ``--samples`` on the command line. Nothing here parses a value: entries carry what
-was written, and ``loading`` parses each once, with its source for messages. The YAML layer is in
-``yaml_source``, imported only when a YAML file is named (PyYAML takes 30 ms to import).
+moves between layers without renaming: ``samples`` in YAML, ``SAMPLES`` in the environment,
+``--samples`` on the command line. In the process environment only the names the managed
+service sends are read without a prefix (``MANAGED_NAMES``: the rule parameters, ``base_trial``
+and a few more); every runtime setting takes ``CLASSIMBALANCE_`` (``CLASSIMBALANCE_LOG_LEVEL``),
+so a platform-wide ``LOG_LEVEL`` or ``STATUS_FILE`` set for the training container is never
+taken for ours. A variable that nearly names a setting gets a "did you mean" warning. Nothing
+here parses a value: entries carry what was written, and ``loading`` parses each once, with its
+source for messages. The YAML layer is in ``yaml_source``, imported only when a YAML file is
+named (PyYAML takes 30 ms to import).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +24,19 @@ from typing import Any
 
 from container.config.entries import Entry, Report, Source, problem
 from container.config.settings import ALIASES, DECLARED, SETTING_NAMES
+from evaluator.core import PARAMETER_NAMES
+
+ENV_PREFIX = "CLASSIMBALANCE_"
+"""What every setting's environment variable may start with, and a runtime setting's must."""
+MANAGED_NAMES = frozenset(
+    {*PARAMETER_NAMES, "base_trial", "start_step", "end_step", "rule_to_invoke", "action_json"}
+    | {"stop_on_first_issue"}
+)
+"""Read from the environment without the prefix too: what the managed service sends (its rule
+parameters, the trial, the step range, the rule's name and actions), and what its users put in
+``rule_parameters`` beside them (``stop_on_first_issue``, as the managed rule behaves)."""
+_NEAR_MISS = 0.85
+"""difflib's similarity from which an unread variable is taken for a misspelled setting."""
 
 _UNUSED_MANAGED_KEY = re.compile(r"(source_s3_uri|rule_name|other_trial_\d+)", re.IGNORECASE)
 """Parameters the managed service may pass that this image has no use for: warned, not errors,
@@ -60,12 +79,22 @@ def keyed_entries(
 
 
 def environment_entries(
-    environ: Mapping[str, Any], source: Callable[[str], Source], report: Report
+    environ: Mapping[str, Any],
+    source: Callable[[str], Source],
+    report: Report,
+    *,
+    prefixed: bool = True,
 ) -> list[Entry]:
-    """Upper-case or exact names; other variables belong to someone else and are ignored."""
+    """Settings from environment variables: ``CLASSIMBALANCE_NAME`` for any setting, and
+    ``NAME`` (or ``name``) for the managed service's names; with ``prefixed`` False (the job
+    config's Environment map, which only the service writes), every name unprefixed. Other
+    variables belong to someone else and are ignored, but a near miss is warned about."""
     entries: list[Entry] = []
     for key in (*SETTING_NAMES, *ALIASES):
-        for variable in dict.fromkeys((key.upper(), key)):
+        unprefixed = not prefixed or key in MANAGED_NAMES
+        spellings = [ENV_PREFIX + key.upper()] if prefixed else []
+        spellings += [key.upper(), key] if unprefixed else []
+        for variable in dict.fromkeys(spellings):
             if variable in environ:
                 entries.append(Entry(ALIASES.get(key, key), environ[variable], source(variable)))
     for variable in environ:
@@ -73,7 +102,40 @@ def environment_entries(
             variable
         ):
             report.unused(variable, str(source(variable)))
+        elif prefixed:
+            _near_miss(variable, source, report)
     return _single_values(entries, report)
+
+
+_READ_UNPREFIXED = frozenset(name.upper() for name in MANAGED_NAMES)
+_PREFIXED = frozenset(ENV_PREFIX + name.upper() for name in (*SETTING_NAMES, *ALIASES))
+_RUNTIME = frozenset(name.upper() for name in SETTING_NAMES) - _READ_UNPREFIXED
+
+
+def _near_miss(variable: str, source: Callable[[str], Source], report: Report) -> None:
+    """Warn about a variable that is not read but looks meant for us: a runtime setting without
+    its prefix (read before the prefix existed), a prefixed name that is no setting, or a
+    misspelled managed name (``THRESHOLD_IMBALENCE``)."""
+    if variable in _READ_UNPREFIXED or variable in _PREFIXED or variable != variable.upper():
+        return
+    where = source(variable)
+    if variable in _RUNTIME:
+        report.warnings.append(
+            f"{variable} (from {where}) is not read: runtime settings take the prefix "
+            f"{ENV_PREFIX} in the environment ({ENV_PREFIX}{variable}), so that a variable "
+            f"set for other containers is not taken for this one's"
+        )
+        return
+    if variable.startswith(ENV_PREFIX):
+        close = difflib.get_close_matches(variable, _PREFIXED, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "see --help for the settings"
+        report.warnings.append(f"{variable} (from {where}) is no setting; {hint} It is ignored.")
+        return
+    close = difflib.get_close_matches(variable, _READ_UNPREFIXED, n=1, cutoff=_NEAR_MISS)
+    if close:
+        report.warnings.append(
+            f"{variable} (from {where}) is not a setting and is ignored; did you mean {close[0]}?"
+        )
 
 
 def job_entries(text: str, name: str, report: Report) -> list[list[Entry]]:
@@ -112,7 +174,10 @@ def job_entries(text: str, name: str, report: Report) -> list[list[Entry]]:
         elif section == "Environment":
             layers.append(
                 environment_entries(
-                    content, lambda v: Source("job config", f"{name} Environment.{v}"), report
+                    content,
+                    lambda v: Source("job config", f"{name} Environment.{v}"),
+                    report,
+                    prefixed=False,
                 )
             )
         else:

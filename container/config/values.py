@@ -54,6 +54,14 @@ def parse_bool(value: Any) -> bool:
     raise ValueError(value)
 
 
+def bool_or_auto(value: Any) -> bool | None:
+    """A boolean, or ``auto`` (None; ``none`` too, as every optional value takes): decided
+    by the run (``metrics_enabled``)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("auto", "none")):
+        return None
+    return parse_bool(value)
+
+
 def parse_finite_float(value: Any) -> float:
     """Accept numbers and numeric strings, but never NaN or infinity (they disable a check)."""
     if isinstance(value, bool):

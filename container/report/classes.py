@@ -103,7 +103,8 @@ def distribution(document: Document) -> str:
     return section("distribution", "Class distribution", chart, lead=lead)
 
 
-def misprediction(document: Document) -> str:
+def misprediction(document: Document, table_behind: str = "") -> str:
+    """Each class's mispredicted fraction, and ``table_behind`` (the class table) below it."""
     classes = _classes(document)
     if not classes:
         return ""
@@ -145,7 +146,9 @@ def misprediction(document: Document) -> str:
         f" with {entry['mispredicted']:,} of {entry['samples']:,} mispredicted "
         f"({entry['misprediction_fraction']:.3f})."
     )
-    return section("misprediction", "Mispredicted fraction per class", chart, lead=lead)
+    return section(
+        "misprediction", "Mispredicted fraction per class", chart + table_behind, lead=lead
+    )
 
 
 def _misprediction_tooltip(c: str, entry: Mapping[str, Any]) -> str:

@@ -51,8 +51,7 @@ def render_report(
             _header(document),
             _checks(document),
             classes.distribution(document),
-            classes.misprediction(document),
-            classes.class_table(document),
+            classes.misprediction(document, classes.class_table(document)),
             steps.over_steps(document),
             classes.confusion(document),
             details.modes(document),
@@ -63,6 +62,7 @@ def render_report(
         ]
     )
     source = "live from the running evaluator" if live else "from the status document"
+    refreshing = f" · refreshes every {REFRESH_SECONDS} s" if refresh else ""
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -72,7 +72,7 @@ def render_report(
         f"{text(document['trial'])}</title><style>{CSS}</style></head>"
         f'<body class="status-{text(status)}"><main>{body}</main>'
         f"<footer>classimbalance-rule{' ' + text(version) if version else ''} · generated "
-        f"{generated} {source}{' · refreshes every 5 s' if refresh else ''}</footer>"
+        f"{generated} {source}{refreshing}</footer>"
         "</body></html>\n"
     )
 
@@ -85,7 +85,7 @@ def _header(document: Document) -> str:
             "imbalance ratio",
             svg.number(document["imbalance_ratio"]),
             f"threshold_imbalance {params['threshold_imbalance']:g}",
-            _over(document["imbalance_ratio"], params["threshold_imbalance"]),
+            _verdict_style(document, "imbalance"),
             "ratio",
         ),
         _worst_tile(document),
@@ -117,10 +117,13 @@ def _header(document: Document) -> str:
     )
 
 
-def _over(value: float | None, threshold: float) -> str:
-    if value is None:
+def _verdict_style(document: Document, check: str) -> str:
+    """A tile's colour says what the check says now (with ``confidence``, its bound decides,
+    not the raw figure); no colour before the checks run."""
+    current = document["current"] or {}
+    if not document["checks_active"] or check not in current:
         return ""
-    return "bad" if value > threshold else "good"
+    return "bad" if current[check] else "good"
 
 
 def _tile(label: str, value: str, note: str, style: str, key: str) -> str:
@@ -143,7 +146,7 @@ def _worst_tile(document: Document) -> str:
         f"worst: {class_label(worst, table_[worst])}",
         f"{fraction:.3f}",
         f"threshold_misprediction {threshold:g}",
-        _over(fraction, threshold),
+        _verdict_style(document, "misprediction"),
         "worst",
     )
 
@@ -179,8 +182,13 @@ def _why(document: Document) -> str:
             f"{params['threshold_imbalance']:g}, threshold_misprediction "
             f"{params['threshold_misprediction']:g}); the evaluation goes on."
         )
+    if status == "Stopped":
+        return (
+            f"Stopped before the end of the trial, after {document['samples']:,} labels and "
+            f"{document['steps_evaluated']:,} steps, without a check having held so far."
+        )
     return (
-        f"Neither check held over {document['samples']:,} labels and "
+        f"No check held over {document['samples']:,} labels and "
         f"{document['steps_evaluated']:,} steps: the imbalance ratio stayed at or below "
         f"threshold_imbalance {params['threshold_imbalance']:g} and every class's mispredicted "
         f"fraction at or below threshold_misprediction {params['threshold_misprediction']:g}."
@@ -218,6 +226,3 @@ def _checks(document: Document) -> str:
         row_attributes=attributes,
     )
     return section("checks", "The checks", body)
-
-
-__all__ = ["render_report"]

@@ -36,7 +36,7 @@ color:#fff;font-size:11px;letter-spacing:.04em}
 .trial{margin:0 0 8px;color:var(--muted)}
 .why{margin:8px 0 14px;max-width:900px}
 .lead{margin:0 0 10px;color:var(--ink);max-width:900px}
-.tiles{display:grid;grid-template-columns:repeat(4,1fr);gap:12px}
+.tiles{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:12px}
 .tile{border:1px solid var(--line);border-radius:8px;padding:10px 14px;background:#fafbfc}
 .tile .label{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em;
 white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
@@ -45,11 +45,13 @@ white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .tile.bad{border-color:#f1b5ad;background:var(--bad-bg)}.tile.bad .value{color:var(--bad)}
 .tile.good .value{color:var(--good)}
 .tile.waiting{background:var(--warn-bg);border-color:#f3d19c}
-@media (max-width:720px){.tiles{grid-template-columns:repeat(2,1fr)}}
+@media (max-width:720px){.tiles{grid-template-columns:repeat(2,minmax(0,1fr))}}
 table{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:tabular-nums;
 margin:8px 0}
 caption{text-align:left;color:var(--muted);font-size:12px;padding:4px 0}
-th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top;
+overflow-wrap:anywhere}
+.legend li,.why,.lead{overflow-wrap:anywhere}
 thead th{color:var(--muted);font-weight:600;border-bottom:2px solid var(--line)}
 .num{text-align:right}
 tr.above td{background:var(--bad-bg)}
@@ -60,7 +62,7 @@ details{margin:10px 0 0}
 summary{cursor:pointer;color:var(--blue);font-size:13px}
 .scroll{overflow-x:auto}
 .matrix{width:auto}
-.matrix th[scope=row]{white-space:nowrap}
+.matrix th[scope=row]{max-width:16em}
 .matrix td.cell{min-width:46px}
 .matrix td.right{background:rgba(0,158,115,calc(var(--share)*0.55))}
 .matrix td.wrong{background:rgba(213,94,0,calc(var(--share)*0.9))}

@@ -30,8 +30,8 @@ def number(value: float | int | None, digits: int = 4) -> str:
         return "\u2013"
     if isinstance(value, int):
         return f"{value:,}"
-    if math.isnan(value):
-        return "\u2013"
+    if not math.isfinite(value):
+        return "\u2013" if math.isnan(value) else ("\u221e" if value > 0 else "-\u221e")
     if value == int(value) and abs(value) < 1e15:
         return f"{int(value):,}"
     return f"{value:.{digits}g}"

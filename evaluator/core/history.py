@@ -170,8 +170,9 @@ class History:
         """Coarsen the grid now as recording the steps that make ``base + 1`` to ``last``
         evaluated steps one by one would (with pinned points at ``pins``), so a chunk of many
         steps computes only the points that stay: the points kept never depend on how the
-        steps were chunked. (The count of points on a grid only grows as steps are added, so
-        the grid at the end is the finest one that fits then.)"""
+        steps were chunked, as long as the pins are fewer than the capacity (the rule holds
+        them so: one per check and the checks' start). (The count of points on a grid only
+        grows as steps are added, so the grid at the end is the finest one that fits then.)"""
         if not pins and len(self.points) + last // self.every - base // self.every <= self.capacity:
             return  # room enough on this grid (the common case: one step while following)
         while True:

@@ -47,6 +47,8 @@ class StepResult:
     counted: int
     new_findings: tuple[Finding, ...]
     skipped_batches: int
+    skipped_reasons: tuple[str, ...] = ()
+    """The reason of each batch skipped at this step (``skipped_batches`` of them)."""
 
 
 def _chunk_width(chunk: Sequence[tuple[int, PreparedStep]]) -> int:
@@ -97,6 +99,11 @@ class ClassImbalanceRule:
                 self.params.window_steps, previous=self.params.minority_not_improving
             )
         names = [check.name for check in self.checks]
+        if self.history.capacity <= len(names) + 1:  # pins: one per check, and the start
+            raise ValueError(
+                f"Expected a history capacity above the {len(names) + 1} pinned points (one per "
+                f"check and the checks' start), but got {self.history.capacity}"
+            )
         if len(set(names)) != len(names):
             raise ValueError(f"Expected checks with distinct names, but got {names}")
         self._inputs = Inputs.of(self.params)
@@ -236,7 +243,13 @@ class ClassImbalanceRule:
                         new.append(finding)
                         found.add(check.name)
             results.append(
-                StepResult(step, int(seen.counted[index]), tuple(new), len(prepared.rejected))
+                StepResult(
+                    step,
+                    int(seen.counted[index]),
+                    tuple(new),
+                    len(prepared.rejected),
+                    tuple(reason for reason, _ in prepared.rejected),
+                )
             )
             if new:
                 finding_rows.append(index)
@@ -272,7 +285,8 @@ class ClassImbalanceRule:
             if gated[start]:
                 pinned.add(start)
         history.make_room(base, base + len(steps), [base + row + 1 for row in pinned])
-        first = (history.every - (base + 1) % history.every) % history.every  # the grid's, now
+        first = (history.every - (base + 1) % history.every) % history.every  # the grid may
+        # have coarsened: its first row in this chunk again
         for row in sorted(set(range(first, len(steps), history.every)) | pinned):
             active = bool(gated[row])
             history.record(

@@ -11,7 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+import container
 from container.cli import main
+from container.config import Settings, load_settings
+from container.status import NOT_CHECKED
 from tests.container.trials import TrialTruth, scores_batch, write_trial
 
 REPO = Path(__file__).resolve().parents[2]
@@ -160,7 +163,8 @@ def test_all_workers_and_modes_are_counted(tmp_path: Path) -> None:
         modes=lambda s: "EVAL" if s % 3 == 2 else "TRAIN",
     )
     code, doc = evaluate(truth.path, tmp_path, "--argmax", "true", "--samples", "100000")
-    assert code == 0
+    assert code == NOT_CHECKED, "1,280 labels, fewer than samples: counted, never checked"
+    assert (doc["status"], doc["checks_active"], doc["exit_code"]) == ("NoIssuesFound", False, 3)
     assert_counts_match(doc, truth)
     assert doc["samples"] == 10 * 4 * 32
     assert {mode: m["samples"] for mode, m in doc["modes"].items()} == {
@@ -206,7 +210,7 @@ def test_smdebug_reader_gives_the_same_counts(tmp_path: Path) -> None:
 
 def test_once_evaluates_a_trial_without_the_end_marker(tmp_path: Path) -> None:
     truth = write_trial(tmp_path / "trial", steps=4, make_batch=scores_batch([1, 1]), end=False)
-    code, doc = evaluate(truth.path, tmp_path, "--argmax", "true", "--once")
+    code, doc = evaluate(truth.path, tmp_path, "--argmax", "true", "--once", "--samples", "10")
     assert code == 0
     assert doc["ended_by"] == "once"
     assert doc["steps_evaluated"] == 4
@@ -217,7 +221,7 @@ def test_following_ends_after_the_idle_timeout_without_the_marker(tmp_path: Path
     code, doc = evaluate(
         truth.path, tmp_path, "--argmax", "true", "--idle-timeout", "0.3", "--poll-interval", "0.05"
     )
-    assert code == 0
+    assert code == NOT_CHECKED
     assert doc["ended_by"] == "idle_timeout"
     assert any("end marker" in w for w in doc["warnings"])
 
@@ -324,3 +328,56 @@ def test_errors_reach_stderr_without_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "does not exist: check --trial / base_trial" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_version_and_the_bare_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"classimbalance-rule {container.__version__}\n"
+    assert main([]) == 2
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert said.err.startswith("usage: classimbalance-rule")
+    assert "--trial PATH" in said.err
+    assert "classimbalance-rule --example-config > rule.yaml" in said.err
+
+
+def test_the_example_config_is_shipped_and_loads_to_the_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--example-config"]) == 0
+    example = tmp_path / "rule.yaml"
+    example.write_text(capsys.readouterr().out)
+    assert example.read_text() == (REPO / "config" / "classimbalance.yaml").read_text()
+    loaded = load_settings(["--config", str(example), "--trial", "t"], {}, job_config_path=None)
+    assert loaded.settings == Settings.of(base_trial="t")
+
+
+def test_help_shows_examples_and_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "examples:\n  classimbalance-rule --trial ./debug-output --argmax true" in help_text
+    for code in ("0 NoIssuesFound", "1 IssuesFound", "2 Error", "3 NoIssuesFound", "4 Stopped"):
+        assert code in help_text.replace("\n", " ")
+    assert "CLASSIMBALANCE_LOG_LEVEL" in help_text.replace("\n", " ")
+
+
+def test_a_wrong_setting_for_every_batch_stops_after_the_first_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = write_trial(tmp_path / "trial", steps=600, make_batch=scores_batch([3, 1], batch=4))
+    status_file = tmp_path / "status.json"
+    flags = ["--status-file", str(status_file), "--metrics-enabled", "false"]
+    code = main(["--trial", str(truth.path), *flags])  # (B, C) scores without --argmax true
+    doc = json.loads(status_file.read_text())
+    assert code == 2
+    assert doc["error"].startswith(
+        "stopped after the first 264 steps, in which every batch was skipped for "
+        "argmax_required: no label could be counted"
+    )
+    assert "set argmax to true" in doc["error"]
+    assert doc["steps_evaluated"] < 600, "the rest of the trial was not read"
+    skipped = [line for line in capsys.readouterr().err.splitlines() if "batch(es) skipped" in line]
+    assert len(skipped) == 1, "one warning for the reason, not one per step"
+    assert skipped[0].endswith(
+        "step 0: 1 batch(es) skipped; skipped so far by reason: {'argmax_required': 1}"
+    )

@@ -39,7 +39,7 @@ def _reference_worst(samples: list[int], wrong: list[int], limit: int) -> list[l
 
 
 @settings(max_examples=120, deadline=None)
-@given(scenarios(max_steps=24), st.integers(2, 6), st.integers(1, 4))
+@given(scenarios(max_steps=24), st.integers(4, 8), st.integers(1, 4))
 def test_every_point_is_exact_and_chunking_does_not_matter(
     scenario: Scenario, capacity: int, per_point: int
 ) -> None:
@@ -161,3 +161,9 @@ def test_worst_classes(
 def test_a_capacity_below_two_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         History(capacity=1)
+
+
+def test_a_history_with_room_for_no_more_than_its_pins_is_refused() -> None:
+    """Pins beyond the capacity would make the history depend on how steps were chunked."""
+    with pytest.raises(ValueError, match="above the 3 pinned points"):
+        ClassImbalanceRule(RuleParameters(), history=History(capacity=3))

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from container.status import EXIT_CODES, Status
 from devtools.write_trial import end_training
 from tests.deploy.podman import IMAGE, Podman, podman_session, run_detached
 from tests.integration.processes import (
@@ -27,7 +28,7 @@ from tests.integration.processes import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman]
 
-ENTRYPOINT_ENV = ("-e", "STATUS_FILE=/out/status.json", "-e", "ARGMAX=true")
+ENTRYPOINT_ENV = ("-e", "CLASSIMBALANCE_STATUS_FILE=/out/status.json", "-e", "ARGMAX=true")
 """Settings from the environment, as a managed service or a manifest passes them."""
 
 
@@ -200,9 +201,9 @@ def test_podman_stop_is_prompt_and_leaves_a_stopped_status(podman: Podman, tmp_p
     podman("stop", "--time", "10", name, timeout=30)
     elapsed = time.monotonic() - started
     assert elapsed < 5, f"podman stop took {elapsed:.1f} s: SIGTERM did not reach the evaluator"
-    assert exit_code(podman, name) == 0
+    assert exit_code(podman, name) == EXIT_CODES[Status.STOPPED], "4: stopped before a verdict"
     [state] = json.loads(podman("inspect", name).stdout)
-    assert state["State"]["ExitCode"] == 0
+    assert state["State"]["ExitCode"] == EXIT_CODES[Status.STOPPED]
     document = status(out)
     assert document["status"] == "Stopped"
     assert document["terminal"] is True

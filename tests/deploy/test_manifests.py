@@ -20,7 +20,8 @@ from container.config import (
     SETTING_NAMES,
     load_settings,
 )
-from container.status import EXIT_CODES, Status
+from container.config.sources import ENV_PREFIX, MANAGED_NAMES
+from container.status import EXIT_CODES, NOT_CHECKED, Status
 from tests.deploy.prometheusrule import RULES, render
 from tests.deploy.prometheusrule import TARGET as PROMETHEUSRULE
 from tests.deploy.tools import REPO, required_tool
@@ -244,9 +245,10 @@ def test_config_maps_referenced_exist(job: str) -> None:
 
 @pytest.mark.parametrize("evaluator", EVALUATORS, ids=by_job)
 def test_every_environment_variable_is_a_real_setting(evaluator: Evaluator) -> None:
-    names = {spelling for name in (*SETTING_NAMES, *ALIASES) for spelling in (name, name.upper())}
+    prefixed = {f"{ENV_PREFIX}{name.upper()}" for name in (*SETTING_NAMES, *ALIASES)}
+    managed = {name.upper() for name in MANAGED_NAMES}
     for variable in evaluator.env:
-        assert variable in names | OTHER_VARIABLES, f"{variable} is not a setting"
+        assert variable in prefixed | managed | OTHER_VARIABLES, f"{variable} is not read"
 
 
 @pytest.mark.parametrize("evaluator", EVALUATORS, ids=by_job)
@@ -340,7 +342,7 @@ def test_the_standalone_job_reads_the_claim_and_treats_issues_as_final() -> None
     [rule] = job["spec"]["podFailurePolicy"]["rules"]
     assert rule["action"] == "FailJob"
     assert rule["onExitCodes"]["containerName"] == evaluator.container["name"]
-    assert rule["onExitCodes"]["values"] == [EXIT_CODES[Status.ISSUES_FOUND]]
+    assert rule["onExitCodes"]["values"] == [EXIT_CODES[Status.ISSUES_FOUND], NOT_CHECKED]
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
 
 

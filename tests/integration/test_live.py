@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from container.status import EXIT_CODES, Status
 from tests.integration.processes import (
     Scrape,
     free_port,
@@ -134,7 +135,7 @@ def test_sigterm_stops_within_two_seconds_with_a_terminal_status(
     code = evaluator.wait(10)
     elapsed = time.monotonic() - started
     assert elapsed < 2.0
-    assert code == 0
+    assert code == EXIT_CODES[Status.STOPPED], "4: stopped before a verdict"
     document = json.loads(status_file.read_text())
     assert document["status"] == "Stopped"
     assert document["terminal"] is True

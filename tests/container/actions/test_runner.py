@@ -66,7 +66,11 @@ def test_an_action_that_hangs_is_failed_when_its_budget_runs_out() -> None:
         elapsed = time.monotonic() - started
     [outcome] = runner.outcomes
     assert outcome.outcome == FAILED
-    assert outcome.detail.startswith("did not finish within action_timeout 0.5 s")
+    # The runner's budget and the webhook's own socket timeout (what is left of the budget)
+    # run out together: whichever is seen first, the action failed at the budget.
+    assert outcome.detail.startswith("did not finish within action_timeout 0.5 s") or (
+        outcome.detail.endswith("TimeoutError: timed out")
+    ), outcome.detail
     assert elapsed < 2.0
 
 

@@ -33,11 +33,17 @@ from container.config import (
     setting_docs,
     yaml_inline,
 )
+from container.config.sources import MANAGED_NAMES
 from evaluator.core import PARAMETER_NAMES, RuleParameters
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "config" / "classimbalance.yaml"
 JOB = "processingjobconfig.json"
+
+
+def variable(name: str) -> str:
+    """A setting's environment variable: unprefixed for the managed service's names."""
+    return name.upper() if name in MANAGED_NAMES else f"CLASSIMBALANCE_{name.upper()}"
 
 
 def load(
@@ -167,11 +173,28 @@ def test_each_source_form_sets_a_rule_parameter(case: str) -> None:
 
 
 RUNTIME_FORMS: dict[str, tuple[dict[str, Any], str, Any]] = {
-    "STATUS_FILE": ({"env": {"STATUS_FILE": "s.json"}}, "status_file", "s.json"),
-    "status_file": ({"env": {"status_file": "s.json"}}, "status_file", "s.json"),
+    "CLASSIMBALANCE_STATUS_FILE": (
+        {"env": {"CLASSIMBALANCE_STATUS_FILE": "s.json"}},
+        "status_file",
+        "s.json",
+    ),
     "--status-file": ({"argv": ("--status-file", "s.json")}, "status_file", "s.json"),
     "YAML status_file": ({"yaml_text": "status_file: s.json"}, "status_file", "s.json"),
-    "METRICS_PORT": ({"env": {"METRICS_PORT": "9000"}}, "metrics_port", 9000),
+    "CLASSIMBALANCE_METRICS_PORT": (
+        {"env": {"CLASSIMBALANCE_METRICS_PORT": "9000"}},
+        "metrics_port",
+        9000,
+    ),
+    "CLASSIMBALANCE_SAMPLES, a rule parameter prefixed": (
+        {"env": {"CLASSIMBALANCE_SAMPLES": "7"}},
+        "samples",
+        7,
+    ),
+    "STOP_ON_FIRST_ISSUE, as the managed service may send it": (
+        {"env": {"STOP_ON_FIRST_ISSUE": "True"}},
+        "stop_on_first_issue",
+        True,
+    ),
     "BASE_TRIAL": ({"env": {"BASE_TRIAL": "s3://b/p"}, "trial": None}, "base_trial", "s3://b/p"),
     "base_trial in RuleParameters": (
         {"job": {"RuleParameters": {"base_trial": "/t"}}, "trial": None},
@@ -181,7 +204,11 @@ RUNTIME_FORMS: dict[str, tuple[dict[str, Any], str, Any]] = {
     "--base-trial": ({"argv": ("--base-trial", "/t"), "trial": None}, "base_trial", "/t"),
     "--trial": ({"argv": ("--trial", "/t"), "trial": None}, "base_trial", "/t"),
     "YAML modes as a list": ({"yaml_text": "modes: [train, EVAL]"}, "modes", ("TRAIN", "EVAL")),
-    "MODES comma-separated": ({"env": {"MODES": "TRAIN, eval"}}, "modes", ("TRAIN", "EVAL")),
+    "CLASSIMBALANCE_MODES comma-separated": (
+        {"env": {"CLASSIMBALANCE_MODES": "TRAIN, eval"}},
+        "modes",
+        ("TRAIN", "EVAL"),
+    ),
     "--mode repeated": (
         {"argv": ("--mode", "EVAL", "--mode", "TRAIN")},
         "modes",
@@ -193,7 +220,11 @@ RUNTIME_FORMS: dict[str, tuple[dict[str, Any], str, Any]] = {
         ("EVAL", "PREDICT"),
     ),
     "--once alone": ({"argv": ("--once",)}, "once", True),
-    "--once false over ONCE": ({"argv": ("--once", "false"), "env": {"ONCE": "1"}}, "once", False),
+    "--once false over CLASSIMBALANCE_ONCE": (
+        {"argv": ("--once", "false"), "env": {"CLASSIMBALANCE_ONCE": "1"}},
+        "once",
+        False,
+    ),
     "--verify-payload-crc alone": ({"argv": ("--verify-payload-crc",)}, "verify_payload_crc", True),
     "--stop-on-first-issue alone": (
         {"argv": ("--stop-on-first-issue",)},
@@ -220,7 +251,11 @@ def test_every_setting_takes_its_default_string_form_from_env_and_flag(name: str
     """Every setting is settable in every layer: its default, written as a string, loads back."""
     default = "/data/trial" if name == "base_trial" else default_value(name)
     text = "none" if default is None else yaml_inline(default)
-    for env, argv in (({name.upper(): text}, ()), ({name: text}, ()), ({}, (flag_of(name), text))):
+    variables = [f"CLASSIMBALANCE_{name.upper()}"]
+    if name in MANAGED_NAMES:  # the managed service's names, also without the prefix
+        variables += [name.upper(), name]
+    forms = [({variable: text}, ()) for variable in variables] + [({}, (flag_of(name), text))]
+    for env, argv in forms:
         loaded = load(*argv, env=env, trial=None if name == "base_trial" else "trial")
         assert value(loaded, name) == default, (env, argv)
         assert loaded.sources[name].kind != "default"
@@ -271,7 +306,7 @@ STRING_FORMS: dict[str, tuple[str, str, Any]] = {
 @pytest.mark.parametrize("case", STRING_FORMS, ids=list(STRING_FORMS))
 def test_string_forms_are_accepted(case: str) -> None:
     name, text, expected = STRING_FORMS[case]
-    assert value(load(env={name: text}), name) == expected
+    assert value(load(env={variable(name): text}), name) == expected
     assert value(load(yaml_text=f"{name}: {json.dumps(text)}"), name) == expected
 
 
@@ -325,8 +360,8 @@ INVALID: dict[str, tuple[str, str, str]] = {
 def test_invalid_values_say_the_source_and_what_is_accepted(case: str) -> None:
     name, text, accepted = INVALID[case]
     trial = None if name == "base_trial" else "trial"
-    (message,) = problems(env={name.upper(): text}, trial=trial)
-    assert message.startswith(f"{name} (from environment variable {name.upper()}): ")
+    (message,) = problems(env={variable(name): text}, trial=trial)
+    assert message.startswith(f"{name} (from environment variable {variable(name)}): ")
     assert accepted in message
     assert repr(text) in message
 
@@ -345,7 +380,7 @@ def test_every_problem_of_every_layer_is_reported_at_once() -> None:
             "many",
             "--sampels",
             "5",
-            env={"THRESHOLD_IMBALANCE": "nan", "metrics_port": "70000"},
+            env={"THRESHOLD_IMBALANCE": "nan", "CLASSIMBALANCE_METRICS_PORT": "70000"},
             yaml_text="poll_interval: 0\nlog_levl: INFO\n",
             job={"Environment": {"reader": "fast"}, "RuleParameters": {"argmax": "perhaps"}},
         )
@@ -359,7 +394,7 @@ def test_every_problem_of_every_layer_is_reported_at_once() -> None:
         f"{JOB} RuleParameters.argmax",
         f"{JOB} Environment.reader",
         "config.yaml key poll_interval",
-        "environment variable metrics_port",
+        "environment variable CLASSIMBALANCE_METRICS_PORT",
     }
     text = str(error)
     assert text.startswith("8 settings are invalid:\n")
@@ -829,7 +864,7 @@ def test_print_config_runs_as_a_process(tmp_path: Path) -> None:
 def test_invalid_settings_write_an_error_status_where_the_settings_say(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("STATUS_FILE", str(tmp_path / "named.json"))
+    monkeypatch.setenv("CLASSIMBALANCE_STATUS_FILE", str(tmp_path / "named.json"))
     monkeypatch.setenv("PROCESSING_JOB_CONFIG", "")
     config = tmp_path / "rule.yaml"
     config.write_text("sampels: 5\n")
@@ -873,3 +908,53 @@ def test_settings_sequence_types_are_stable() -> None:
     assert isinstance(settings.trial.modes, tuple)
     assert isinstance(settings.managed.actions, tuple)
     assert isinstance(settings.managed.actions[0], dict)
+
+
+# -- the environment's names ------------------------------------------------------------------
+
+UNREAD_VARIABLES: dict[str, tuple[dict[str, str], str]] = {
+    "a platform's LOG_LEVEL is not ours": (
+        {"LOG_LEVEL": "trace"},
+        "LOG_LEVEL (from environment variable LOG_LEVEL) is not read: runtime settings take the "
+        "prefix CLASSIMBALANCE_ in the environment (CLASSIMBALANCE_LOG_LEVEL)",
+    ),
+    "a misspelled rule parameter": (
+        {"THRESHOLD_IMBALENCE": "5"},
+        "THRESHOLD_IMBALENCE (from environment variable THRESHOLD_IMBALENCE) is not a setting "
+        "and is ignored; did you mean THRESHOLD_IMBALANCE?",
+    ),
+    "a misspelled prefixed setting": (
+        {"CLASSIMBALANCE_POLL_INTERVALL": "2"},
+        "CLASSIMBALANCE_POLL_INTERVALL (from environment variable CLASSIMBALANCE_POLL_INTERVALL) "
+        "is no setting; did you mean CLASSIMBALANCE_POLL_INTERVAL?",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREAD_VARIABLES))
+def test_a_variable_that_is_not_read_is_warned_about_and_changes_nothing(case: str) -> None:
+    env, warning = UNREAD_VARIABLES[case]
+    loaded = load(env=env)
+    assert loaded.settings == load().settings
+    assert any(w.startswith(warning) for w in loaded.warnings), loaded.warnings
+
+
+def test_other_variables_are_left_alone() -> None:
+    env = {"PATH": "/bin", "HOME": "/root", "HOSTNAME": "pod-1", "EXAMPLES": "x", "LANG": "C"}
+    assert load(env=env).warnings == ()
+
+
+def test_the_prefixed_and_the_managed_name_must_agree() -> None:
+    with pytest.raises(ConfigError, match="disagree"):
+        load(env={"SAMPLES": "5", "CLASSIMBALANCE_SAMPLES": "6"})
+
+
+@pytest.mark.parametrize("other", ["status_file", "checkpoint_file"])
+def test_the_report_never_overwrites_the_status_or_the_checkpoint(other: str) -> None:
+    flags = ["--status-file", "s.json", "--checkpoint-file", "c.json"]
+    path = "s.json" if other == "status_file" else "c.json"
+    with pytest.raises(ConfigError, match=f"report_file .* is the {other}"):
+        load(*flags, "--report-file", path)
+    assert (
+        load("--status-file", "out/s.html").settings.outputs.report_path == "out/s.html.report.html"
+    )

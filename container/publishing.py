@@ -33,6 +33,10 @@ SNAPSHOT_INTERVAL = 0.05
 """Seconds between snapshots while steps are evaluated without a finding: metrics lag a step
 by at most this, and a replay of thousands of steps takes a few dozen snapshots, not one each."""
 
+LIVE_PAGE_MAX_AGE = 1.0
+"""Seconds a live page is served again before a newer snapshot is rendered: a page of 1,000
+classes takes 50 ms, and tabs that refresh every 5 s must not cost the loop a core."""
+
 SnapshotSource = Callable[[], Snapshot]
 """Takes a snapshot of the evaluation as it is now (called only when one is needed)."""
 
@@ -77,8 +81,9 @@ class Publisher:
         self._last_snapshot = -float("inf")
         self._terminal_document: dict[str, Any] | None = None
         self._page_lock = threading.Lock()
-        self._page: tuple[Snapshot, str] | None = None
-        """The live page and the snapshot it shows: rendered again only for a new one."""
+        self._page: tuple[Snapshot, float, str] | None = None
+        """The live page, the snapshot it shows and when it was made: made again only for a
+        new snapshot, and at most once per ``LIVE_PAGE_MAX_AGE``."""
 
     def update_run_info(self, run_info: RunInfo) -> None:
         """What the run turned out to be after starting (resumed from a checkpoint)."""
@@ -142,11 +147,15 @@ class Publisher:
         from container.report import render_report  # noqa: PLC0415
 
         with self._page_lock:  # one render at a time: requests wait for it, not the loop
-            snapshot = self._box.get()
-            if self._page is None or self._page[0] is not snapshot:
+            snapshot, now = self._box.get(), self._clock()
+            cached = self._page
+            ended = self._terminal_document is not None  # the verdict's page at once
+            if cached is None or (
+                cached[0] is not snapshot and (ended or now - cached[1] >= LIVE_PAGE_MAX_AGE)
+            ):
                 document = self._terminal_document or self._document(snapshot)
-                self._page = (snapshot, render_report(document, live=True))
-            return self._page[1]
+                cached = self._page = (snapshot, now, render_report(document, live=True))
+            return cached[2]
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from container.checkpoint import CheckpointError, read_checkpoint
 from container.config import OutputSettings
 from container.names import ClassNamesError, load_class_names
 from container.report import render_report
-from container.snapshot import take_snapshot
+from container.snapshot import Progress, take_snapshot
 from container.status import RunInfo, Status, build_status
 from evaluator.core import ClassImbalanceRule, RuleParameters
 
@@ -81,8 +81,6 @@ def render_source(source: str, class_names_file: str | None = None) -> str:
             f"lacks rule_state and fingerprint): give the status_file or checkpoint_file of "
             f"an evaluation"
         )
-    elif "history" not in document:
-        document = {**document, "history": []}  # written before the history was kept
     return render_report(document)
 
 
@@ -112,6 +110,7 @@ def _checkpoint_document(source: str, class_names_file: str | None) -> dict[str,
         status=str(status),
         trial=trial,
         ready=False,
+        progress=Progress(steps_seen=checkpoint.steps_seen),
         class_names=names,
         actions=checkpoint.actions,
     )

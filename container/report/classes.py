@@ -10,6 +10,7 @@ from container.report import svg
 from container.report.markup import (
     Document,
     class_label,
+    counted,
     details,
     fraction,
     section,
@@ -22,6 +23,8 @@ SKEWED = 20.0
 OPEN_TABLE = 50
 """Classes up to which the class table is shown open."""
 TOP_CONFUSIONS_SHOWN = 15
+TABLE_ROWS = 1200
+"""Classes the class table lists whole; above, a third each of the worst, scarcest, largest."""
 BARS_UP_TO = 100
 """Classes up to which each class's mispredicted fraction is a bar; above, a dot per class."""
 
@@ -54,6 +57,9 @@ def distribution(document: Document) -> str:
     log = ratio > SKEWED
     threshold = document["parameters"]["threshold_imbalance"]
     floor = classes[largest]["samples"] / threshold
+    # The line at largest / threshold_imbalance only where it tells something: a threshold set
+    # huge to turn the check off must not stretch the axis down to a millionth of a label.
+    shown_floor = floor if min(counts) / 10 <= floor else None
     bars = [
         svg.Bar(
             c,
@@ -66,16 +72,17 @@ def distribution(document: Document) -> str:
     ]
     keys = list(classes)
     summary = (
-        f"Labels per class over {len(classes)} classes: largest {class_label(largest)} with "
+        f"Labels per class over {counted(len(classes), 'class')}: largest "
+        f"{class_label(largest)} with "
         f"{classes[largest]['samples']:,}, smallest {class_label(smallest)} with "
         f"{classes[smallest]['samples']:,}, ratio {svg.number(ratio)}"
     )
     frame = svg.Frame(
         "distribution",
         summary,
-        svg.value_axis([*counts, floor], log=log),
+        svg.value_axis([*counts] + ([] if shown_floor is None else [shown_floor]), log=log),
         "labels" + (" (log scale)" if log else ""),
-        floor,
+        shown_floor,
         f"largest ÷ threshold_imbalance {threshold:g}",
     )
     chart = svg.bar_chart(
@@ -92,13 +99,17 @@ def distribution(document: Document) -> str:
         ],
     )
     lead = (
-        f"{total:,} labels over {len(classes)} classes. The imbalance ratio is the largest "
-        f"class over the smallest: <strong>{classes[largest]['samples']:,} / "
+        f"{total:,} labels over {counted(len(classes), 'class')}. The imbalance ratio is the "
+        f"largest class over the smallest: <strong>{classes[largest]['samples']:,} / "
         f"{classes[smallest]['samples']:,} = {text(svg.number(ratio))}</strong>, against "
         f"threshold_imbalance {threshold:g}."
         + " A class whose bar ends below the dashed line (the largest class's count over "
         f"threshold_imbalance) makes the ratio exceed {threshold:g}."
-        + (" Drawn on a log scale: the classes differ by more than 20\u00d7." if log else "")
+        + (
+            f" Drawn on a log scale: the classes differ by more than {SKEWED:g}\u00d7."
+            if log
+            else ""
+        )
     )
     return section("distribution", "Class distribution", chart, lead=lead)
 
@@ -205,7 +216,8 @@ def class_table(document: Document) -> str:
     named = any("name" in entry for entry in classes.values())
     headers = ["class", "name", "labels", "share", "mispredicted", "fraction", "mistaken for"]
     headers += ["recent fraction"] if recent else []
-    rows = [_class_row(c, entry, total, recent) for c, entry in classes.items()]
+    listed, note = _listed(classes)
+    rows = [_class_row(c, classes[c], total, recent) for c in listed]
     numeric = [0, 2, 3, 4, 5] + ([7] if recent else [])
     if not named:  # no names configured: no empty column
         headers.pop(1)
@@ -213,12 +225,29 @@ def class_table(document: Document) -> str:
         numeric = [i - 1 if i > 1 else i for i in numeric]
     threshold = document["parameters"]["threshold_misprediction"]
     ends = extremes(classes)
-    attributes = [_row_attributes(c, e, threshold, ends) for c, e in classes.items()]
+    attributes = [_row_attributes(c, classes[c], threshold, ends) for c in listed]
     body = table(headers, rows, table_id="classes", numeric=numeric, row_attributes=attributes)
     return details(
-        f"The numbers behind both charts: all {len(classes)} classes",
+        f"The numbers behind both charts: {note}",
         body,
         open_=len(classes) <= OPEN_TABLE,
+    )
+
+
+def _listed(classes: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], str]:
+    """The classes the table lists, in index order, and what it says of them: all of them up to
+    ``TABLE_ROWS``; above, the worst-predicted, the scarcest and the largest (a page of 20,000
+    rows would weigh megabytes; the status file has every class)."""
+    if len(classes) <= TABLE_ROWS:
+        return list(classes), f"all {counted(len(classes), 'class')}"
+    each = TABLE_ROWS // 3
+    worst = sorted(classes, key=lambda c: (-classes[c]["misprediction_fraction"], int(c)))
+    scarce = sorted(classes, key=lambda c: (classes[c]["samples"], int(c)))
+    chosen = set(worst[:each]) | set(scarce[:each]) | set(scarce[-each:])
+    listed = sorted(chosen, key=int)
+    return listed, (
+        f"{len(listed):,} of {len(classes):,} classes (the {each} worst-predicted, the {each} "
+        f"scarcest and the {each} largest; the status file has every class)"
     )
 
 

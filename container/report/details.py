@@ -46,6 +46,8 @@ def modes(document: Document) -> str:
         "Each mode's counts checked on their own: TRAIN says whether the training data is "
         "balanced, EVAL whether the model does well on the rare classes. The verdict above is "
         "over every mode together."
+        if len(by_mode) > 1
+        else f"Every step evaluated was in mode {text(next(iter(by_mode)))}."
     )
     body = table(
         ["mode", "labels", "imbalance ratio", "checks run", *checks],

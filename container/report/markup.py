@@ -72,3 +72,9 @@ def details(summary: str, body: str, *, open_: bool = False) -> str:
 
 def fraction(value: float | None) -> str:
     return "\u2013" if value is None else f"{value:.3f}"
+
+
+def counted(count: int, word: str) -> str:
+    """``1 class``, ``940 classes``: the count grouped, the noun agreeing."""
+    plural = word + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
+    return f"{count:,} {word if count == 1 else plural}"

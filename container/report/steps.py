@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from container.report import svg
+from container.report.classes import SKEWED
 from container.report.markup import Document, class_label, details, section, table, text
 
 WORST_LINES = 5
@@ -63,6 +64,13 @@ def markers(document: Document, kept: Sequence[Mapping[str, Any]]) -> list[svg.M
 
 def over_steps(document: Document) -> str:
     kept = points(document)
+    if "history" not in document:  # a status file of a version that kept no history
+        return section(
+            "over-steps",
+            "Over steps",
+            '<p class="empty">This status file was written before the evaluator kept a history '
+            "of its figures over steps; evaluate again to see them.</p>",
+        )
     if not document["samples"]:
         return section(
             "over-steps",
@@ -79,7 +87,7 @@ def over_steps(document: Document) -> str:
     flags = markers(document, kept)
     ratios = [(p["step"], p["imbalance_ratio"]) for p in kept]
     values = [r for _, r in ratios if r is not None]
-    log = bool(values) and max([*values, params["threshold_imbalance"]]) / min(values) > 20
+    log = bool(values) and max([*values, params["threshold_imbalance"]]) / min(values) > SKEWED
     ratio_frame = svg.Frame(
         "ratio",
         f"The imbalance ratio at {len(kept)} steps, against threshold_imbalance "

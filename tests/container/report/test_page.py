@@ -166,3 +166,53 @@ def test_html_report_false_writes_no_page(tmp_path: Path) -> None:
     evaluation.report.unlink()
     run(evaluation.settings.changed(html_report=False))
     assert not evaluation.report.exists()
+
+
+def test_a_page_of_20000_classes_lists_a_bounded_table_and_stays_small(
+    evaluations: dict[str, Evaluation],
+) -> None:
+    document = json.loads(json.dumps(evaluations["thousand_classes"].document))
+    rng = __import__("random").Random(3)
+    document["classes"] = {
+        str(c): {
+            "samples": n,
+            "mispredicted": (w := rng.randint(0, n)),
+            "misprediction_fraction": round(w / n, 6),
+            "mistaken_for": [],
+        }
+        for c in range(20_000)
+        for n in [rng.randint(1, 500)]
+    }
+    page = render_report(document)
+    rows = re.findall(r'<tr data-class="\d+"', page.split('id="confusion-matrix"')[0])
+    assert 400 < len(rows) <= 1200  # the three sets overlap
+    assert f"{len(rows):,} of 20,000 classes (the 400 worst-predicted, the 400 scarcest" in page
+    assert len(page.encode()) < 1_500_000
+
+
+def test_a_huge_threshold_does_not_stretch_the_distribution_axis(
+    evaluations: dict[str, Evaluation],
+) -> None:
+    document = json.loads(json.dumps(evaluations["demo"].document))
+    document["parameters"]["threshold_imbalance"] = 1e300
+    page = render_report(document)
+    distribution = page.split('data-chart="distribution"')[1].split("</svg>")[0]
+    assert 'class="threshold"' not in distribution
+    assert distribution.count('class="tick"') < 40
+
+
+@pytest.mark.parametrize("name", ["demo", "balanced", "every_opt_in_check", "error"])
+def test_the_tiles_are_coloured_by_what_the_checks_say_now(
+    evaluations: dict[str, Evaluation], name: str
+) -> None:
+    document = evaluations[name].document
+    elements = parse(evaluations[name].report.read_text())
+    tiles = {
+        a["data-figure"]: (a["class"] or "").split() for t, a in elements.tags if "data-figure" in a
+    }
+    current = document["current"] or {}
+    for figure, check in (("ratio", "imbalance"), ("worst", "misprediction")):
+        expected = "" if check not in current else ("bad" if current[check] else "good")
+        assert [c for c in tiles[figure] if c in ("bad", "good")] == (
+            [expected] if expected else []
+        )

@@ -57,7 +57,7 @@ thead th{color:var(--muted);font-weight:600;border-bottom:2px solid var(--line)}
 tr.above td{background:var(--bad-bg)}
 tr.largest td:first-child,tr.smallest td:first-child{font-weight:700}
 .yes{color:var(--bad);font-weight:600}.no{color:var(--good)}
-.yes,.no,#checks thead th{white-space:nowrap}
+.yes,.no,#checks thead th,#checks td:first-child{white-space:nowrap;overflow-wrap:normal}
 details{margin:10px 0 0}
 summary{cursor:pointer;color:var(--blue);font-size:13px}
 .scroll{overflow-x:auto}

@@ -12,7 +12,7 @@ series disappear. The run's totals only grow and are counters.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,11 @@ from container.snapshot import Snapshot, SnapshotBox
 from evaluator.core import IGNORED, uses_window
 
 PREFIX = "classimbalance"
+INFO_NAME = f"{PREFIX}_evaluation_info"
+INFO_HELP = (
+    "Always 1: which evaluation this is, as labels (trial, training_job, and metric_labels), to "
+    "join with the other series by instance."
+)
 STATES = ("InProgress", "NoIssuesFound", "IssuesFound", "Error", "Stopped")
 OTHER = "other"
 """The ``class`` label of the series that sums every class not kept on its own."""
@@ -60,7 +65,11 @@ class ClassImbalanceCollector:
     loop only publishes snapshots and never waits for, or races with, a scrape."""
 
     def __init__(
-        self, box: SnapshotBox, max_class_series: int, max_confusion_series: int = 10
+        self,
+        box: SnapshotBox,
+        max_class_series: int,
+        max_confusion_series: int = 10,
+        info_labels: Sequence[tuple[str, str]] = (),
     ) -> None:
         for name, value in (
             ("max_class_series", max_class_series),
@@ -71,17 +80,27 @@ class ClassImbalanceCollector:
         self._box = box
         self._k = max_class_series
         self._confusions = max_confusion_series
+        self._info_labels = tuple(info_labels)
+        """(name, value) of ``evaluation_info``'s labels besides ``trial``."""
 
     def describe(self) -> Iterator[Metric]:
         """The families without samples, so the registry knows the names without a scrape
         (duplicate-name checks, ``name[]`` filtering)."""
-        return iter(_Families().all())
+        return iter([*_Families().all(), GaugeMetricFamily(INFO_NAME, INFO_HELP)])
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._box.get()  # one snapshot per scrape: every family agrees
         families = _Families(named=snapshot.class_names is not None)
         self._fill(families, snapshot)
-        return iter(families.all())
+        return iter([*families.all(), self._info(snapshot)])
+
+    def _info(self, snapshot: Snapshot) -> Metric:
+        """Which evaluation this is: the trial, the training job and the configured labels,
+        for joins by ``instance`` (``* on(instance) group_left(training_job) ...``)."""
+        names = ["trial", *(name for name, _ in self._info_labels)]
+        info = GaugeMetricFamily(INFO_NAME, INFO_HELP, labels=names)
+        info.add_metric([snapshot.trial, *(value for _, value in self._info_labels)], 1.0)
+        return info
 
     def _fill(self, f: _Families, s: Snapshot) -> None:
         if s.imbalance_ratio is not None:

@@ -15,7 +15,7 @@ import socket
 import socketserver
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -68,6 +68,7 @@ class MetricsServer:
         max_confusion_series: int = 10,
         registry: CollectorRegistry | None = None,
         report: ReportPage | None = None,
+        info_labels: Sequence[tuple[str, str]] = (),
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"Expected `metrics_port` to be in [0, 65535], but got {port!r}")
@@ -78,7 +79,9 @@ class MetricsServer:
             registry = CollectorRegistry()
             # The sidecar's own memory and CPU, which whoever sizes the pod wants to see.
             ProcessCollector(registry=registry)
-        registry.register(ClassImbalanceCollector(box, max_class_series, max_confusion_series))
+        registry.register(
+            ClassImbalanceCollector(box, max_class_series, max_confusion_series, info_labels)
+        )
         self.registry = registry
         self.report = report
         """The live report's page; None: ``/report`` says the report is turned off."""

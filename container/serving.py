@@ -60,6 +60,10 @@ class MetricsEndpoint:
             metrics.max_class_series,
             max_confusion_series=metrics.max_confusion_series,
             report=self._page,
+            info_labels=(
+                ([("training_job", metrics.training_job)] if metrics.training_job else [])
+                + list(metrics.metric_labels)
+            ),
         )
         server.start()
         self._server = server

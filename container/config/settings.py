@@ -348,6 +348,25 @@ class MetricsSettings:
     """Classes above ``threshold_misprediction`` whose top confusion (the class they are most
     often predicted as) gets a series per mode, the worst first; 0: none."""
 
+    training_job: str | None = setting(
+        None,
+        parse=values.optional(values.text),
+        accepted="a name, or none",
+        metavar="NAME",
+    )
+    """The training job this evaluation belongs to: the ``training_job`` label of
+    ``classimbalance_evaluation_info``, so that dashboards and alerts pick an evaluation by
+    the job's name rather than a pod's address; none: no such label (``trial`` is always one)."""
+
+    metric_labels: tuple[tuple[str, str], ...] = setting(
+        (),
+        parse=values.metric_labels,
+        accepted="labels: a YAML map, or name=value,name=value; Prometheus label names other "
+        "than trial, training_job, job and instance",
+        metavar="NAME=VALUE,...",
+    )
+    """More labels of ``classimbalance_evaluation_info`` (a team, an experiment), for joins."""
+
 
 @dataclass(frozen=True)
 class CheckpointSettings:

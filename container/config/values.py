@@ -114,6 +114,37 @@ def text(value: Any) -> str:
     return value.strip()
 
 
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+RESERVED_LABELS = frozenset({"trial", "training_job", "job", "instance"})
+"""Labels of ``classimbalance_evaluation_info`` that are ours or Prometheus's target labels."""
+
+
+def metric_labels(value: Any) -> tuple[tuple[str, str], ...]:
+    """Extra labels: a YAML map, or ``name=value,name=value``; Prometheus label names, none of
+    them reserved (``RESERVED_LABELS``) or starting with ``__``."""
+    if is_none(value) or (isinstance(value, str) and value.strip() in ("[]", "{}")):
+        return ()
+    if isinstance(value, list | tuple) and all(
+        isinstance(pair, list | tuple) and len(pair) == 2 for pair in value
+    ):  # the form --print-config writes: [[name, value], ...]
+        value = {str(name): str(label) for name, label in value}
+    if isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise Invalid("expected name=value pairs separated by commas")
+        mapping = {name.strip(): label.strip() for name, label in pairs}
+    elif isinstance(value, dict):
+        mapping = {str(name): str(label) for name, label in value.items()}
+    else:
+        raise ValueError(value)
+    for name in mapping:
+        if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+            raise Invalid(f"{name!r} is not a Prometheus label name")
+        if name in RESERVED_LABELS:
+            raise Invalid(f"{name!r} is set by the evaluator or by Prometheus itself")
+    return tuple(sorted(mapping.items()))
+
+
 def url(value: Any) -> str:
     parsed = text(value)
     if not parsed.startswith(("http://", "https://")):

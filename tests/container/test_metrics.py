@@ -318,3 +318,19 @@ def test_openmetrics_exposition_parses_with_types_and_units() -> None:
     assert families["classimbalance_skipped_rows"].type == "counter"
     assert families["classimbalance_class_samples"].type == "gauge"
     assert all(name.startswith("classimbalance_") for name in families)
+
+
+def test_the_info_metric_names_the_trial_the_training_job_and_the_extra_labels() -> None:
+    registry = CollectorRegistry()
+    labels = [("training_job", "resnet-2026-12-01"), ("team", "vision")]
+    registry.register(ClassImbalanceCollector(SnapshotBox(rich_snapshot()), 20, 10, labels))
+    [info] = [s for f in registry.collect() for s in f.samples if s.name.endswith("_info")]
+    assert info.name == "classimbalance_evaluation_info"
+    assert info.value == 1
+    assert info.labels == {
+        "trial": rich_snapshot().trial,
+        "training_job": "resnet-2026-12-01",
+        "team": "vision",
+    }
+    bare = build_registry(SnapshotBox(rich_snapshot()), 20)
+    assert bare.get_sample_value("classimbalance_evaluation_info", {"trial": "/trials/run-1"}) == 1

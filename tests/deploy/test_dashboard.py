@@ -76,13 +76,21 @@ def test_the_variables_are_defined_and_chain(dashboard: dict[str, Any]) -> None:
     source = variables["datasource"]
     assert source["type"] == "datasource"
     assert source["query"] == "prometheus"
-    for name in ("job", "instance"):
+    metric = {
+        "job": "classimbalance_status",
+        "training_job": "classimbalance_evaluation_info",
+        "instance": "classimbalance_evaluation_info",
+    }
+    for name, series in metric.items():
         variable = variables[name]
         assert variable["type"] == "query"
         assert variable["datasource"] == DATASOURCE
-        assert variable["query"]["query"].startswith("label_values(classimbalance_status")
+        assert variable["query"]["query"].startswith(f"label_values({series}")
         assert variable["definition"] == variable["query"]["query"]
-    assert "$job" in variables["instance"]["query"]["query"], "instances of the chosen jobs"
+    assert "$job" in variables["training_job"]["query"]["query"], "jobs of the chosen targets"
+    instances = variables["instance"]["query"]["query"]
+    assert "$job" in instances, "the evaluators of the chosen targets"
+    assert "$training_job" in instances, "and of the chosen training jobs"
     defined = set(variables) | set(GRAFANA_VARIABLES)
     for query in queries(dashboard):
         assert variables_used(query.expr) <= defined, query

@@ -958,3 +958,31 @@ def test_the_report_never_overwrites_the_status_or_the_checkpoint(other: str) ->
     assert (
         load("--status-file", "out/s.html").settings.outputs.report_path == "out/s.html.report.html"
     )
+
+
+METRIC_LABELS: dict[str, tuple[dict[str, Any], Any]] = {
+    "from the environment": (
+        {"env": {"CLASSIMBALANCE_METRIC_LABELS": "team=vision, experiment=e12"}},
+        (("experiment", "e12"), ("team", "vision")),
+    ),
+    "a YAML map": ({"yaml_text": "metric_labels: {team: vision}"}, (("team", "vision"),)),
+    "the --print-config form": (
+        {"yaml_text": "metric_labels: [[team, vision]]"},
+        (("team", "vision"),),
+    ),
+    "reserved": ({"argv": ("--metric-labels", "job=x")}, "set by the evaluator or by Prometheus"),
+    "not a label name": ({"argv": ("--metric-labels", "a-b=x")}, "not a Prometheus label name"),
+    "not pairs": ({"argv": ("--metric-labels", "team")}, "expected name=value pairs"),
+}
+
+
+@pytest.mark.parametrize("case", list(METRIC_LABELS))
+def test_metric_labels(case: str) -> None:
+    given, expected = METRIC_LABELS[case]
+    kwargs = dict(given)
+    argv = kwargs.pop("argv", ())
+    if isinstance(expected, str):
+        with pytest.raises(ConfigError, match=expected):
+            load(*argv, **kwargs)
+        return
+    assert load(*argv, **kwargs).settings.metrics.metric_labels == expected

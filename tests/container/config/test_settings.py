@@ -59,6 +59,8 @@ DEFAULTS: dict[str, Any] = {
     "metrics_port": 9410,
     "max_class_series": 20,
     "max_confusion_series": 10,
+    "training_job": None,
+    "metric_labels": (),
     "checkpoint_file": None,
     "checkpoint_every_steps": 100,
     "checkpoint_every_seconds": 30.0,

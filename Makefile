@@ -75,11 +75,11 @@ unit: $(VENV)/.installed prometheus-tools deploy-tools browser-tools
 browser-tools:
 	$(call debian-tools,command -v chromium >/dev/null 2>&1,chromium,the report's browser tests)
 
-## prometheus-tools: promtool and a Prometheus server for the metrics tests, from Debian, when
-## missing. Silent when present; without root or apt-get it only warns (those tests then skip
-## locally and fail under CI=true).
+## prometheus-tools: promtool, a Prometheus server and a Pushgateway for the metrics tests,
+## from Debian, when missing. Silent when present; without root or apt-get it only warns
+## (those tests then skip locally and fail under CI=true).
 prometheus-tools:
-	$(call debian-tools,command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1,prometheus,the metrics tests)
+	$(call debian-tools,command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v prometheus-pushgateway >/dev/null 2>&1,prometheus prometheus-pushgateway,the metrics tests)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis

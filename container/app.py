@@ -28,6 +28,7 @@ from container.evaluation import EndReason, Evaluation
 from container.names import ClassNamesError, check_names_fit, load_class_names
 from container.progress import ProgressLog
 from container.publishing import Publisher
+from container.pushing import push_final_metrics
 from container.server import MetricsBindError
 from container.serving import MetricsEndpoint
 from container.snapshot import Progress, Snapshot, SnapshotBox, take_snapshot
@@ -108,6 +109,7 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
             endpoint=endpoint,
         )
         _log_ended(outcome, stop)
+        push_final_metrics(settings.metrics, box.get())
         if settings.following.linger_after_verdict and not stop.is_set():
             _linger(outcome, endpoint, stop)
         return outcome

@@ -367,6 +367,24 @@ class MetricsSettings:
     )
     """More labels of ``classimbalance_evaluation_info`` (a team, an experiment), for joins."""
 
+    pushgateway_url: str | None = setting(
+        None,
+        parse=values.optional(values.url),
+        accepted="an http:// or https:// URL of a Prometheus Pushgateway, or none",
+        metavar="URL",
+    )
+    """Push the final metrics there at the terminal status (grouped by ``training_job``, else
+    the trial), for a short Job whose end falls between two scrapes; none: no push."""
+
+    pushgateway_job: str = setting(
+        "classimbalance-rule",
+        parse=values.text,
+        accepted="a job name",
+        metavar="NAME",
+    )
+    """The ``job`` of the pushed group (with ``honor_labels: true`` in the Pushgateway's scrape,
+    the ``job`` label the alerting rules see)."""
+
 
 @dataclass(frozen=True)
 class CheckpointSettings:

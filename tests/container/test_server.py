@@ -30,6 +30,7 @@ from prometheus_client.registry import CollectorRegistry
 from container.server import MetricsBindError, MetricsServer
 from container.snapshot import Snapshot, SnapshotBox
 from tests.container.test_metrics import batch, evaluated, rich_snapshot, snap
+from tests.integration.processes import terminate_process
 
 HOST = "127.0.0.1"
 T = TypeVar("T")
@@ -343,12 +344,7 @@ def test_a_real_prometheus_scrapes_the_live_snapshot(
             timeout=10,
         )
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate_process(process)
 
 
 # -- the live report ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.integration.processes import free_port
+from tests.integration.processes import free_port, terminate_process
 
 T = TypeVar("T")
 
@@ -101,9 +101,4 @@ def running_prometheus(executable: str, folder: Path, config: str) -> Iterator[P
         wait_until("Prometheus to be ready", server.ready, 20)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate_process(process)

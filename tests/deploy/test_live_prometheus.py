@@ -104,7 +104,7 @@ def test_the_alerting_rules_evaluate_and_the_imbalance_alert_goes_pending(live: 
     assert alert["metric"]["job"] == JOB  # type: ignore[index]
     groups = live.prometheus.get("/api/v1/rules")["groups"]
     evaluated = [rule for group in groups for rule in group["rules"]]
-    assert len(evaluated) == 12
+    assert len(evaluated) == 13
     for rule in evaluated:
         assert rule["health"] == "ok", rule
         assert not rule.get("lastError"), rule

@@ -61,6 +61,8 @@ DEFAULTS: dict[str, Any] = {
     "max_confusion_series": 10,
     "training_job": None,
     "metric_labels": (),
+    "pushgateway_url": None,
+    "pushgateway_job": "classimbalance-rule",
     "checkpoint_file": None,
     "checkpoint_every_steps": 100,
     "checkpoint_every_seconds": 30.0,

@@ -120,29 +120,34 @@ RESERVED_LABELS = frozenset({"trial", "training_job", "job", "instance"})
 
 
 def metric_labels(value: Any) -> tuple[tuple[str, str], ...]:
-    """Extra labels: a YAML map, or ``name=value,name=value``; Prometheus label names, none of
-    them reserved (``RESERVED_LABELS``) or starting with ``__``."""
-    if is_none(value) or (isinstance(value, str) and value.strip() in ("[]", "{}")):
-        return ()
-    if isinstance(value, list | tuple) and all(
-        isinstance(pair, list | tuple) and len(pair) == 2 for pair in value
-    ):  # the form --print-config writes: [[name, value], ...]
-        value = {str(name): str(label) for name, label in value}
-    if isinstance(value, str):
-        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
-        if any(len(pair) != 2 for pair in pairs):
-            raise Invalid("expected name=value pairs separated by commas")
-        mapping = {name.strip(): label.strip() for name, label in pairs}
-    elif isinstance(value, dict):
-        mapping = {str(name): str(label) for name, label in value.items()}
-    else:
-        raise ValueError(value)
+    """Extra labels: a YAML map, ``[[name, value], ...]`` (as ``--print-config`` writes them) or
+    ``name=value,name=value``; Prometheus label names, none of them reserved
+    (``RESERVED_LABELS``) or starting with ``__``."""
+    mapping = _label_mapping(value)
     for name in mapping:
         if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
             raise Invalid(f"{name!r} is not a Prometheus label name")
         if name in RESERVED_LABELS:
             raise Invalid(f"{name!r} is set by the evaluator or by Prometheus itself")
     return tuple(sorted(mapping.items()))
+
+
+def _label_mapping(value: Any) -> dict[str, str]:
+    """name -> value of every form ``metric_labels`` takes."""
+    if is_none(value) or (isinstance(value, str) and value.strip() in ("[]", "{}")):
+        return {}
+    if isinstance(value, dict):
+        return {str(name): str(label) for name, label in value.items()}
+    if isinstance(value, list | tuple) and all(
+        isinstance(pair, list | tuple) and len(pair) == 2 for pair in value
+    ):
+        return {str(name): str(label) for name, label in value}
+    if not isinstance(value, str):
+        raise ValueError(value)
+    pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise Invalid("expected name=value pairs separated by commas")
+    return {name.strip(): label.strip() for name, label in pairs}
 
 
 def url(value: Any) -> str:

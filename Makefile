@@ -119,15 +119,21 @@ image: image-base
 	  --label org.opencontainers.image.created="$$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
 	  --tag $(IMAGE):$(IMAGE_VERSION) .
 
-## deploy-lint: the Dockerfile, shell scripts, YAML, manifests and alerting rules, quickly.
+## deploy-lint: the Dockerfile, shell scripts, YAML, rendered overlays and alerting rules, quickly.
 deploy-lint: $(VENV)/.installed prometheus-tools
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/shellcheck entrypoint.sh tests/deploy/*.sh
 	$(BIN)/yamllint --strict config/kubernetes config/prometheus config/grafana .yamllint
-	$(BIN)/kubernetes-validate --strict --quiet -k 1.29.0 config/kubernetes/*.yaml
+	@set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	for overlay in evaluate sidecar-job sidecar-pytorchjob; do \
+	  kubectl kustomize config/kubernetes/overlays/$$overlay > "$$out/$$overlay.yaml"; \
+	done; \
+	kubectl kustomize --load-restrictor LoadRestrictionsNone \
+	  config/kubernetes/overlays/grafana-dashboard > "$$out/grafana-dashboard.yaml"; \
+	$(BIN)/kubernetes-validate --strict --quiet -k 1.29.0 "$$out"/*.yaml
 	cd config/prometheus && promtool check config prometheus.yml \
 	  && promtool test rules classimbalance-rules.test.yaml
 
-## prometheusrule: config/kubernetes/prometheusrule.yaml from config/prometheus's rules file.
+## prometheusrule: the monitoring component's PrometheusRule from config/prometheus's rules file.
 prometheusrule: $(VENV)/.installed
-	$(PY) -m tests.deploy.prometheusrule > config/kubernetes/prometheusrule.yaml
+	$(PY) -m tests.deploy.prometheusrule > config/kubernetes/components/monitoring/prometheusrule.yaml

@@ -1,4 +1,4 @@
-"""config/kubernetes/prometheusrule.yaml from config/prometheus/classimbalance-rules.yaml.
+"""The kit's PrometheusRule (components/monitoring) from config/prometheus's rules file.
 
 The Prometheus Operator takes alerting rules as a PrometheusRule resource; its groups are the
 rules file's, unchanged. `make prometheusrule` writes it; a test checks the two agree.
@@ -14,7 +14,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "config" / "prometheus" / "classimbalance-rules.yaml"
-TARGET = REPO / "config" / "kubernetes" / "prometheusrule.yaml"
+TARGET = REPO / "config" / "kubernetes" / "components" / "monitoring" / "prometheusrule.yaml"
 
 HEADER = """\
 # The alerting rules of config/prometheus/classimbalance-rules.yaml for the Prometheus Operator.

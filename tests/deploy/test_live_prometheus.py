@@ -24,7 +24,7 @@ from tests.integration.processes import (
 pytestmark = pytest.mark.slow
 
 JOB = "classimbalance-rule"
-"""The job label config/kubernetes/podmonitor.yaml gives, which the rules and dashboard use."""
+"""The job label the kit's PodMonitor gives, which the rules and dashboard use."""
 EXAMPLE = REPO / "config" / "prometheus" / "prometheus.yml"
 STEPS = 30
 

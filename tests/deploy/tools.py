@@ -25,6 +25,7 @@ INSTALL = {
     "prometheus": "make prometheus-tools (apt-get install prometheus)",
     "podman": "make deploy-tools (apt-get install podman buildah runc debootstrap ...)",
     "debootstrap": "make deploy-tools",
+    "kubectl": "kubectl 1.27+ (its Kustomize v5 renders the kit)",
 }
 
 

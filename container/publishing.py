@@ -55,6 +55,28 @@ def managed_paths(outputs: OutputSettings, managed_root: str) -> tuple[Path | No
     return (Path(message) if message else None, Path(report) if report else None)
 
 
+def write_message(path: Path, text: str) -> bool:
+    """The status message, atomically where the file can be replaced; else, when it exists, in
+    place: Kubernetes' ``/dev/termination-log`` is a file the kubelet bind-mounts, which a
+    rename cannot replace (EBUSY) and whose folder the container cannot write (EACCES), and
+    which is read only once the container has exited, so a write in place is whole by then."""
+    try:
+        write_text_atomically(path, text)
+        return True
+    except OSError as exc:
+        if not path.is_file():
+            log.error("cannot write the message file %s: %s", path, exc)
+            return False
+        atomic_error = exc
+    try:
+        with path.open("w", encoding="utf-8") as stream:
+            stream.write(text)
+        return True
+    except OSError as exc:
+        log.error("cannot write the message file %s: %s (in place: %s)", path, atomic_error, exc)
+        return False
+
+
 def truncate_utf8(text: str, limit: int) -> str:
     """At most ``limit`` bytes of UTF-8, never cutting a character in half."""
     return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
@@ -129,12 +151,7 @@ class Publisher:
         self._terminal_document = document
         self._write_report(document)
         if self._message_file is not None:
-            try:
-                write_text_atomically(
-                    self._message_file, truncate_utf8(document["message"], MESSAGE_LIMIT)
-                )
-            except OSError as exc:
-                log.error("cannot write the message file %s: %s", self._message_file, exc)
+            write_message(self._message_file, truncate_utf8(document["message"], MESSAGE_LIMIT))
         if self._outputs.html_report:  # last: the verdict's files first, the page after
             self._write_html_report(document)
         return document

@@ -25,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import CollectorRegistry
 
 from container.actions import OUTCOMES as ACTION_OUTCOMES
+from container.config import MetricsSettings
 from container.snapshot import Snapshot, SnapshotBox
 from evaluator.core import IGNORED, uses_window
 
@@ -58,6 +59,13 @@ def kept_classes(samples: IntArray, mispredicted: IntArray, k: int) -> IntArray:
     worst = seen[np.lexsort((seen, -fractions))[:k]]
     scarcest = seen[np.lexsort((seen, counts))[:k]]
     return np.union1d(worst, scarcest)
+
+
+def info_labels(metrics: MetricsSettings) -> list[tuple[str, str]]:
+    """``evaluation_info``'s labels besides ``trial``: ``training_job`` when set, then the
+    configured ``metric_labels`` (one place for the server's and the push's)."""
+    job = [("training_job", metrics.training_job)] if metrics.training_job else []
+    return [*job, *metrics.metric_labels]
 
 
 class ClassImbalanceCollector:

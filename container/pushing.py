@@ -18,7 +18,7 @@ from prometheus_client.exposition import push_to_gateway
 from prometheus_client.registry import CollectorRegistry
 
 from container.config import MetricsSettings
-from container.metrics import ClassImbalanceCollector
+from container.metrics import ClassImbalanceCollector, info_labels
 from container.snapshot import Snapshot, SnapshotBox
 
 log = logging.getLogger("classimbalance")
@@ -38,13 +38,12 @@ def push_final_metrics(
     if url is None:
         return False
     registry = CollectorRegistry()
-    labels = [("training_job", metrics.training_job)] if metrics.training_job else []
     registry.register(
         ClassImbalanceCollector(
             SnapshotBox(snapshot),
             metrics.max_class_series,
             metrics.max_confusion_series,
-            [*labels, *metrics.metric_labels],
+            info_labels(metrics),
         )
     )
     grouping = {"training_job": metrics.training_job} if metrics.training_job else {}

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from container.config import MetricsSettings
+from container.metrics import info_labels
 from container.server import MetricsServer, ReportPage
 from container.snapshot import SnapshotBox
 
@@ -60,10 +61,7 @@ class MetricsEndpoint:
             metrics.max_class_series,
             max_confusion_series=metrics.max_confusion_series,
             report=self._page,
-            info_labels=(
-                ([("training_job", metrics.training_job)] if metrics.training_job else [])
-                + list(metrics.metric_labels)
-            ),
+            info_labels=info_labels(metrics),
         )
         server.start()
         self._server = server

@@ -227,10 +227,15 @@ class Snapshot:
         """Whether ``samples`` labels were counted, so that the checks run."""
         return self.samples >= self.params.samples
 
-    def current_findings(self) -> dict[str, Finding | None]:
+    def current_findings(self) -> Mapping[str, Finding | None]:
         """Each check's finding at the last evaluated step, None where it does not hold now;
         empty before a step is evaluated with ``samples`` reached. Described on demand (for a
-        status write): describing is the costly part, and a scrape never needs it."""
+        status write): describing is the costly part, and a scrape never needs it; once per
+        snapshot (the status and, with ``confidence``, the confusion matrix both ask)."""
+        return self._current_findings
+
+    @cached_property
+    def _current_findings(self) -> dict[str, Finding | None]:
         if self.last_step is None or not self.checks_active:
             return {}
         tallies = Tallies(self.combined.samples, self.combined.mispredicted, self.recent)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from container import __version__
 from container.actions import ActionOutcome, ActionRunner, boto3_client
 from container.checkpoint import (
     Checkpoint,
@@ -31,11 +32,20 @@ from container.publishing import Publisher
 from container.pushing import push_final_metrics
 from container.server import MetricsBindError
 from container.serving import MetricsEndpoint
+from container.sharding import ShardState, part_selection, save_state, shard_info
 from container.snapshot import Progress, Snapshot, SnapshotBox, take_snapshot
 from container.status import RunInfo, Status, exit_code
 from container.stopping import StopRequest
 from container.watch import StepWaiter
-from evaluator.core import Check, ClassImbalanceRule, RuleParameters, StepResult, WindowLimitError
+from evaluator.core import (
+    Check,
+    ClassImbalanceRule,
+    LedgerLimitError,
+    RuleParameters,
+    StepLedger,
+    StepResult,
+    WindowLimitError,
+)
 from evaluator.trial import TrialError, TrialReader, open_trial
 
 log = logging.getLogger("classimbalance")
@@ -48,11 +58,16 @@ class Outcome:
     status: Status
     document: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    shard_state: str | None = None
+    """Where this shard's state was written (``emit_state``), once it was."""
 
     @property
     def exit_code(self) -> int:
         """The process's exit code: the verdict's, with "never checked" and "stopped" told
-        apart from "checked and fine" (``status.exit_code``)."""
+        apart from "checked and fine" (``status.exit_code``); 0 for a shard whose state was
+        written, since its verdict is the merge's to give (a Job's failed pod is retried)."""
+        if self.shard_state is not None:
+            return 0
         return exit_code(self.status, bool(self.document["checks_active"]))
 
 
@@ -78,15 +93,17 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
     runtime = runtime or Runtime()
     stop = runtime.stop or StopRequest()
     checks = tuple(runtime.checks(settings.rule)) if runtime.checks else ()
-    rule = ClassImbalanceRule(settings.rule, checks=checks)
+    ledger = StepLedger() if settings.sharding.emit_state else None
+    rule = ClassImbalanceRule(settings.rule, checks=checks, ledger=ledger)
     box = SnapshotBox(_rule_snapshot(rule, settings, Status.IN_PROGRESS))
     info = RunInfo(
         trial=settings.trial.base_trial,
         reader=settings.trial.reader,
         modes=settings.trial.modes,
         started_at=time.time(),
-        actions=settings.managed.actions,
-        warnings=tuple(runtime.warnings),
+        actions=() if settings.sharding.emit_state else settings.managed.actions,
+        warnings=(*runtime.warnings, *_shard_warnings(settings)),
+        shard=shard_info(settings),
     )
     publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
     page = publisher.live_page if settings.outputs.html_report else None
@@ -115,6 +132,15 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
         return outcome
     finally:
         endpoint.stop()
+
+
+def _shard_warnings(settings: Settings) -> tuple[str, ...]:
+    if settings.sharding.emit_state and settings.managed.actions:
+        return (
+            "actions are not carried out by a shard (emit_state), whose verdict is its part's "
+            "alone: classimbalance-rule merge carries them out on the trial's verdict",
+        )
+    return ()
 
 
 def _linger(outcome: Outcome, endpoint: MetricsEndpoint, stop: StopRequest) -> None:
@@ -221,7 +247,7 @@ def _evaluate(
     )
     managed = settings.managed
     runner = ActionRunner(
-        managed.actions,
+        () if settings.sharding.emit_state else managed.actions,
         dry_run=managed.actions_dry_run,
         timeout=managed.action_timeout,
         saved=[ActionOutcome.from_json(saved) for saved in checkpoint.actions]
@@ -278,7 +304,14 @@ def _evaluate(
             end=end,
             stop=stop,
         )
-    except (TrialError, ClassNamesError, WindowLimitError, MetricsBindError, Misconfigured) as exc:
+    except (
+        TrialError,
+        ClassNamesError,
+        WindowLimitError,
+        LedgerLimitError,
+        MetricsBindError,
+        Misconfigured,
+    ) as exc:
         return _fail(publisher, info, evaluation.snapshot(Status.ERROR), str(exc))
     except Exception as exc:  # the last line of defence: a status, never a bare traceback
         log.exception("internal error")
@@ -359,6 +392,7 @@ def _default_reader(settings: Settings) -> TrialReader:
         s3_endpoint_url=trial.s3_endpoint_url,
         retry_seconds=following.read_retries * following.read_retry_delay,
         end_grace=trial.end_grace,
+        selection=part_selection(settings),
     )
 
 
@@ -394,7 +428,7 @@ def _conclude(
             f"(the first: step {step}, without {', '.join(missing)}); their labels are not "
             f"counted: see incomplete_steps"
         )
-    if 0 < rule.samples < settings.rule.samples:
+    if 0 < rule.samples < settings.rule.samples and not settings.sharding.emit_state:
         warnings.append(
             f"only {rule.samples} labels were counted, fewer than samples="
             f"{settings.rule.samples}: the checks never ran; lower samples to check smaller "
@@ -406,15 +440,62 @@ def _conclude(
     elif end is EndReason.STOPPED:
         status = Status.STOPPED
     else:
-        error = _no_data_error(evaluation, settings, end)
+        # A shard may hold no label (a worker that saved none): the merge decides on the rest.
+        shard_without_labels = settings.sharding.emit_state and evaluation.steps_seen > 0
+        error = None if shard_without_labels else _no_data_error(evaluation, settings, end)
         if error is not None:
             return _fail(publisher, info, evaluation.snapshot(Status.ERROR), error)
         status = Status.NO_ISSUES_FOUND
     # The checkpoint first, and only for a verdict: a run retried after its settings were
     # fixed must not find a checkpoint of the mistake.
     checkpointer.save(rule.steps_evaluated, evaluation.checkpoint)
+    try:  # before the status: a status that says done has its state beside it
+        shard_state = _emit_state(evaluation, settings, info, end)
+    except OSError as exc:
+        message = (
+            f"cannot write the shard state {settings.sharding.emit_state}: {exc}; set "
+            f"emit_state to a writable path"
+        )
+        return _fail(publisher, info, evaluation.snapshot(Status.ERROR), message)
     document = publisher.terminal(evaluation.snapshot(status, ready=False), info)
-    return Outcome(status, document, warnings)
+    return Outcome(status, document, warnings, shard_state)
+
+
+def _emit_state(
+    evaluation: Evaluation, settings: Settings, info: RunInfo, end: EndReason
+) -> str | None:
+    """Write this shard's state for the merge (``emit_state``), after its verdict; only a
+    whole evaluation's: one stopped before its end has steps missing and writes none."""
+    path = settings.sharding.emit_state
+    if path is None or end is EndReason.STOPPED:
+        return None
+    identity = fingerprint(settings, evaluation.rule.checks)
+    identity.pop("start_step", None)
+    identity.pop("shard", None)
+    save_state(
+        path,
+        ShardState(
+            path=path,
+            evaluation=identity,
+            selection=part_selection(settings),
+            rule_state=evaluation.rule.to_state(),
+            trial_identity=evaluation.reader.identity(),
+            reader=evaluation.reader.problems(),
+            steps_seen=evaluation.steps_seen,
+            ended_by=str(end),
+            warnings=tuple(info.warnings),
+            tensor_names=tuple(sorted(evaluation.tensor_names_seen)),
+            version=__version__,
+        ),
+    )
+    log.info(
+        "shard state written to %s (%s): merge it with the other shards' states with "
+        "classimbalance-rule merge",
+        path,
+        part_selection(settings).describe(),
+        extra={"event": "state_written", "path": path},
+    )
+    return path
 
 
 def _no_data_error(evaluation: Evaluation, settings: Settings, end: EndReason) -> str | None:

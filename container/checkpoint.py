@@ -38,7 +38,7 @@ def fingerprint(settings: Settings, checks: Sequence[Check] = ()) -> dict[str, A
 
     The checks are named only when they are not the ones the parameters ask for, so
     checkpoints of ordinary runs stay valid across versions; a run with other checks has other
-    findings."""
+    findings. A shard's checkpoint names its shard: another shard's would mix their parts."""
     trial = settings.trial
     found: dict[str, Any] = {
         "trial": trial.base_trial,
@@ -49,6 +49,14 @@ def fingerprint(settings: Settings, checks: Sequence[Check] = ()) -> dict[str, A
     names = [check.name for check in checks]
     if names and names != [check.name for check in rule_checks(settings.rule)]:
         found["checks"] = names
+    sharding = settings.sharding
+    if sharding.emit_state is not None:  # a shard's checkpoint holds its ledger, of its parts
+        found["shard"] = {
+            "index": sharding.shard_index,
+            "count": sharding.shard_count,
+            "by": sharding.shard_by,
+            "steps": sharding.shard_steps,
+        }
     return found
 
 

@@ -29,6 +29,7 @@ from container.config import (
     parse_flags,
 )
 from container.logs import configure_logging
+from container.sharding import part_selection
 from container.snapshot import take_snapshot
 from container.status import EXIT_CODES, RunInfo, Status, build_status, write_status
 from container.stopping import StopRequest, stop_on_signals
@@ -44,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from container import reporting  # noqa: PLC0415
 
         return reporting.main(args[1:])
+    if args[:1] == ["merge"]:  # the shards' states as one verdict
+        from container import merging  # noqa: PLC0415
+
+        return merging.main(args[1:])
     flags = parse_flags(args)
     if flags.help:
         print(build_parser().format_help())
@@ -153,6 +158,12 @@ def _print_verdict(outcome: Outcome, settings: Settings) -> None:
         report_file=outputs.report_path if outputs.html_report else None,
     )
     sys.stdout.write(summary)
+    if outcome.shard_state is not None:
+        sys.stdout.write(
+            f"  shard state: {outcome.shard_state} ({part_selection(settings).describe()}); the "
+            f"verdict above is this shard's part alone: classimbalance-rule merge with every "
+            f"shard's state gives the trial's\n"
+        )
 
 
 if __name__ == "__main__":

@@ -82,6 +82,10 @@ class RunInfo:
     """The actions configured (their outcomes come with the snapshot)."""
     resumed_from_step: int | None = None
     """The last step of the checkpoint this run resumed from, if any."""
+    shard: Mapping[str, Any] | None = None
+    """The shard this run evaluates and the state file it writes (``emit_state``); None for
+    an evaluation of its own. A shard's verdict is its part's alone and it exits 0 (``exit_code``
+    says so): the merge of every shard's state gives the trial's."""
 
 
 def build_status(
@@ -120,7 +124,7 @@ def build_status(
         "classes": classes,
         "message": message,
         "error": error,
-        "exit_code": exit_code(status, snapshot.checks_active) if terminal else None,
+        "exit_code": _exit_code(status, snapshot.checks_active, run) if terminal else None,
         "imbalance_ratio": snapshot.imbalance_ratio,
         "checks_active": snapshot.checks_active,
         "current": _current(snapshot, snapshot.current_findings(), snapshot.confusions),
@@ -153,9 +157,16 @@ def build_status(
         "warnings": list(run.warnings),
         "actions": _actions(snapshot, run),
         "resumed_from_step": run.resumed_from_step,
+        "shard": dict(run.shard) if run.shard is not None else None,
         "started_at": _iso(run.started_at),
         "updated_at": _iso(time.time() if now is None else now),
     }
+
+
+def _exit_code(status: str, checks_active: bool, run: RunInfo) -> int:
+    if run.shard is not None and status in {Status.ISSUES_FOUND, Status.NO_ISSUES_FOUND}:
+        return 0  # its state is written; the verdict is the merge's
+    return exit_code(status, checks_active)
 
 
 def _actions(snapshot: Snapshot, run: RunInfo) -> list[dict[str, Any]]:

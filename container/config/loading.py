@@ -10,6 +10,7 @@ the command line and the environment are parameters.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +33,7 @@ from container.config.settings import (
     DEFAULT_STATUS_FILE,
     GROUPS,
     SETTING_NAMES,
+    OutputSettings,
     Settings,
 )
 from container.config.sources import environment_entries, flag_entries, job_entries
@@ -173,6 +175,7 @@ def _resolve(layers: list[list[Entry]], report: Report, *, print_config: bool) -
             for p in exc.problems
         )
     problems.extend(_cross_checks(values, winners))
+    problems.extend(_shard_checks(values, winners))
 
     order = {name: index for index, name in enumerate(SETTING_NAMES)}
     problems.sort(key=lambda p: order.get(p.name, len(order)))
@@ -252,6 +255,75 @@ def _cross_checks(
                 f"a whole number greater than start_step ({start}, from "
                 f"{winners['start_step'].source}): end_step is exclusive",
                 str(winners["end_step"].source),
+            )
+        )
+    return problems
+
+
+def _shard_checks(values: Mapping[str, Any], winners: Mapping[str, Entry]) -> list[ConfigProblem]:
+    """A shard needs a state to write and an index below the count, and cannot stop at the
+    first issue, which only the merge can tell (its actions are the merge's: see app)."""
+    problems: list[ConfigProblem] = []
+
+    def where(name: str) -> str:
+        return f"{name} (from {winners[name].source})"
+
+    count, index = values.get("shard_count", 1), values.get("shard_index", 0)
+    if index >= count:
+        problems.append(
+            ConfigProblem(
+                "shard_index",
+                index,
+                "",
+                str(winners["shard_index"].source),
+                f"{where('shard_index')} is {index}, but shard_count is {count}: shards are "
+                f"numbered from 0 to {count - 1}",
+            )
+        )
+    if values.get("emit_state") is None:
+        if count > 1:
+            problems.append(
+                ConfigProblem(
+                    "emit_state",
+                    None,
+                    "",
+                    None,
+                    f"{where('shard_count')} is {count}, but emit_state is not set: a shard's "
+                    f"verdict alone says nothing of the trial; set emit_state to the file its "
+                    f"state goes to, and merge the states with classimbalance-rule merge",
+                )
+            )
+        return problems
+    conflicts = {
+        "stop_on_first_issue": "a shard cannot tell the first issue: only the merge can",
+    }
+    for name, why in conflicts.items():
+        if values.get(name):
+            problems.append(
+                ConfigProblem(
+                    name,
+                    values[name],
+                    "",
+                    str(winners[name].source),
+                    f"{where(name)} is set with emit_state: {why}; unset {name} for the shards",
+                )
+            )
+    outputs = OutputSettings(
+        status_file=values.get("status_file", DEFAULT_STATUS_FILE),
+        report_file=values.get("report_file"),
+    )
+    others = [outputs.status_file, values.get("checkpoint_file"), values.get("message_file")]
+    if values.get("html_report", True):
+        others.append(outputs.report_path)
+    if os.path.normpath(values["emit_state"]) in {os.path.normpath(p) for p in others if p}:
+        problems.append(
+            ConfigProblem(
+                "emit_state",
+                values["emit_state"],
+                "",
+                str(winners["emit_state"].source),
+                f"{where('emit_state')} is the path of another output: give the state a file "
+                f"of its own",
             )
         )
     return problems

@@ -23,7 +23,7 @@ from typing import Any, Literal, get_args
 from container.config import values
 from container.config.values import Mode
 from evaluator.core import RuleParameters, accepted
-from evaluator.trial import READERS, Reader
+from evaluator.trial import READERS, SHARD_BY, Reader, ShardBy
 
 DEFAULT_STATUS_FILE = "classimbalance-status.json"
 DEFAULT_METRICS_PORT = 9410
@@ -419,6 +419,58 @@ class CheckpointSettings:
 
 
 @dataclass(frozen=True)
+class ShardSettings:
+    """Evaluating one shard of a trial in parallel with others, for an exact merge."""
+
+    emit_state: str | None = setting(
+        None,
+        parse=values.optional(values.text),
+        accepted="a file path, or none",
+        metavar="PATH",
+    )
+    """Write this evaluation's state here at the end, for ``classimbalance-rule merge STATE...``
+    to combine with the other shards' into the status, report and exit code one process would
+    give. A shard exits 0 once its state is written (the merge gives the verdict), 2 on an
+    error. None: no state; a single evaluation needs none."""
+
+    shard_count: int = setting(
+        1,
+        parse=values.whole_number_within(1, 4096),
+        accepted="a whole number in [1, 4096]",
+        metavar="N",
+    )
+    """Shards the trial is split into; above 1, this process reads only shard ``shard_index``
+    and needs ``emit_state``. Step ranges (``start_step``, ``end_step``) split it too."""
+
+    shard_index: int = setting(
+        0,
+        parse=values.whole_number_within(0, 4095),
+        accepted="a whole number in [0, shard_count)",
+        metavar="I",
+    )
+    """Which shard this process evaluates, from 0 (a Kubernetes Indexed Job's completion
+    index)."""
+
+    shard_by: ShardBy = setting(
+        "steps",
+        parse=values.choice(*SHARD_BY),
+        accepted=" or ".join(SHARD_BY),
+        metavar="|".join(SHARD_BY),
+    )
+    """``steps``: blocks of ``shard_steps`` consecutive global steps, dealt round robin (long
+    trials); ``workers``: each worker's parts to one shard, by its rank (many workers)."""
+
+    shard_steps: int = setting(
+        100,
+        parse=values.whole_number_within(1),
+        accepted="a whole number >= 1, such as 100",
+        metavar="N",
+    )
+    """Global step numbers per block when sharding by steps: at least the hook's save
+    interval, so that blocks hold steps; smaller blocks balance the shards better."""
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """The log on stderr."""
 
@@ -490,6 +542,7 @@ GROUPS: tuple[tuple[str, type[Any]], ...] = (
     ("outputs", OutputSettings),
     ("metrics", MetricsSettings),
     ("checkpoints", CheckpointSettings),
+    ("sharding", ShardSettings),
     ("logs", LogSettings),
     ("managed", ManagedSettings),
 )
@@ -506,6 +559,7 @@ class Settings:
     outputs: OutputSettings = field(default_factory=OutputSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     checkpoints: CheckpointSettings = field(default_factory=CheckpointSettings)
+    sharding: ShardSettings = field(default_factory=ShardSettings)
     logs: LogSettings = field(default_factory=LogSettings)
     managed: ManagedSettings = field(default_factory=ManagedSettings)
 

@@ -20,7 +20,12 @@ from evaluator.core.checks import (
     uses_window,
 )
 from evaluator.core.counts import ClassCounts, FrozenPairs
-from evaluator.core.errors import ParameterError, ParameterProblem, WindowLimitError
+from evaluator.core.errors import (
+    LedgerLimitError,
+    ParameterError,
+    ParameterProblem,
+    WindowLimitError,
+)
 from evaluator.core.explain import (
     MATRIX_CLASSES,
     TOP_CONFUSIONS,
@@ -33,9 +38,11 @@ from evaluator.core.explain import (
     top_confusions,
 )
 from evaluator.core.history import History, HistoryPoint
+from evaluator.core.ledger import StepLedger
 from evaluator.core.normalise import IGNORED, WorkerBatch
 from evaluator.core.params import PARAMETER_NAMES, RuleParameters, accepted
 from evaluator.core.rule import RULE_NAME, ClassImbalanceRule, StepResult
+from evaluator.core.shards import ShardMergeError, merge_states
 
 __all__ = [
     "IGNORED",
@@ -53,12 +60,15 @@ __all__ = [
     "History",
     "HistoryPoint",
     "ImbalanceCheck",
+    "LedgerLimitError",
     "MispredictionCheck",
     "ModeVerdict",
     "ParameterError",
     "ParameterProblem",
     "Recent",
     "RuleParameters",
+    "ShardMergeError",
+    "StepLedger",
     "StepResult",
     "Tallies",
     "WindowLimitError",
@@ -68,6 +78,7 @@ __all__ = [
     "confusion_matrix",
     "describe_current",
     "imbalance_ratio",
+    "merge_states",
     "misprediction_fractions",
     "mode_verdict",
     "rule_checks",

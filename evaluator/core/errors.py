@@ -40,3 +40,8 @@ class ParameterError(ValueError):
 class WindowLimitError(ValueError):
     """The recent window would hold more per-class counts than its bound: the message says how
     many, the bound, and what ``window_steps`` would fit."""
+
+
+class LedgerLimitError(ValueError):
+    """A shard's ledger would hold more per-step class counts than its bound: the message says
+    how many, the bound, and how many steps a shard may take."""

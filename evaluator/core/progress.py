@@ -40,6 +40,10 @@ class ChunkProgress:
     """Whether ``samples`` labels were reached by each step: the checks run only from there."""
     holds: dict[str, BoolArray]
     """Check name -> whether it holds after each step (regardless of ``gated``)."""
+    per_step: IntArray
+    """(steps x classes) labels counted at each step (not cumulative), for a ledger."""
+    per_step_wrong: IntArray
+    """(steps x classes) mispredicted labels at each step."""
     window: WindowPreview | None = None
     """The recent window's preview, to commit for the steps kept."""
 
@@ -57,6 +61,23 @@ def chunk_progress(
 ) -> ChunkProgress:
     """Cumulative counts and verdicts for every step of ``chunk``, on top of the base counts;
     with a ``window``, also the recent counts after each of the ``steps``."""
+    per_step, per_step_wrong = step_counts(chunk, base_samples.size)
+    return counts_progress(
+        per_step,
+        per_step_wrong,
+        base_samples=base_samples,
+        base_mispredicted=base_mispredicted,
+        base_total=base_total,
+        samples_required=samples_required,
+        checks=checks,
+        window=window,
+        steps=steps,
+    )
+
+
+def step_counts(chunk: Sequence[PreparedStep], width: int) -> tuple[IntArray, IntArray]:
+    """(steps x classes) labels and mispredicted labels of each step of ``chunk``, at least
+    ``width`` classes wide: two bincounts over the whole chunk."""
     rows_of_chunk = len(chunk)
     step_of_row = [
         np.full(labels.size, index, dtype=np.int64)
@@ -65,12 +86,29 @@ def chunk_progress(
     ]
     labels = joined([labels for p in chunk for _, labels, _ in p.rows])
     predicted = joined([predicted for p in chunk for _, _, predicted in p.rows])
-    width = max(base_samples.size, int(labels.max()) + 1 if labels.size else 0, 1)
+    width = max(width, int(labels.max()) + 1 if labels.size else 0, 1)
     rows = joined(step_of_row) * width + labels
     wrong = labels != predicted
     cells = rows_of_chunk * width
     per_step = np.bincount(rows, minlength=cells).reshape(rows_of_chunk, width)
     per_step_wrong = np.bincount(rows[wrong], minlength=cells).reshape(rows_of_chunk, width)
+    return per_step, per_step_wrong
+
+
+def counts_progress(
+    per_step: IntArray,
+    per_step_wrong: IntArray,
+    *,
+    base_samples: IntArray,
+    base_mispredicted: IntArray,
+    base_total: int,
+    samples_required: int,
+    checks: Sequence[Check],
+    window: StepWindow | None = None,
+    steps: Sequence[int] = (),
+) -> ChunkProgress:
+    """Cumulative counts and verdicts after every row of per-step counts (``step_counts``, or
+    a merged ledger's), on top of the base counts."""
     samples = np.cumsum(per_step, axis=0)
     mispredicted = np.cumsum(per_step_wrong, axis=0)
     samples[:, : base_samples.size] += base_samples
@@ -80,7 +118,7 @@ def chunk_progress(
     preview = None if window is None else window.preview(steps, per_step, per_step_wrong)
     tallies = Tallies(samples, mispredicted, None if preview is None else preview.recent)
     holds = {check.name: check.holds(tallies) for check in checks}
-    return ChunkProgress(tallies, counted, gated, holds, preview)
+    return ChunkProgress(tallies, counted, gated, holds, per_step, per_step_wrong, preview)
 
 
 def joined(parts: list[IntArray]) -> IntArray:

@@ -30,11 +30,14 @@ from evaluator.core.checks import (
 )
 from evaluator.core.counts import ClassCounts, IntArray
 from evaluator.core.history import History, history_point
+from evaluator.core.ledger import StepLedger
 from evaluator.core.normalise import Inputs, PreparedStep, WorkerBatch, prepare_steps
 from evaluator.core.params import RuleParameters
 from evaluator.core.window import StepWindow
 
 RULE_NAME = "ClassImbalance"
+REPLAYED = "replayed"
+"""The mode a replayed ledger's counts are committed under until the real totals replace them."""
 EXAMPLES_KEPT = 32
 """Distinct skip reasons whose latest message is kept for the status."""
 
@@ -90,6 +93,9 @@ class ClassImbalanceRule:
     """The last ``window_steps`` steps' counts, kept when ``window_steps`` > 0."""
     history: History = field(default_factory=History)
     """The figures over steps, at a bounded number of exact points (for the report)."""
+    ledger: StepLedger | None = None
+    """Every evaluated step's own class counts, kept when this evaluation is one shard of
+    several (``--emit-state``): what an exact merge of parallel shards needs."""
 
     def __post_init__(self) -> None:
         if not self.checks:
@@ -218,21 +224,48 @@ class ClassImbalanceRule:
         self, chunk: list[tuple[int, PreparedStep]], stop_at_first_issue: bool
     ) -> list[StepResult]:
         """Decide every step's checks on cumulative counts, then commit the steps kept."""
+        steps = [step for step, _ in chunk]
+        prepared = [prepared for _, prepared in chunk]
+        per_step, per_step_wrong = progress.step_counts(prepared, self.num_classes)
+        seen = self._progress(steps, per_step, per_step_wrong)
+        results, finding_rows = self._decide(
+            steps, seen, [p.rejected for p in prepared], stop_at_first_issue
+        )
+        kept = len(results)
+        self._record_history(steps[:kept], seen, finding_rows)
+        self._commit(prepared[:kept])
+        self._advance(steps[:kept], seen)
+        return results
+
+    def _progress(
+        self, steps: Sequence[int], per_step: IntArray, per_step_wrong: IntArray
+    ) -> progress.ChunkProgress:
         base_samples, base_mispredicted = self.combined_counts()
-        seen = progress.chunk_progress(
-            [prepared for _, prepared in chunk],
+        return progress.counts_progress(
+            per_step,
+            per_step_wrong,
             base_samples=base_samples,
             base_mispredicted=base_mispredicted,
             base_total=self.samples,
             samples_required=self.params.samples,
             checks=self.checks,
             window=self.window,
-            steps=[step for step, _ in chunk],
+            steps=steps,
         )
+
+    def _decide(
+        self,
+        steps: Sequence[int],
+        seen: progress.ChunkProgress,
+        rejected: Sequence[Sequence[tuple[str, str]]],
+        stop_at_first_issue: bool,
+    ) -> tuple[list[StepResult], list[int]]:
+        """Each step's new findings, in order (up to the first issue when asked to stop
+        there), and the rows that had one."""
         found = {finding.check for finding in self.findings}
         results: list[StepResult] = []
         finding_rows: list[int] = []
-        for index, (step, prepared) in enumerate(chunk):
+        for index, step in enumerate(steps):
             new: list[Finding] = []
             if seen.gated[index]:
                 for check in self.checks:
@@ -247,8 +280,8 @@ class ClassImbalanceRule:
                     step,
                     int(seen.counted[index]),
                     tuple(new),
-                    len(prepared.rejected),
-                    tuple(reason for reason, _ in prepared.rejected),
+                    len(rejected[index]),
+                    tuple(reason for reason, _ in rejected[index]),
                 )
             )
             if new:
@@ -256,20 +289,55 @@ class ClassImbalanceRule:
             self.findings.extend(new)
             if stop_at_first_issue and self.issue_step is not None:
                 break
-        self._record_history([step for step, _ in chunk[: len(results)]], seen, finding_rows)
-        self._commit([prepared for _, prepared in chunk[: len(results)]])
+        return results, finding_rows
+
+    def _advance(self, kept: Sequence[int], seen: progress.ChunkProgress) -> None:
+        """After the kept steps' counts were committed: the ledger, the window, the position
+        and the verdicts after the last step (already computed: kept as the memo)."""
+        if (
+            self.ledger is not None
+            and seen.per_step is not None
+            and seen.per_step_wrong is not None
+        ):
+            self.ledger.record(kept, seen.per_step, seen.per_step_wrong)
         if self.window is not None and seen.window is not None:
-            self.window.commit(seen.window, len(results))
-        self.steps_evaluated += len(results)
-        self.last_step = results[-1].step
-        last = len(results) - 1
-        if seen.gated[last]:  # the verdicts after the last step, already computed: keep them
+            self.window.commit(seen.window, len(kept))
+        self.steps_evaluated += len(kept)
+        self.last_step = kept[-1]
+        last = len(kept) - 1
+        if seen.gated[last]:
             verdicts = {name: bool(holds[last]) for name, holds in seen.holds.items()}
             self._holds = ((self.steps_evaluated, self.samples), verdicts)
-        return results
+
+    def replay(self, ledger: StepLedger) -> None:
+        """Evaluate a ledger's steps (the merged shards'), deciding every step's checks as one
+        process evaluating them in step order would: the findings, the window, the history.
+
+        The counts it commits are the ledger's per-class sums, in one mode with no confusion
+        pairs: ``shards.merge_states`` puts the shards' own totals in their place afterwards.
+        """
+        steps, *_ = ledger.arrays()
+        width = max(ledger.width(), 1)
+        size = max(1, self._chunk_cells // width)
+        replayed = self.counts_by_mode.setdefault(REPLAYED, ClassCounts())
+        for start in range(0, steps.size, size):
+            stop = min(start + size, int(steps.size))
+            per_step, per_step_wrong = ledger.dense(start, stop, width)
+            chunk = [int(step) for step in steps[start:stop]]
+            seen = self._progress(chunk, per_step, per_step_wrong)
+            _, finding_rows = self._decide(chunk, seen, [()] * len(chunk), False)
+            self._record_history(chunk, seen, finding_rows)
+            replayed.merge(
+                ClassCounts(
+                    samples=per_step.sum(axis=0),
+                    mispredicted=per_step_wrong.sum(axis=0),
+                    total=int(per_step.sum()),
+                )
+            )
+            self._advance(chunk, seen)
 
     def _record_history(
-        self, steps: list[int], seen: progress.ChunkProgress, finding_rows: list[int]
+        self, steps: Sequence[int], seen: progress.ChunkProgress, finding_rows: list[int]
     ) -> None:
         """The chunk's history points: its rows on the history's grid, and pinned, the row
         where the checks start to run and the rows of first findings. Called before the
@@ -341,9 +409,12 @@ class ClassImbalanceRule:
         return samples, mispredicted
 
     def merge(self, other: ClassImbalanceRule) -> None:
-        """Add another evaluation of disjoint steps (another worker set, a restored checkpoint).
+        """Add an evaluation of the steps *before* this one's (a restored checkpoint).
 
-        Counts and skip tallies add; findings keep the earliest of each check.
+        Counts and skip tallies add; findings keep the earliest of each check, which is right
+        only when the other side's steps came first: its findings were decided on counts that
+        did not include this side's. Parallel shards (other steps or workers evaluated at the
+        same time) merge with ``shards.merge_states``, which replays their ledgers instead.
         """
         for mode, counts in other.counts_by_mode.items():
             self.counts_by_mode.setdefault(mode, ClassCounts()).merge(counts)
@@ -381,6 +452,7 @@ class ClassImbalanceRule:
             "binary_form": self.binary_form,
             **({"window": self.window.to_state()} if self.window is not None else {}),
             "history": self.history.to_state(),
+            **({"ledger": self.ledger.to_state()} if self.ledger is not None else {}),
         }
 
     @classmethod
@@ -415,4 +487,5 @@ class ClassImbalanceRule:
             window=StepWindow.from_state(state["window"]) if "window" in state else None,
             # Older checkpoints have none: the history then starts where they left off.
             history=History.from_state(state["history"]) if "history" in state else History(),
+            ledger=StepLedger.from_state(state["ledger"]) if "ledger" in state else None,
         )

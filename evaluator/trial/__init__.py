@@ -15,12 +15,16 @@ from evaluator.trial.interface import (
     WorkerTensors,
 )
 from evaluator.trial.open import READERS, Reader, open_trial
+from evaluator.trial.selection import SHARD_BY, PartSelection, ShardBy
 
 __all__ = [
     "NO_PROBLEMS",
     "READERS",
+    "SHARD_BY",
+    "PartSelection",
     "Reader",
     "ReaderProblems",
+    "ShardBy",
     "StepRef",
     "TrialError",
     "TrialIdentity",

@@ -64,6 +64,7 @@ from evaluator.trial.problems import (
     UNHELD_PART,
     ProblemLog,
 )
+from evaluator.trial.selection import EVERYTHING, PartSelection
 
 PART_RETRY_POLLS = 3
 """Polls a part that fails to load is retried before it is given up on. smdebug renames
@@ -93,6 +94,15 @@ _Loaded = PartLayout | OSError | ValueError
 """What loading one part gives: the part, or the error to retry or report."""
 
 
+class _Elsewhere:
+    """A part another shard reads (``PartSelection``): settled without being loaded, so the
+    step's completeness is decided on every worker, as in one process."""
+
+
+ELSEWHERE = _Elsewhere()
+_Held = PartLayout | _Elsewhere
+
+
 class NativeTrialReader:
     """Reads an smdebug trial through a :class:`TrialStorage`; implements ``TrialReader``."""
 
@@ -113,12 +123,15 @@ class NativeTrialReader:
         end_grace: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        selection: PartSelection = EVERYTHING,
     ) -> None:
         self._storage = storage
+        self._selection = selection
+        """The parts this reader loads; the others are handed over as empty steps."""
         self._files = PartFiles(
             storage, verify_payload_crc=verify_payload_crc, event_head_bytes=event_head_bytes
         )
-        self._steps: StepCompleteness[PartLayout] = StepCompleteness(
+        self._steps: StepCompleteness[_Held] = StepCompleteness(
             window=incomplete_step_window, end_grace=end_grace
         )
         self._end_grace = end_grace
@@ -289,6 +302,9 @@ class NativeTrialReader:
         listed = [(key, *parsed) for key in keys if (parsed := parse_index_key(key))]
         taken = self._steps.take(listed, new_steps=self._step_bound(), cut=cut)
         for key in taken.late:
+            parsed = parse_index_key(key)
+            if parsed and not self._selection.part_selected(parsed[0], worker_label(parsed[1])):
+                continue
             self._problems.skipped(
                 LATE_PART,
                 f"{self._files.where(key)} arrived after its step was returned (a later step "
@@ -377,7 +393,14 @@ class NativeTrialReader:
     # -- loading parts -------------------------------------------------------------------------
 
     def _load(self, parts: list[tuple[int, str]]) -> None:
-        """Load parts (in parallel when allowed) and record each outcome in listing order."""
+        """Load parts (in parallel when allowed) and record each outcome in listing order;
+        parts other shards read are settled without a read."""
+        if not self._selection.everything:
+            selected = self._selection.part_selected
+            for step, file_worker in parts:
+                if not selected(step, worker_label(file_worker)):
+                    self._steps.settle(step, file_worker, ELSEWHERE)
+            parts = [(s, w) for s, w in parts if selected(s, worker_label(w))]
         for (step, file_worker), loaded in zip(parts, self._fetch_all(parts), strict=True):
             self._settle(step, file_worker, loaded)
 
@@ -448,22 +471,28 @@ class NativeTrialReader:
 
     # -- handing over and reading --------------------------------------------------------------
 
-    def _hand_over(self, released: ReleasedStep[PartLayout]) -> StepRef | None:
-        """Keep a released step's read locations until it is read; None if nothing is left."""
+    def _hand_over(self, released: ReleasedStep[_Held]) -> StepRef | None:
+        """Keep a released step's read locations until it is read; None if nothing is left,
+        an empty step when every part is another shard's."""
         step = released.step
         if released.forced:
             self._report_unsettled(released)
-        if released.missing or released.unseen:
+        if (released.missing or released.unseen) and self._selection.reports_step(step):
             self._report_missing(released)
         if not released.parts:
             return None
-        parts = sorted(released.parts.values(), key=lambda part: worker_label(part.file_worker))
+        parts = sorted(
+            (part for part in released.parts.values() if isinstance(part, PartLayout)),
+            key=lambda part: worker_label(part.file_worker),
+        )
+        if not parts:
+            return StepRef(step=step, parts=())
         self._unread[step] = {worker_label(part.file_worker): part for part in parts}
         while len(self._unread) > self._unread_step_limit:
             self._unhold(self._unread.pop(next(iter(self._unread))).values())
         return StepRef(step=step, parts=tuple(part.worker_step for part in parts))
 
-    def _report_unsettled(self, released: ReleasedStep[PartLayout]) -> None:
+    def _report_unsettled(self, released: ReleasedStep[_Held]) -> None:
         step = released.step
         for file_worker in released.unsettled:
             attempt = self._attempts.pop((step, file_worker), None)
@@ -474,7 +503,7 @@ class NativeTrialReader:
                 "its step was released by the incomplete-step window before it could be read.",
             )
 
-    def _report_missing(self, released: ReleasedStep[PartLayout]) -> None:
+    def _report_missing(self, released: ReleasedStep[_Held]) -> None:
         """A step handed over without some expected workers: never silently."""
         expected = self._steps.expected_workers or 0
         written = (*released.parts, *released.given_up, *released.unsettled)

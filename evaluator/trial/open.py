@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 from typing import Any, Literal, get_args
 
@@ -9,6 +11,7 @@ from evaluator.trial.contract import TrialError, TrialStorage
 from evaluator.trial.interface import TrialReader
 from evaluator.trial.local import LocalStorage
 from evaluator.trial.native import NativeTrialReader
+from evaluator.trial.selection import EVERYTHING, PartSelection
 from evaluator.trial.smdebug_backend import SmdebugTrialReader
 
 Reader = Literal["native", "smdebug"]
@@ -33,6 +36,7 @@ def open_trial(
     s3_fetch_threads: int = S3_FETCH_THREADS,
     retry_seconds: float = 0.0,
     end_grace: float = 0.0,
+    selection: PartSelection = EVERYTHING,
 ) -> TrialReader:
     """A reader for ``location``: a folder, or ``s3://bucket/prefix``. Nothing is read until
     ``poll``, so a missing bucket or bad credentials show there, as a ``TrialError``.
@@ -44,10 +48,18 @@ def open_trial(
     missing or unreadable when its step is listed is tried again on later polls for at least
     ``retry_seconds`` (a file still being copied) before its part is left out. After the end
     marker, steps that lack a worker are waited for up to ``end_grace`` seconds from when the
-    marker was written (every rank writes it when it closes, the first one included).
+    marker was written (every rank writes it when it closes, the first one included). Only the
+    parts ``selection`` names are loaded (a step range, one shard of several).
     """
     if reader not in READERS:
         raise TrialError(f"Expected reader to be one of {', '.join(READERS)}, but got {reader!r}")
+    if reader == "smdebug" and importlib.util.find_spec("smdebug") is None:
+        raise TrialError(smdebug_missing())
+    if reader == "smdebug" and selection.shard_count > 1:
+        raise TrialError(
+            f"Expected the native reader for a shard ({selection.describe()}), but got reader "
+            f"'smdebug', which reads every worker of every step: set reader to native"
+        )
     if location.startswith("s3://"):
         return _open_s3(
             location,
@@ -57,6 +69,7 @@ def open_trial(
             s3_fetch_threads,
             retry_seconds,
             end_grace,
+            selection,
         )
     if reader == "smdebug":
         return SmdebugTrialReader(location)
@@ -66,6 +79,22 @@ def open_trial(
         held_bytes_limit=LOCAL_HELD_BYTES,
         retry_seconds=retry_seconds,
         end_grace=end_grace,
+        selection=selection,
+    )
+
+
+def smdebug_missing() -> str:
+    """Why reader ``smdebug`` cannot run here, and where it can: smdebug is an optional extra,
+    left out of the slim image (classimbalance-rule:VERSION) and in the -smdebug one."""
+    try:
+        version = importlib.metadata.version("classimbalance-rule")
+    except importlib.metadata.PackageNotFoundError:
+        version = "VERSION"
+    return (
+        "Expected the smdebug package for reader 'smdebug', but it is not installed here: the "
+        f"image classimbalance-rule:{version} has the native reader only, the image "
+        f"classimbalance-rule:{version}-smdebug has smdebug too (outside an image: pip install "
+        "'classimbalance-rule[smdebug]'); or set reader to native"
     )
 
 
@@ -77,6 +106,7 @@ def _open_s3(  # noqa: PLR0917  (private, one caller)
     fetch_threads: int,
     retry_seconds: float,
     end_grace: float,
+    selection: PartSelection,
 ) -> TrialReader:
     # Lazy: boto3 takes a while to import and local trials never need it.
     from evaluator.trial.s3 import S3Storage, parse_s3_uri  # noqa: PLC0415
@@ -95,6 +125,7 @@ def _open_s3(  # noqa: PLR0917  (private, one caller)
         fetch_threads=threads,
         retry_seconds=retry_seconds,
         end_grace=end_grace,
+        selection=selection,
     )
 
 

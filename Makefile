@@ -98,7 +98,7 @@ PODMAN_ENV := tests/deploy/podman_env.sh
 DEPLOY_PACKAGES := podman buildah runc skopeo debootstrap fuse-overlayfs netavark aardvark-dns \
   containernetworking-plugins uidmap slirp4netns iptables
 
-.PHONY: deploy-tools image-base image deploy-lint prometheusrule
+.PHONY: deploy-tools image-base image image-full lock deploy-lint prometheusrule
 
 ## deploy-tools: podman, buildah, runc and debootstrap from Debian for the image tests, when
 ## missing. Silent when present; without root or apt-get it only warns (those tests then skip
@@ -111,13 +111,49 @@ deploy-tools:
 image-base: deploy-tools
 	$(PODMAN_ENV) base >/dev/null
 
-## image: build the image with podman (docker format, which keeps the HEALTHCHECK), tagged
-## $(IMAGE):$(IMAGE_VERSION). With Docker and a registry: docker build -t $(IMAGE):$(IMAGE_VERSION) .
+## image: build the slim image (the native reader only; the Dockerfile's default target) with
+## podman, docker format (which keeps the HEALTHCHECK), tagged $(IMAGE):$(IMAGE_VERSION).
+## image-full: the Dockerfile's target `full`, the slim image plus smdebug and pandas for
+## --reader smdebug, tagged $(IMAGE):$(IMAGE_VERSION)-smdebug. Both install their dependencies
+## from the locks in $(LOCKS) (the build context `locks`). With Docker (BuildKit):
+##   docker build --build-context locks=$(LOCKS) [--target full] -t $(IMAGE):$(IMAGE_VERSION) .
+IMAGE_BUILD = eval "$$($(PODMAN_ENV) env)" && podman build --format docker --pull=never \
+  --build-context locks=$(LOCKS) \
+  --label org.opencontainers.image.revision="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+  --label org.opencontainers.image.created="$$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+
 image: image-base
-	eval "$$($(PODMAN_ENV) env)" && podman build --format docker --pull=never \
-	  --label org.opencontainers.image.revision="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
-	  --label org.opencontainers.image.created="$$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-	  --tag $(IMAGE):$(IMAGE_VERSION) .
+	$(IMAGE_BUILD) --target slim --tag $(IMAGE):$(IMAGE_VERSION) .
+
+image-full: image-base
+	$(IMAGE_BUILD) --target full --tag $(IMAGE):$(IMAGE_VERSION)-smdebug .
+
+## lock: pin the image's dependencies, every transitive one with its hashes, for Linux and
+## CPython 3.11: $(LOCKS)/runtime.txt (pyproject's dependencies: the slim image),
+## $(LOCKS)/smdebug.txt (what the smdebug extra adds to them: the -smdebug image) and
+## $(LOCKS)/build.txt (the build stage's setuptools and wheel, from $(LOCKS)/build.in). uv, at
+## a pinned version, in a throwaway venv under /var/tmp. Only files uploaded before LOCK_DATE
+## count, so running it again gives the same locks; to update them:
+##   make lock LOCK_DATE=YYYY-MM-DD   (then build, run the image tests, commit the locks)
+LOCKS := config/requirements
+LOCK_DATE ?= 2026-12-01
+UV_VERSION := 0.13.9
+LOCK_VENV ?= /var/tmp/classimbalance-lock/venv
+UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --upgrade --python-version 3.11 \
+  --python-platform linux --generate-hashes --exclude-newer $(LOCK_DATE)
+
+$(LOCK_VENV)/.uv-$(UV_VERSION):
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	touch $@
+
+lock: $(LOCK_VENV)/.uv-$(UV_VERSION)
+	$(UV_COMPILE) pyproject.toml -o $(LOCKS)/runtime.txt
+	$(UV_COMPILE) pyproject.toml --extra smdebug --constraint $(LOCKS)/runtime.txt \
+	  $$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/--no-emit-package \1/p' $(LOCKS)/runtime.txt) \
+	  -o $(LOCKS)/smdebug.txt
+	$(UV_COMPILE) $(LOCKS)/build.in -o $(LOCKS)/build.txt
 
 ## deploy-lint: the Dockerfile, shell scripts, YAML, rendered overlays and alerting rules, quickly.
 deploy-lint: $(VENV)/.installed prometheus-tools

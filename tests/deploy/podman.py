@@ -17,6 +17,11 @@ from tests.deploy.tools import REPO, required_tool, unavailable
 
 SETUP = REPO / "tests" / "deploy" / "podman_env.sh"
 IMAGE = "localhost/classimbalance-rule:test"
+"""The slim image (the Dockerfile's default target, `slim`): the native reader only."""
+IMAGE_FULL = "localhost/classimbalance-rule:test-smdebug"
+"""The full image (target `full`): the slim one plus smdebug for ``--reader smdebug``."""
+TARGETS = {IMAGE: "slim", IMAGE_FULL: "full"}
+LOCKS = REPO / "config" / "requirements"
 LABEL = "classimbalance-rule.test"
 
 
@@ -64,16 +69,22 @@ class Podman:
             )
         return result
 
-    def build(self) -> float:
-        """Build the image from the Dockerfile (docker format keeps the HEALTHCHECK); seconds."""
+    def build(self, image: str = IMAGE) -> float:
+        """Build ``image`` (its target in TARGETS) from the Dockerfile, the dependencies from the
+        locks (the build context ``locks``), docker format (which keeps the HEALTHCHECK); the
+        seconds it took."""
         started = time.monotonic()
         self(
             "build",
             "--format",
             "docker",
             "--pull=never",
+            "--build-context",
+            f"locks={LOCKS}",
+            "--target",
+            TARGETS[image],
             "--tag",
-            IMAGE,
+            image,
             ".",
             timeout=1800,
         )
@@ -104,8 +115,10 @@ def podman_session() -> Iterator[Podman]:
         podman("image", "prune", "--force", "--filter", "until=24h", check=False)
 
 
-def run_detached(podman: Podman, options: Sequence[str], arguments: Sequence[str]) -> str:
-    """Start a container of the image in the background; its name."""
+def run_detached(
+    podman: Podman, options: Sequence[str], arguments: Sequence[str], image: str = IMAGE
+) -> str:
+    """Start a container of ``image`` in the background; its name."""
     name = podman.new_name()
     podman(
         "run",
@@ -123,7 +136,7 @@ def run_detached(podman: Podman, options: Sequence[str], arguments: Sequence[str
         "--health-interval",
         "disable",
         *options,
-        IMAGE,
+        image,
         *arguments,
     )
     return name

@@ -29,6 +29,8 @@ as `kubectl apply -k` does."""
 EVALUATOR_OVERLAYS = ("evaluate", "sidecar-job", "sidecar-pytorchjob")
 """The overlays that run the evaluator, one container each."""
 SIDECAR_OVERLAYS = ("sidecar-job", "sidecar-pytorchjob")
+SHARDED_OVERLAYS = ("sharded-evaluate",)
+"""The overlays that run the evaluator in two Jobs: the shards' Indexed Job and the merge."""
 IMAGE = "classimbalance-rule"
 """The image name the components use, which each overlay's `images:` rewrites."""
 CONTAINER = "classimbalance-rule"

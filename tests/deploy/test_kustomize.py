@@ -21,6 +21,7 @@ from tests.deploy.kustomize import (
     IMAGE,
     OVERLAYS,
     OVERLAYS_DIR,
+    SHARDED_OVERLAYS,
     SIDECAR_OVERLAYS,
     UNRESTRICTED,
     containers,
@@ -89,7 +90,7 @@ def test_the_overlay_renders_as_kubectl_apply_k_reads_it(overlay: str) -> None:
 
 
 def test_the_overlays_are_the_documented_ones() -> None:
-    assert set(OVERLAYS) == {*EVALUATOR_OVERLAYS, *UNRESTRICTED}
+    assert set(OVERLAYS) == {*EVALUATOR_OVERLAYS, *SHARDED_OVERLAYS, *UNRESTRICTED}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

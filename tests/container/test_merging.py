@@ -573,3 +573,18 @@ def test_a_state_that_cannot_be_written_ends_in_error_naming_emit_state(
     assert error.endswith("; set emit_state to a writable path")
     status = json.loads((tmp_path / "status.json").read_text())
     assert (status["status"], status["error"], status["exit_code"]) == ("Error", error, 2)
+
+
+def test_a_shard_resumed_from_its_checkpoint_merges_as_one_that_ran_whole(
+    shards: Shards, tmp_path: Path
+) -> None:
+    """A shard's pod retried by its Job resumes from its checkpoint (whose state holds the
+    ledger so far) and still merges exactly: stopped here by end_step, then run again."""
+    checkpoint = str(tmp_path / "shard-0.ck.json")
+    split = {"shard_count": 2, "shard_index": 0, "shard_by": "steps", "shard_steps": 2}
+    run_shard(shards.trial, tmp_path, "partial", end_step=5, checkpoint_file=checkpoint, **split)
+    resumed = run_shard(shards.trial, tmp_path, "shard-0", checkpoint_file=checkpoint, **split)
+    assert json.loads((tmp_path / "shard-0.json").read_text())["resumed_from_step"] == 4
+    code, document = merge([resumed, shards.states[1]], tmp_path / "merged.json")
+    assert_same(shards.one, document)
+    assert code == shards.one_code

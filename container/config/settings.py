@@ -457,17 +457,18 @@ class ShardSettings:
         accepted=" or ".join(SHARD_BY),
         metavar="|".join(SHARD_BY),
     )
-    """``steps``: blocks of ``shard_steps`` consecutive global steps, dealt round robin (long
-    trials); ``workers``: each worker's parts to one shard, by its rank (many workers)."""
+    """``steps``: each step (or block of ``shard_steps`` steps) to the shard a hash of its number
+    picks, evenly whatever the save interval (long trials); ``workers``: each worker's parts to
+    one shard, by its rank (many workers)."""
 
     shard_steps: int = setting(
-        100,
+        1,
         parse=values.whole_number_within(1),
-        accepted="a whole number >= 1, such as 100",
+        accepted="a whole number >= 1, such as 1",
         metavar="N",
     )
-    """Global step numbers per block when sharding by steps: at least the hook's save
-    interval, so that blocks hold steps; smaller blocks balance the shards better."""
+    """Consecutive global step numbers that go to one shard together when sharding by steps;
+    1 spreads the steps most evenly."""
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,15 @@
 
 A trial too large or too slow for one process is split over N processes, each evaluating one
 shard and writing a state that ``classimbalance-rule merge`` combines exactly. The split is by
-steps (blocks of ``block_steps`` consecutive global step numbers, dealt round robin, so every
-shard gets about as many steps whatever the trial's length) or by workers (each worker's parts
-go to one shard, for trials of many workers and few steps). The reader applies the selection
-before it loads an event file, so a shard reads and transfers only its own parts; steps it
-leaves to other shards are still handed over, empty, so that the loop sees every step (an
-``end_step`` is noticed, progress is counted alike in every shard).
+steps or by workers (each worker's parts go to one shard, for trials of many workers and few
+steps). By steps, blocks of ``block_steps`` consecutive global step numbers (1: every step on
+its own) go to the shard a hash of the block's number picks: a hook saves every Kth step, and
+dealing step numbers round robin would give every step to one shard whenever K and N share a
+factor (save_interval 500, 5 shards), where a hash deals any stride evenly.
+
+The reader applies the selection before it loads an event file, so a shard reads and transfers
+only its own parts; steps it leaves to other shards are still handed over, empty, so that the
+loop sees every step (an ``end_step`` is noticed, progress is counted alike in every shard).
 
 A part of the trial belongs to exactly one shard: the shards' states cover the trial once.
 """
@@ -23,6 +26,19 @@ ShardBy = Literal["steps", "workers"]
 SHARD_BY: tuple[str, ...] = get_args(ShardBy)
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
+
+
+_MASK = (1 << 64) - 1
+
+
+def block_shard(block: int, count: int) -> int:
+    """The shard of ``count`` that a block of steps goes to: splitmix64 of its number, so that
+    consecutive, strided or random blocks all spread evenly (the merge does not care which
+    steps a shard holds, only that each step is in one)."""
+    mixed = (block + 0x9E3779B97F4A7C15) & _MASK
+    mixed = ((mixed ^ (mixed >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & _MASK
+    return (mixed ^ (mixed >> 31)) % count
 
 
 def worker_number(worker: str) -> int:
@@ -47,7 +63,7 @@ class PartSelection:
     shard_index: int = 0
     shard_count: int = 1
     by: ShardBy = "steps"
-    block_steps: int = 100
+    block_steps: int = 1
 
     def __post_init__(self) -> None:
         if self.shard_count < 1 or not 0 <= self.shard_index < self.shard_count:
@@ -76,7 +92,7 @@ class PartSelection:
             return False
         if self.by != "steps" or self.shard_count == 1:
             return True
-        return (step // self.block_steps) % self.shard_count == self.shard_index
+        return block_shard(step // self.block_steps, self.shard_count) == self.shard_index
 
     def part_selected(self, step: int, worker: str) -> bool:
         """Whether this shard reads ``worker``'s part of ``step``."""
@@ -102,7 +118,9 @@ class PartSelection:
             end = "end" if self.end_step is None else self.end_step
             parts.append(f"steps [{start}, {end})")
         if self.shard_count > 1:
-            how = f"blocks of {self.block_steps} steps" if self.by == "steps" else "workers"
+            how = "workers" if self.by == "workers" else "steps"
+            if self.by == "steps" and self.block_steps > 1:
+                how = f"blocks of {self.block_steps} steps"
             parts.append(f"shard {self.shard_index} of {self.shard_count} (by {how})")
         return ", ".join(parts) or "every step"
 

@@ -194,7 +194,8 @@ def test_the_merge_finds_the_issue_step_no_shard_found(shards: Shards, tmp_path:
     assert merged["issue_step"] == issue_step is not None
     own = [json.loads(s.with_name(s.name.replace(".state", "")).read_text()) for s in shards.states]
     assert issue_step not in [o["issue_step"] for o in own]
-    assert [o["samples"] for o in own] == [STEPS * WORKERS * 16 // 2] * 2
+    assert sum(o["samples"] for o in own) == STEPS * WORKERS * 16
+    assert all(o["samples"] for o in own), "both shards hold steps"
     assert merged["samples"] == shards.one["samples"] == STEPS * WORKERS * 16
 
 

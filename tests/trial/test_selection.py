@@ -30,7 +30,7 @@ from evaluator.trial.local import LocalStorage
 from evaluator.trial.native import NativeTrialReader
 from evaluator.trial.open import open_trial
 from evaluator.trial.records import RECORD_OVERHEAD
-from evaluator.trial.selection import worker_number
+from evaluator.trial.selection import block_shard, worker_number
 from tests.container.trials import scores_batch, write_trial
 
 Array = npt.NDArray[Any]
@@ -58,28 +58,41 @@ def test_a_step_range_selects_start_to_end_exclusive(case: str) -> None:
     assert {step: selection.part_selected(step, "worker_0") for step in expected} == expected
 
 
-BLOCKS: dict[str, tuple[int, int, dict[int, int]]] = {
-    "blocks of 1 over 2 shards": (2, 1, {0: 0, 1: 1, 2: 0, 3: 1, 10: 0, 11: 1}),
-    "blocks of 4 over 3 shards": (3, 4, {0: 0, 3: 0, 4: 1, 7: 1, 8: 2, 11: 2, 12: 0, 16: 1}),
-    "blocks of 100 over 4 shards": (4, 100, {0: 0, 99: 0, 100: 1, 399: 3, 400: 0, 1234: 0}),
-    "one shard": (1, 5, {0: 0, 7: 0, 10**6: 0}),
+BLOCKS: dict[str, tuple[int, int, range]] = {
+    "every step over 2 shards": (2, 1, range(20_000)),
+    "every 10th step over 5 shards": (5, 1, range(0, 200_000, 10)),
+    "every 500th step over 5 shards (smdebug's default interval)": (5, 1, range(0, 10**7, 500)),
+    "blocks of 4 over 3 shards": (3, 4, range(40_000)),
+    "blocks of 100 over 4 shards, every 100th step": (4, 100, range(0, 2 * 10**6, 100)),
 }
-"""shard_count, block_steps, step -> the shard that owns it."""
+"""shard_count, block_steps, the steps a hook saved."""
 
 
 @pytest.mark.parametrize("case", BLOCKS)
-def test_steps_are_dealt_in_blocks_round_robin(case: str) -> None:
-    count, block, owners = BLOCKS[case]
+def test_steps_spread_evenly_over_the_shards_whatever_the_stride(case: str) -> None:
+    """The hash spreads strided steps as evenly as consecutive ones (round robin over step
+    numbers would give every 500th step to one shard of 5): each shard within 5% of its share,
+    a block's steps together, and every worker's part of a step with the step."""
+    count, block, steps = BLOCKS[case]
     shards = [
         PartSelection(shard_index=i, shard_count=count, block_steps=block) for i in range(count)
     ]
-    for step, owner in owners.items():
-        assert [s.step_selected(step) for s in shards] == [i == owner for i in range(count)]
-        # by steps, every worker's part of a step goes with the step
+    owners = [[i for i, s in enumerate(shards) if s.step_selected(step)] for step in steps]
+    assert all(len(owner) == 1 for owner in owners), "every step in exactly one shard"
+    sizes = np.bincount([owner[0] for owner in owners], minlength=count)
+    assert np.all(np.abs(sizes / len(steps) - 1 / count) < 0.05 / count), sizes
+    for step in steps[:50]:
+        first = step - step % block
+        assert shards[block_shard(first // block, count)].step_selected(step)
         for worker in ("worker_0", "worker_7", "algo-2"):
             assert [s.part_selected(step, worker) for s in shards] == [
-                i == owner for i in range(count)
+                s.step_selected(step) for s in shards
             ]
+
+
+def test_one_shard_has_every_step() -> None:
+    selection = PartSelection(shard_count=1, block_steps=5)
+    assert all(selection.step_selected(step) for step in (0, 7, 10**6))
 
 
 WORKER_NUMBERS: dict[str, tuple[str, int]] = {
@@ -123,6 +136,10 @@ DESCRIPTIONS: dict[str, tuple[PartSelection, str]] = {
     "by steps": (
         PartSelection(shard_index=1, shard_count=3, block_steps=10),
         "shard 1 of 3 (by blocks of 10 steps)",
+    ),
+    "by single steps": (
+        PartSelection(shard_index=0, shard_count=2),
+        "shard 0 of 2 (by steps)",
     ),
     "by workers in a range": (
         PartSelection(end_step=50, shard_index=0, shard_count=2, by="workers"),
@@ -273,10 +290,12 @@ def _parts(steps: range | tuple[int, ...], workers: tuple[str, ...] = WORKERS) -
 
 SHARDS: dict[str, ShardCase] = {
     "steps: shard 0 of 2, blocks of 2": ShardCase(
-        PartSelection(shard_index=0, shard_count=2, block_steps=2), _parts((0, 1, 4, 5))
+        PartSelection(shard_index=0, shard_count=2, block_steps=2),
+        _parts(tuple(s for s in range(STEPS) if block_shard(s // 2, 2) == 0)),
     ),
-    "steps: shard 2 of 3, blocks of 1": ShardCase(
-        PartSelection(shard_index=2, shard_count=3, block_steps=1), _parts((2, 5))
+    "steps: shard 2 of 3, single steps": ShardCase(
+        PartSelection(shard_index=2, shard_count=3, block_steps=1),
+        _parts(tuple(s for s in range(STEPS) if block_shard(s, 3) == 2)),
     ),
     "workers: shard 1 of 2": ShardCase(
         PartSelection(shard_index=1, shard_count=2, by="workers"),
@@ -438,8 +457,9 @@ def test_open_trial_hands_the_selection_to_the_native_reader(trial: Path) -> Non
     reader = open_trial(str(trial), selection=selection)
     assert isinstance(reader, NativeTrialReader)
     refs, parts = read_all(reader)
-    assert {step for step, _ in parts} == {3, 4, 5}
-    assert [len(ref.parts) for ref in refs] == [0, 0, 0, 3, 3, 3]
+    ours = [step for step in range(STEPS) if block_shard(step // 3, 2) == 1]
+    assert {step for step, _ in parts} == set(ours)
+    assert [len(ref.parts) for ref in refs] == [3 if s in ours else 0 for s in range(STEPS)]
 
 
 @pytest.mark.parametrize("location", ["trial", "s3://bucket/job/debug"])
@@ -449,7 +469,7 @@ def test_open_trial_refuses_the_smdebug_reader_for_a_shard(tmp_path: Path, locat
     with pytest.raises(TrialError) as refused:
         open_trial(where, reader="smdebug", selection=selection)
     assert str(refused.value) == (
-        "Expected the native reader for a shard (shard 1 of 2 (by blocks of 100 steps)), but "
+        "Expected the native reader for a shard (shard 1 of 2 (by steps)), but "
         "got reader 'smdebug', which reads every worker of every step: set reader to native"
     )
 

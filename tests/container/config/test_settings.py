@@ -70,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "shard_count": 1,
     "shard_index": 0,
     "shard_by": "steps",
-    "shard_steps": 100,
+    "shard_steps": 1,
     "log_format": "text",
     "log_level": "INFO",
     "rule_to_invoke": None,

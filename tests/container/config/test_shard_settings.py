@@ -172,7 +172,7 @@ VALID: dict[str, tuple[dict[str, Any], ShardSettings]] = {
                 "workers",
             )
         },
-        ShardSettings("s-3.state.json", 4, 3, "workers", 100),
+        ShardSettings("s-3.state.json", 4, 3, "workers", 1),
     ),
     "an Indexed Job's environment": (
         {

@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -29,6 +30,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 from botocore.exceptions import ConnectionError as EndpointUnreachable
+from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from evaluator.trial.contract import StorageUnavailable, TrialError
 
@@ -90,8 +92,32 @@ def make_client(
         max_pool_connections=max_pool,
     )
     # Not boto3's default session: creating clients from it is not thread-safe.
-    session = session if session is not None else boto3.session.Session()
+    if session is None:
+        session = boto3.session.Session(botocore_session=botocore.session.get_session())
+    core = getattr(session, "_session", None)  # boto3's Session holds its botocore one there
+    if core is not None:
+        core.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=parse_timestamp
+        )
     return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def parse_timestamp(value: Any) -> datetime.datetime:
+    """A timestamp of an S3 answer, as botocore's parser gives it (an aware datetime).
+
+    A listing's every key has an ISO 8601 ``LastModified`` ("2026-12-01T19:39:23.000Z"), which
+    botocore hands to dateutil: 0.35 ms a key, three quarters of a listing's cost, paid by every
+    shard of a sharded evaluation for the whole index. ``datetime.fromisoformat`` reads it a
+    hundred times faster; anything else (a HEAD's HTTP date) goes to botocore's own parser."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
+    parsed_by_botocore: datetime.datetime = botocore_parse_timestamp(value)
+    return parsed_by_botocore
 
 
 class S3Storage:

@@ -45,22 +45,28 @@ from devtools.s3server import CountingS3Server
 PREFIX = "job/debug-output"
 
 
+def client_env(endpoint: str, client: str, *, smdebug: bool = False) -> dict[str, str]:
+    """The environment of a benchmark process that signs its requests with its own access key
+    (``client``), which is how an endpoint's counts tell the processes apart."""
+    env = {
+        "AWS_ACCESS_KEY_ID": client,
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+    if smdebug:
+        env.update(SMDEBUG_ENV)
+    return env
+
+
 class CountingS3(CountingS3Server):
     """The counting endpoint, with the environment and clients of the benchmark's processes
     (each signs with its own access key, which is how the counts tell them apart)."""
 
     def client_env(self, client: str, *, smdebug: bool = False) -> dict[str, str]:
-        env = {
-            "AWS_ACCESS_KEY_ID": client,
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_ENDPOINT_URL": self.endpoint,
-        }
-        if smdebug:
-            env.update(SMDEBUG_ENV)
-        return env
+        return client_env(self.endpoint, client, smdebug=smdebug)
 
     def boto_client(self, client: str) -> Any:
         import boto3  # noqa: PLC0415

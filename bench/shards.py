@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, SCRATCH, emit, median, python_env
-from bench.s3 import PREFIX, CountingS3, new_bucket, upload
+from bench.s3 import PREFIX, CountingS3, client_env, new_bucket, upload
 from bench.trials import END_MARKER, TrialSpec, ensure_trial
 from devtools.s3files import StaticS3Server
 
@@ -44,14 +44,7 @@ class FilesS3(StaticS3Server):
     """The static endpoint, with the benchmark's per-process credentials (counted apart)."""
 
     def client_env(self, client: str, *, smdebug: bool = False) -> dict[str, str]:
-        return {
-            "AWS_ACCESS_KEY_ID": client,
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_ENDPOINT_URL": self.endpoint,
-        }
+        return client_env(self.endpoint, client, smdebug=smdebug)
 
 
 class LocalFolder:

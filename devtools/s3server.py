@@ -22,9 +22,9 @@ from urllib.parse import parse_qs
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
 
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
-_KINDS = {
+KINDS = {
     "ListObjectsV2": "LIST",
     "ListObjects": "LIST",
     "GetObject": "GET",
@@ -61,7 +61,7 @@ class S3Request:
     def kind(self) -> str:
         """LIST, GET, HEAD, PUT or the operation itself: the categories a cost is quoted in
         (a ranged GET costs what a whole one does, a HeadBucket what a HeadObject does)."""
-        return _KINDS.get(self.op, self.op)
+        return KINDS.get(self.op, self.op)
 
 
 def classify(method: str, path: str, query: str, ranged: bool = False) -> S3Request:
@@ -124,7 +124,7 @@ class CountingS3Server:
                     str(environ.get("QUERY_STRING", "")),
                     "HTTP_RANGE" in environ,
                 )
-                found = _CREDENTIAL.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+                found = CREDENTIAL.search(str(environ.get("HTTP_AUTHORIZATION", "")))
                 seen = replace(seen, client=found.group(1) if found else "anonymous")
                 with self._lock:
                     self.requests.append(seen)

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, quote, unquote
 from xml.sax.saxutils import escape
 
 from devtools.s3files.index import _Bucket, _bucket_name_ok, _encodable, _key_ok, _State
+from devtools.s3server import CREDENTIAL, KINDS
 
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 MAX_KEYS = 1000
@@ -28,22 +29,10 @@ _MAX_DRAINED = 1 << 20
 _INLINE = 1 << 20
 """Bodies up to this size are read (``pread``) and sent with the headers in one write; larger
 ones follow the headers by ``sendfile``."""
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 _SIGV2 = re.compile(r"AWS ([^:\s]+):")
 _PRESIGNED = re.compile(r"([^/,\s]+)/")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _SERVED = frozenset({"ListObjectsV2", "GetObject", "HeadObject", "HeadBucket"})
-_KINDS = {
-    "ListObjectsV2": "LIST",
-    "ListObjects": "LIST",
-    "GetObject": "GET",
-    "HeadObject": "HEAD",
-    "HeadBucket": "HEAD",
-    "PutObject": "PUT",
-    "CreateBucket": "PUT",
-}
-"""The kinds ``devtools.s3server.S3Request.kind`` counts (a HeadBucket is a HEAD)."""
-
 _request_ids = itertools.count(1)
 
 
@@ -96,7 +85,7 @@ def _operation(method: str, bucket: str, key: str, params: dict[str, list[str]])
 
 def _client(authorization: str, params: dict[str, list[str]]) -> str:
     """The access key a request was signed with (SigV4, SigV2 or presigned), else anonymous."""
-    found = _CREDENTIAL.search(authorization) or _SIGV2.match(authorization)
+    found = CREDENTIAL.search(authorization) or _SIGV2.match(authorization)
     if found is None and params.get("X-Amz-Credential"):
         found = _PRESIGNED.match(params["X-Amz-Credential"][0])
     return found.group(1) if found else "anonymous"
@@ -276,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
         operation = _operation(self.command, bucket, key, params)
         server.log.record(
             _client(self.headers.get("Authorization", ""), params),
-            _KINDS.get(operation, operation),
+            KINDS.get(operation, operation),
         )
         self._drain()
         if server.state.latency > 0:

@@ -48,33 +48,6 @@ class ChunkProgress:
     """The recent window's preview, to commit for the steps kept."""
 
 
-def chunk_progress(
-    chunk: Sequence[PreparedStep],
-    *,
-    base_samples: IntArray,
-    base_mispredicted: IntArray,
-    base_total: int,
-    samples_required: int,
-    checks: Sequence[Check],
-    window: StepWindow | None = None,
-    steps: Sequence[int] = (),
-) -> ChunkProgress:
-    """Cumulative counts and verdicts for every step of ``chunk``, on top of the base counts;
-    with a ``window``, also the recent counts after each of the ``steps``."""
-    per_step, per_step_wrong = step_counts(chunk, base_samples.size)
-    return counts_progress(
-        per_step,
-        per_step_wrong,
-        base_samples=base_samples,
-        base_mispredicted=base_mispredicted,
-        base_total=base_total,
-        samples_required=samples_required,
-        checks=checks,
-        window=window,
-        steps=steps,
-    )
-
-
 def step_counts(chunk: Sequence[PreparedStep], width: int) -> tuple[IntArray, IntArray]:
     """(steps x classes) labels and mispredicted labels of each step of ``chunk``, at least
     ``width`` classes wide: two bincounts over the whole chunk."""

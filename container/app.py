@@ -24,7 +24,7 @@ from container.checkpoint import (
     fingerprint,
     load_checkpoint,
 )
-from container.config import Settings
+from container.config import MetricsSettings, Settings
 from container.evaluation import EndReason, Evaluation
 from container.names import ClassNamesError, check_names_fit, load_class_names
 from container.progress import ProgressLog
@@ -107,7 +107,7 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
     )
     publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
     page = publisher.live_page if settings.outputs.html_report else None
-    endpoint = MetricsEndpoint(settings.metrics, box, page, runtime.metrics_port_ready)
+    endpoint = MetricsEndpoint(_shard_metrics(settings), box, page, runtime.metrics_port_ready)
     try:
         if endpoint.wanted_at_start:
             try:
@@ -126,12 +126,22 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
             endpoint=endpoint,
         )
         _log_ended(outcome, stop)
-        push_final_metrics(settings.metrics, box.get())
+        if not settings.sharding.emit_state:  # a shard's figures are its part's: the merge pushes
+            push_final_metrics(settings.metrics, box.get())
         if settings.following.linger_after_verdict and not stop.is_set():
             _linger(outcome, endpoint, stop)
         return outcome
     finally:
         endpoint.stop()
+
+
+def _shard_metrics(settings: Settings) -> MetricsSettings:
+    """A shard's metrics would show its part's verdict as the trial's (and fire the alerts):
+    with ``metrics_enabled: auto`` a shard serves none; ``true`` still serves them."""
+    metrics = settings.metrics
+    if settings.sharding.emit_state and metrics.enabled is None:
+        return replace(metrics, enabled=False)
+    return metrics
 
 
 def _shard_warnings(settings: Settings) -> tuple[str, ...]:

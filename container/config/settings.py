@@ -431,7 +431,8 @@ class ShardSettings:
     """Write this evaluation's state here at the end, for ``classimbalance-rule merge STATE...``
     to combine with the other shards' into the status, report and exit code one process would
     give. A shard exits 0 once its state is written (the merge gives the verdict), 2 on an
-    error. None: no state; a single evaluation needs none."""
+    error; it serves no metrics unless ``metrics_enabled`` is true and pushes none (its figures
+    are its part's, the merge's are the trial's). None: no state; one evaluation needs none."""
 
     shard_count: int = setting(
         1,

@@ -589,3 +589,30 @@ def test_a_shard_resumed_from_its_checkpoint_merges_as_one_that_ran_whole(
     code, document = merge([resumed, shards.states[1]], tmp_path / "merged.json")
     assert_same(shards.one, document)
     assert code == shards.one_code
+
+
+def test_a_shard_serves_and_pushes_no_metrics_unless_told_to(
+    shards: Shards, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part's figures would read as the trial's (and fire the alerts): with metrics_enabled
+    auto a shard serves none, and it never pushes; the merge pushes the trial's."""
+    import container.app as app_module
+
+    pushed: list[object] = []
+    monkeypatch.setattr(app_module, "push_final_metrics", lambda *a: pushed.append(a))
+    ports: list[int] = []
+    state = tmp_path / "s.state.json"
+    settings = settings_for(
+        shards.trial,
+        tmp_path / "s.json",
+        emit_state=str(state),
+        metrics_enabled=None,
+        metrics_port=0,
+        pushgateway_url="http://127.0.0.1:9",
+    )
+    outcome = run(settings, Runtime(metrics_port_ready=ports.append))
+    assert outcome.shard_state == str(state)
+    assert ports == [], "no metrics server"
+    assert pushed == []
+    run(settings.changed(metrics_enabled=True), Runtime(metrics_port_ready=ports.append))
+    assert len(ports) == 1, "metrics_enabled true serves them"

@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -83,6 +84,18 @@ def parse_events(data: bytes) -> list[Event]:
     return events
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, once per process: the symbols this process already has (Python links
+    libc), where ``ctypes.util.find_library("c")`` would spawn ``ldconfig -p`` on every call
+    (two processes per run, for two readers); the library it names only where the process's
+    own symbols lack inotify."""
+    own = ctypes.CDLL(None, use_errno=True)
+    if hasattr(own, "inotify_init1"):
+        return own
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
 class Inotify:
     """One non-blocking, close-on-exec inotify instance.
 
@@ -92,7 +105,7 @@ class Inotify:
 
     def __init__(self) -> None:
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            libc = _libc()
             init1 = libc.inotify_init1
             self._add_watch = libc.inotify_add_watch
             self._rm_watch = libc.inotify_rm_watch

@@ -117,3 +117,20 @@ def test_close_is_idempotent() -> None:
     assert inotify.closed
     with pytest.raises(ValueError, match="closed"):
         _ = inotify.fd
+
+
+def test_libc_is_found_without_spawning_ldconfig(monkeypatch: pytest.MonkeyPatch) -> None:
+    """find_library("c") runs ``ldconfig -p`` in a subprocess on every call; the process's own
+    symbols have inotify, so no process is spawned, however many instances are made."""
+    import subprocess
+
+    from evaluator.linux import inotify
+
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a process was spawned: {args}")
+
+    inotify._libc.cache_clear()
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    for _ in range(2):
+        instance = inotify.Inotify()
+        instance.close()

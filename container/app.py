@@ -34,7 +34,7 @@ from container.server import MetricsBindError
 from container.serving import MetricsEndpoint
 from container.sharding import ShardState, part_selection, save_state, shard_info
 from container.snapshot import Progress, Snapshot, SnapshotBox, take_snapshot
-from container.status import RunInfo, Status, exit_code
+from container.status import RunInfo, Status, exit_code, too_few_labels_warning
 from container.stopping import StopRequest
 from container.watch import StepWaiter
 from evaluator.core import (
@@ -438,12 +438,9 @@ def _conclude(
             f"(the first: step {step}, without {', '.join(missing)}); their labels are not "
             f"counted: see incomplete_steps"
         )
-    if 0 < rule.samples < settings.rule.samples and not settings.sharding.emit_state:
-        warnings.append(
-            f"only {rule.samples} labels were counted, fewer than samples="
-            f"{settings.rule.samples}: the checks never ran; lower samples to check smaller "
-            f"trials"
-        )
+    too_few = too_few_labels_warning(rule.samples, settings.rule.samples)
+    if too_few is not None and not settings.sharding.emit_state:
+        warnings.append(too_few)
     info = replace(info, ended_by=str(end), warnings=warnings)
     if rule.issue_step is not None:
         status = Status.ISSUES_FOUND

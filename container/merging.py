@@ -35,7 +35,7 @@ from container.sharding import (
     read_state,
 )
 from container.snapshot import Progress, Snapshot, SnapshotBox, take_snapshot
-from container.status import EXIT_CODES, RunInfo, Status, exit_code
+from container.status import EXIT_CODES, RunInfo, Status, exit_code, too_few_labels_warning
 from container.summary import format_summary
 from evaluator.core import ClassImbalanceRule, RuleParameters, ShardMergeError, merge_states
 
@@ -374,11 +374,9 @@ def _warnings(
     params: RuleParameters,
 ) -> tuple[str, ...]:
     found = list(dict.fromkeys([*warnings, *(w for s in states for w in s.warnings)]))
-    if 0 < rule.samples < params.samples:
-        found.append(
-            f"only {rule.samples} labels were counted, fewer than samples={params.samples}: "
-            f"the checks never ran; lower samples to check smaller trials"
-        )
+    too_few = too_few_labels_warning(rule.samples, params.samples)
+    if too_few is not None:
+        found.append(too_few)
     return tuple(found)
 
 

@@ -58,6 +58,17 @@ def exit_code(status: str, checks_active: bool) -> int:
     return EXIT_CODES[Status(status)]
 
 
+def too_few_labels_warning(counted: int, required: int) -> str | None:
+    """The run's warning when some labels but fewer than ``samples`` were counted, else None
+    (an evaluation's end and a merge's say it alike)."""
+    if not 0 < counted < required:
+        return None
+    return (
+        f"only {counted} labels were counted, fewer than samples={required}: the checks never "
+        f"ran; lower samples to check smaller trials"
+    )
+
+
 def condition_met_message(step: int) -> str:
     """The managed service's wording, which users and tools already match on."""
     return (

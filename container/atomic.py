@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
+
+_TEMPORARY_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMPORARY_ATTEMPTS = 100
 
 
 def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
@@ -16,9 +18,7 @@ def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-    )
+    handle, temporary = _create_temporary(target)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
@@ -30,3 +30,17 @@ def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def _create_temporary(target: Path) -> tuple[int, str]:
+    """A new file ``.NAME.RANDOM.tmp`` beside ``target``, created exclusively with mode 0600,
+    as ``tempfile.mkstemp`` makes it: (descriptor, path). Not tempfile itself, whose imports
+    (shutil, random, bz2, lzma) cost ~5 ms of the command's start-up, which writes the status
+    file before it first looks at the trial."""
+    for _ in range(_TEMPORARY_ATTEMPTS):
+        temporary = os.path.join(target.parent, f".{target.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(temporary, _TEMPORARY_FLAGS, 0o600), temporary
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no unused temporary name beside {target}")

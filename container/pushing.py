@@ -14,11 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client.exposition import push_to_gateway
-from prometheus_client.registry import CollectorRegistry
-
 from container.config import MetricsSettings
-from container.metrics import ClassImbalanceCollector, info_labels
 from container.snapshot import Snapshot, SnapshotBox
 
 log = logging.getLogger("classimbalance")
@@ -31,12 +27,20 @@ Pusher = Callable[..., Any]
 
 
 def push_final_metrics(
-    metrics: MetricsSettings, snapshot: Snapshot, *, push: Pusher = push_to_gateway
+    metrics: MetricsSettings, snapshot: Snapshot, *, push: Pusher | None = None
 ) -> bool:
-    """Push ``snapshot``'s metrics when a Pushgateway is set; whether they were pushed."""
+    """Push ``snapshot``'s metrics when a Pushgateway is set (with ``push``, by default
+    ``push_to_gateway``); whether they were pushed."""
     url = metrics.pushgateway_url
     if url is None:
         return False
+    # Lazy: prometheus_client (with http.server, urllib.request and email) and the collector
+    # take ~30 ms to import, and most runs push nothing.
+    from prometheus_client.exposition import push_to_gateway  # noqa: PLC0415
+    from prometheus_client.registry import CollectorRegistry  # noqa: PLC0415
+
+    from container.metrics import ClassImbalanceCollector, info_labels  # noqa: PLC0415
+
     registry = CollectorRegistry()
     registry.register(
         ClassImbalanceCollector(
@@ -49,7 +53,7 @@ def push_final_metrics(
     grouping = {"training_job": metrics.training_job} if metrics.training_job else {}
     grouping = grouping or {"trial": snapshot.trial}
     try:
-        push(
+        (push or push_to_gateway)(
             url,
             job=metrics.pushgateway_job,
             registry=registry,

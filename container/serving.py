@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 
 from container.config import MetricsSettings
-from container.metrics import info_labels
 from container.server import MetricsServer, ReportPage
 from container.snapshot import SnapshotBox
 
@@ -53,6 +52,10 @@ class MetricsEndpoint:
         the port cannot be bound."""
         if self._server is not None or self._metrics.enabled is False:
             return
+        # Lazy: the metrics module imports prometheus_client, which a run serving none never
+        # needs (metrics_enabled false, or auto in a run that never waits for a step).
+        from container.metrics import info_labels  # noqa: PLC0415
+
         metrics = self._metrics
         server = MetricsServer(
             self._box,

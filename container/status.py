@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from container.actions.webhook import shown
+from container.actions.message import shown
 from container.atomic import write_text_atomically
 from container.snapshot import Snapshot
 from evaluator.core import RULE_NAME, Confusion, Finding, misprediction_fractions

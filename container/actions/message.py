@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 CONFUSED_SHOWN = 5
 """Failing classes whose top confusion the text names."""
+
+
+def shown(url: str) -> str:
+    """A URL as outputs show it: scheme, host and port only (a chat webhook's path and query
+    hold its token)."""
+    parts = urlsplit(url)
+    rest = "/..." if (parts.path not in ("", "/") or parts.query) else ""
+    return f"{parts.scheme}://{parts.netloc}{rest}"
 
 
 def failing_confusions(document: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:

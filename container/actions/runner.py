@@ -21,7 +21,6 @@ from typing import Any
 from container.actions.aws import ClientFactory, boto3_client, notify, stop_training
 from container.actions.outcomes import FAILED, PENDING, WOULD_RUN, ActionOutcome
 from container.actions.stop_file import write_stop_file
-from container.actions.webhook import post
 
 log = logging.getLogger("classimbalance.actions")
 
@@ -129,6 +128,10 @@ class ActionRunner:
         if name in ("email", "sms"):
             return notify(action, document, self._clients, dry_run=dry)
         if name == "webhook":
+            # Lazy: http.client, urllib.request and email take ~30 ms to import, and a run
+            # that posts no webhook (most runs, and every one without an issue) never uses them.
+            from container.actions.webhook import post  # noqa: PLC0415
+
             return post(action, document, dry_run=dry, deadline=deadline, environ=self._environ)
         if name == "stop_file":
             return write_stop_file(action, document, dry_run=dry)

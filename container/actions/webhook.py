@@ -14,13 +14,12 @@ import json
 import os
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from container.actions.message import alertmanager_alerts, payload
+from container.actions.message import alertmanager_alerts, payload, shown
 from container.actions.outcomes import DONE, FAILED, WOULD_RUN
 
 DEFAULT_TIMEOUT = 5.0
@@ -42,14 +41,6 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-def shown(url: str) -> str:
-    """A URL as outputs show it: scheme, host and port only (a chat webhook's path and query
-    hold its token)."""
-    parts = urllib.parse.urlsplit(url)
-    rest = "/..." if (parts.path not in ("", "/") or parts.query) else ""
-    return f"{parts.scheme}://{parts.netloc}{rest}"
 
 
 def headers(action: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,10 +71,35 @@ class _Collect(argparse.Action):
         namespace.entries.append(Entry(self.dest, values, Source("flag", f"flag {option_string}")))
 
 
+class _SplitFormatter(argparse.RawDescriptionHelpFormatter):
+    """The formatter of the parser that only splits the command line: argparse makes one per
+    flag added, and the default one imports shutil (with bz2 and lzma, ~3 ms of start-up) to
+    ask the terminal's width, which splitting never shows."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_SPLIT_WIDTH)
+
+
+_SPLIT_WIDTH = 79
+
+
 def build_parser(*, with_help: bool = True) -> argparse.ArgumentParser:
     """The flags, their help taken from the settings' docstrings (the contract). Without
     ``with_help`` the help texts are left out: splitting a command line needs none, and reading
     every docstring from the source costs milliseconds at every start."""
+    return _build_parser(with_help, argparse.RawDescriptionHelpFormatter)
+
+
+@functools.cache
+def _splitter() -> argparse.ArgumentParser:
+    """The parser ``parse_flags`` splits with, built once per process (``main`` and
+    ``load_settings`` both split the command line; a parser takes ~2 ms to build)."""
+    return _build_parser(False, _SplitFormatter)
+
+
+def _build_parser(
+    with_help: bool, formatter: type[argparse.HelpFormatter]
+) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="classimbalance-rule",
         description=textwrap.fill(
@@ -89,7 +115,7 @@ def build_parser(*, with_help: bool = True) -> argparse.ArgumentParser:
             width=79,
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=formatter,
         add_help=False,
         allow_abbrev=False,
     )
@@ -144,7 +170,7 @@ def build_parser(*, with_help: bool = True) -> argparse.ArgumentParser:
 
 def parse_flags(argv: Sequence[str]) -> Flags:
     """Split the command line; an unknown or malformed flag is a problem, not an exit."""
-    parser = build_parser(with_help=False)
+    parser = _splitter()
     try:
         namespace, extras = parser.parse_known_args(list(argv), argparse.Namespace(entries=[]))
     except _FlagError as exc:

@@ -17,7 +17,6 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from container.config.action_specs import ACTION_NAMES, check_action
 from evaluator.core import RULE_NAME, RuleParameters
 
 _TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
@@ -253,6 +252,10 @@ def actions(value: Any) -> tuple[dict[str, Any], ...]:
     Python source, which runs whatever the string holds."""
     if is_none(value):
         return ()
+    # Lazy: the actions' field table (two dataclasses, sixteen specs) costs ~2 ms of start-up,
+    # and most runs are given no action.
+    from container.config.action_specs import ACTION_NAMES, check_action  # noqa: PLC0415
+
     decoded = _decode_action_json(value) if isinstance(value, str) else value
     items = [decoded] if isinstance(decoded, dict) else decoded
     if not isinstance(items, list | tuple):

@@ -9,8 +9,6 @@ with probability at most 1 - confidence (approximately; Wilson's coverage is clo
 
 from __future__ import annotations
 
-from statistics import NormalDist
-
 import numpy as np
 import numpy.typing as npt
 
@@ -19,6 +17,10 @@ FloatArray = npt.NDArray[np.float64]
 
 def z_score(confidence: float) -> float:
     """The standard normal quantile of a one-sided bound at ``confidence`` (0.95 -> 1.645)."""
+    # Lazy: statistics (with fractions, decimal and random) takes ~4 ms to import, and only
+    # the guarded and windowed checks call this, once they evaluate steps.
+    from statistics import NormalDist  # noqa: PLC0415
+
     return NormalDist().inv_cdf(confidence)
 
 

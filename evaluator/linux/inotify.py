@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import functools
 import os
@@ -93,7 +92,10 @@ def _libc() -> ctypes.CDLL:
     own = ctypes.CDLL(None, use_errno=True)
     if hasattr(own, "inotify_init1"):
         return own
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    # Lazy: ctypes.util imports subprocess (~3 ms), needed only where this fallback runs.
+    from ctypes.util import find_library  # noqa: PLC0415
+
+    return ctypes.CDLL(find_library("c"), use_errno=True)
 
 
 class Inotify:

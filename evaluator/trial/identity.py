@@ -15,7 +15,6 @@ be hundreds of megabytes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -105,6 +104,10 @@ def _first_keys(storage: TrialStorage) -> tuple[str, ...] | None:
 
 def _digest(storage: TrialStorage, keys: Sequence[str]) -> str | None:
     """The digest of the keys' first bytes; None when one of them does not exist."""
+    # Lazy: hashlib loads OpenSSL (a few ms), and a trial is hashed only for a checkpoint or a
+    # shard's state.
+    import hashlib  # noqa: PLC0415
+
     digest = hashlib.sha256()
     for key in keys:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import os
 from typing import Any, Literal, get_args
@@ -86,6 +85,9 @@ def open_trial(
 def smdebug_missing() -> str:
     """Why reader ``smdebug`` cannot run here, and where it can: smdebug is an optional extra,
     left out of the slim image (classimbalance-rule:VERSION) and in the -smdebug one."""
+    # Lazy: importlib.metadata imports email, zipfile and more (~8 ms), for this message only.
+    import importlib.metadata  # noqa: PLC0415
+
     try:
         version = importlib.metadata.version("classimbalance-rule")
     except importlib.metadata.PackageNotFoundError:

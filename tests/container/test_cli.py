@@ -381,3 +381,70 @@ def test_a_wrong_setting_for_every_batch_stops_after_the_first_steps(
     assert skipped[0].endswith(
         "step 0: 1 batch(es) skipped; skipped so far by reason: {'argmax_required': 1}"
     )
+
+
+_STARTUP_PROBE = """
+import json, sys
+
+trial, out = sys.argv[1], sys.argv[2]
+seen = {}
+
+
+def first_look(event, args):
+    # The first file the command opens in the trial is its first poll's (issue 16).
+    if "first_poll" not in seen and event in ("open", "os.scandir") and args:
+        if isinstance(args[0], str) and args[0].startswith(trial):
+            seen["first_poll"] = sorted(sys.modules)
+
+
+sys.addaudithook(first_look)
+from container.cli import main
+
+code = main(sys.argv[3:])
+with open(out, "w") as stream:
+    json.dump({"code": code, "exit": sorted(sys.modules), **seen}, stream)
+"""
+LAZY_UNTIL_NEEDED = {
+    "http.client": "the webhook action and the metrics server",
+    "email": "the webhook action, the metrics server, importlib.metadata",
+    "urllib.request": "the webhook action and the Pushgateway",
+    "importlib.metadata": "the smdebug-missing message",
+    "prometheus_client": "the metrics server (auto: from the first wait) and the Pushgateway",
+    "container.metrics": "the metrics server and the Pushgateway",
+    "container.server.handler": "the metrics server",
+    "container.actions.webhook": "the webhook action",
+    "boto3": "S3 trials and the AWS actions",
+    "botocore": "S3 trials and the AWS actions",
+    "yaml": "a settings file",
+    "smdebug": "reader smdebug",
+}
+"""Modules a one-pass evaluation of a local trial, without actions or metrics, never imports
+(what each is for): start-up is the command's cost before its first poll (issue 16)."""
+
+
+def _imported(modules: list[str], name: str) -> bool:
+    return any(module == name or module.startswith(f"{name}.") for module in modules)
+
+
+def test_a_once_run_imports_only_what_it_uses(tmp_path: Path) -> None:
+    truth = write_trial(tmp_path / "trial", steps=3, make_batch=scores_batch([1, 1]))
+    out = tmp_path / "modules.json"
+    flags = ["--trial", str(truth.path), "--once", "--argmax", "true", "--samples", "10"]
+    flags += ["--status-file", str(tmp_path / "status.json"), "--log-level", "ERROR"]
+    subprocess.run(
+        [sys.executable, "-c", _STARTUP_PROBE, str(truth.path), str(out), *flags],
+        capture_output=True,
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(out.read_text())
+    assert found["code"] == 0
+    at_first_poll, at_exit = found["first_poll"], found["exit"]
+    assert _imported(at_first_poll, "evaluator.trial"), "the probe saw the first poll"
+    for stage, modules in (("the first poll", at_first_poll), ("the exit", at_exit)):
+        loaded = {name: why for name, why in LAZY_UNTIL_NEEDED.items() if _imported(modules, name)}
+        assert loaded == {}, f"imported by {stage}, though only needed for those"
+    # The HTML report is written at the end, and its package imported only then.
+    assert not _imported(at_first_poll, "container.report")
+    assert _imported(at_exit, "container.report")

@@ -32,29 +32,35 @@ FROM scratch AS locks
 COPY config/requirements/*.txt /
 
 # -- tools: the locked setuptools and wheel, which build what is built from source ---------------
+# A C compiler, here only: it builds the project's compiled kernels (evaluator/compiled) and
+# smdebug's pyinstrument-cext, and stays out of the image. Versions come from the base image's
+# Debian release.
 FROM ${PYTHON_IMAGE} AS tools
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
-COPY --from=locks /build.txt /locks/build.txt
-RUN pip install --require-hashes --only-binary :all: --requirement /locks/build.txt
-
-# -- wheel: the project's wheel, built by the locked setuptools (no build isolation) -------------
-FROM tools AS wheel
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY evaluator/ evaluator/
-COPY container/ container/
-RUN pip wheel --no-index --no-deps --no-build-isolation --wheel-dir /wheels .
-
-# -- smdebug: what the full image adds, installed under /install as its files land in / ---------
-FROM tools AS smdebug
-# smdebug's pyinstrument needs pyinstrument-cext, published only as source: a C compiler here
-# keeps it out of the image. Versions come from the base image's Debian release.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
+COPY --from=locks /build.txt /locks/build.txt
+RUN pip install --require-hashes --only-binary :all: --requirement /locks/build.txt
+
+# -- wheel: the project's wheel, built by the locked setuptools (no build isolation) -------------
+# With its compiled kernels: the build fails here, rather than ship the slower pure-Python path,
+# if they do not compile (a wheel with an extension is platform-tagged, one without is "any").
+FROM tools AS wheel
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY evaluator/ evaluator/
+COPY container/ container/
+RUN pip wheel --no-index --no-deps --no-build-isolation --wheel-dir /wheels . \
+ && ls /wheels/*-linux_*.whl
+
+# -- smdebug: what the full image adds, installed under /install as its files land in / ---------
+# smdebug's pyinstrument needs pyinstrument-cext, published only as source: built here with the
+# tools' compiler, which stays out of the image.
+FROM tools AS smdebug
 COPY --from=locks /smdebug.txt /locks/smdebug.txt
 RUN pip install --require-hashes --no-deps --no-build-isolation --ignore-installed \
       --no-warn-script-location \

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CODE := evaluator container devtools
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test lint typecheck layers unit venv clean prometheus-tools browser-tools
+.PHONY: demo test lint typecheck layers unit fuzz venv clean prometheus-tools browser-tools
 
 # $(call debian-tools,PRESENT,PACKAGES,FOR): install Debian PACKAGES unless the shell test
 # PRESENT passes; silent when present, and without root or apt-get only a warning (the tests
@@ -34,7 +34,7 @@ endef
 # download a CUDA build of several GB), XGBoost without its unused NCCL wheel, and a setuptools
 # that still has pkg_resources, which smdebug's XGBoost hook imports.
 FRAMEWORKS := torch==2.13.0
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -44,8 +44,15 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+## kernels: the compiled kernels (evaluator/compiled/_kernels.c), built in place by the editable
+## install and again here whenever the C source is newer than the module (setuptools skips an
+## up-to-date one). Without a C compiler it only warns: everything runs in pure Python.
+.PHONY: kernels
+kernels: $(VENV)/.installed
+	@$(PY) setup.py --quiet build_ext --inplace
+
 ## demo: write a small imbalanced trial with smdebug's own writer, then evaluate it.
-demo: $(VENV)/.installed
+demo: kernels
 	rm -rf $(DEMO_DIR)
 	$(PY) -m devtools.write_trial --out $(DEMO_DIR)/trial --steps 40 --batch 64 --classes 5 --imbalance 20 --workers 2
 	$(BIN)/classimbalance-rule --trial $(DEMO_DIR)/trial --status-file $(DEMO_DIR)/status.json --argmax true; \
@@ -54,7 +61,7 @@ demo: $(VENV)/.installed
 	  test $$code -le 1
 
 ## test: lint, format check, strict typing, layer contracts, then the test suite.
-test: lint typecheck layers unit
+test: lint typecheck layers unit fuzz
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -66,8 +73,35 @@ typecheck: $(VENV)/.installed
 layers: $(VENV)/.installed
 	$(BIN)/lint-imports
 
-unit: $(VENV)/.installed prometheus-tools deploy-tools browser-tools
+unit: kernels prometheus-tools deploy-tools browser-tools
 	$(BIN)/pytest -q
+
+## fuzz: evaluator/compiled/_kernels.c built again with AddressSanitizer and UBSan, then the
+## differential fuzzer (devtools/fuzz_kernels.py) for FUZZ_SECONDS against the Python reference
+## on mutants of event files it writes with smdebug's writer (FUZZ_ARGS='--corpus DIR' adds
+## more). Any mismatch or sanitizer report fails it, the reproducer in $(FUZZ_DIR)/findings.
+## Without gcc it only warns locally, and fails under CI=true.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR ?= $(CURDIR)/build/fuzz
+FUZZ_CFLAGS := -O1 -g -std=c11 -Wall -Wextra -fsanitize=address,undefined \
+  -fno-sanitize-recover=all -fno-omit-frame-pointer -shared -fPIC
+FUZZ_ENV := PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:abort_on_error=1
+fuzz: $(VENV)/.installed
+	@if ! command -v gcc >/dev/null 2>&1; then \
+	  if [ "$$CI" = true ]; then echo "error: gcc is missing, and CI=true: the kernels must be fuzzed"; exit 1; fi; \
+	  echo "warning: gcc missing: the kernels' fuzz run is skipped (apt-get install gcc; it fails under CI=true)"; \
+	  exit 0; \
+	fi; \
+	set -e; \
+	so="$(FUZZ_DIR)/evaluator/compiled/_kernels$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"; \
+	mkdir -p "$$(dirname "$$so")"; \
+	gcc $(FUZZ_CFLAGS) -I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+	  evaluator/compiled/_kernels.c -o "$$so"; \
+	echo "fuzzing $$so for $(FUZZ_SECONDS) s under AddressSanitizer and UBSan"; \
+	env LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" $(FUZZ_ENV) \
+	  $(PY) -m devtools.fuzz_kernels --seconds $(FUZZ_SECONDS) --kernels "$$so" \
+	  --out "$(FUZZ_DIR)/findings" $(FUZZ_ARGS)
 
 ## browser-tools: Debian's chromium for the report's tests in a real headless browser, when
 ## missing. Silent when present; without root or apt-get it only warns (those tests then skip
@@ -88,7 +122,7 @@ clean:
 ## trials; rewrites the generated part of BENCHMARKS.md. Quick (S=1000) by default;
 ## `make bench BENCH_ARGS=--full` adds S=5000 (see BENCHMARKS.md for durations).
 .PHONY: bench
-bench: $(VENV)/.installed
+bench: kernels
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 # -- deployment: the image, its tools, the manifests' and rules' linters ------------------------

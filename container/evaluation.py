@@ -67,7 +67,11 @@ class Evaluation:
     ends with a step of only the loss): passed over, neither evaluated nor skipped."""
     end_step_reached: bool = False
     on_step: Callable[[Evaluation, StepResult], object] | None = None
-    """Called after each evaluated step (publish, checkpoint)."""
+    """Called after each evaluated step, with its result."""
+    on_steps: Callable[[Evaluation, Sequence[StepResult]], object] | None = None
+    """Called once after each chunk of evaluated steps, with their results (publish,
+    checkpoint): the rule counted the whole chunk before, so one call sees what a call per
+    step would, at a chunk's cost rather than a step's."""
     on_poll: Callable[[Evaluation], object] | None = None
     """Called after each look at the trial, whether it brought steps or not."""
     resumed_from: tuple[str, TrialIdentity | None] | None = None
@@ -192,7 +196,8 @@ class Evaluation:
         """The step's worker batches, or None when its mode or step is not selected."""
         if self.start_step is not None and ref.step < self.start_step:
             return None
-        parts = tuple(p for p in ref.parts if self.modes is None or p.mode in self.modes)
+        modes = self.modes
+        parts = ref.parts if modes is None else tuple(p for p in ref.parts if p.mode in modes)
         if not parts:
             return None
         names = frozenset(name for part in parts for name in part.tensor_names)
@@ -215,7 +220,9 @@ class Evaluation:
                 error_reason=t.error_reason,
                 error=t.error,
             )
-            for t in self._read_with_retries(StepRef(ref.step, parts))
+            for t in self._read_with_retries(
+                ref if parts is ref.parts else StepRef(ref.step, parts)
+            )
         ]
 
     def _flush(self, chunk: _Chunk, stop_on_first_issue: bool) -> int:
@@ -241,6 +248,8 @@ class Evaluation:
             first, had_issue = False, had_issue or bool(result.new_findings)
             if self.on_step is not None:
                 self.on_step(self, result)
+        if results and self.on_steps is not None:
+            self.on_steps(self, results)
         return len(results)
 
     def _read_with_retries(self, ref: StepRef) -> list[WorkerTensors]:

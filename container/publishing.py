@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -124,9 +124,10 @@ class Publisher:
             return self._write_status(snapshot)
         return None
 
-    def step_done(self, result: StepResult, source: SnapshotSource) -> None:
-        """After each evaluated step: a finding is written at once, else a snapshot soon."""
-        if result.new_findings:
+    def steps_done(self, results: Sequence[StepResult], source: SnapshotSource) -> None:
+        """After each chunk of evaluated steps: a finding is written at once, else a snapshot
+        soon. (The rule counted the whole chunk before, so one look serves all its steps.)"""
+        if any(result.new_findings for result in results):
             document = self.publish(source(), force=True)
             if document is not None:  # the report says what the status file says
                 self._write_report(document)

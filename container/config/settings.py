@@ -113,6 +113,11 @@ class TrialSettings:
     """Also check each record's payload CRC when the writer stored one (smdebug by default
     stores a constant instead). The record length CRC is always checked."""
 
+    pure_python: bool = _switch(False)
+    """Read and count in pure Python rather than with the compiled kernels (the same results,
+    1.5-2x slower): to rule them out when something looks wrong. Without the kernels built
+    (installed without a C compiler) the pure-Python path runs anyway, and the log says so."""
+
     s3_endpoint_url: str | None = setting(
         None,
         parse=values.optional(values.url),

@@ -22,6 +22,9 @@ IntArray = npt.NDArray[np.int64]
 
 _PAIR_SHIFT = 32  # a pair key is label << 32 | predicted; class indices stay below 2**31
 _COMPACT_AFTER = 1 << 16  # pending pair keys folded in once this many accumulate
+_DENSE_PAIRS = 1 << 20
+"""Buffered pairs over at most this many (label, predicted) cells are counted with one
+bincount rather than sorted: tens or hundreds of classes, nearly every trial."""
 
 
 def _grow(array: IntArray, size: int) -> IntArray:
@@ -59,9 +62,19 @@ class PairCounts:
         if not self._pending:
             return
         new_keys = np.concatenate(self._pending)
-        self._fold(new_keys, np.ones(new_keys.size, dtype=np.int64))
         self._pending.clear()
         self._pending_size = 0
+        labels, predicted = new_keys >> _PAIR_SHIFT, new_keys & ((1 << _PAIR_SHIFT) - 1)
+        width = int(max(labels.max(), predicted.max())) + 1
+        if width * width > _DENSE_PAIRS:
+            self._fold(new_keys, np.ones(new_keys.size, dtype=np.int64))
+            return
+        # A sort of every buffered pair costs ten times this count over the dense cells, whose
+        # non-zero cells come out in key order (label-major, then predicted).
+        dense = np.bincount(labels * width + predicted, minlength=width * width)
+        cells = np.flatnonzero(dense)
+        keys = ((cells // width) << _PAIR_SHIFT) | (cells % width)
+        self._fold(keys, dense[cells])
 
     def merge(self, other: PairCounts) -> None:
         other.compact()

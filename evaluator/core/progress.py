@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from evaluator import compiled
 from evaluator.core.checks import Check, Tallies
 from evaluator.core.normalise import PreparedStep
 from evaluator.core.window import StepWindow, WindowPreview
@@ -50,16 +51,29 @@ class ChunkProgress:
 
 def step_counts(chunk: Sequence[PreparedStep], width: int) -> tuple[IntArray, IntArray]:
     """(steps x classes) labels and mispredicted labels of each step of ``chunk``, at least
-    ``width`` classes wide: two bincounts over the whole chunk."""
+    ``width`` classes wide: one pass of the compiled kernel, or two bincounts in numpy."""
     rows_of_chunk = len(chunk)
-    step_of_row = [
-        np.full(labels.size, index, dtype=np.int64)
-        for index, prepared in enumerate(chunk)
-        for _, labels, _ in prepared.rows
-    ]
     labels = joined([labels for p in chunk for _, labels, _ in p.rows])
     predicted = joined([predicted for p in chunk for _, _, predicted in p.rows])
     width = max(width, int(labels.max()) + 1 if labels.size else 0, 1)
+    kernels = compiled.kernels()
+    if kernels is not None and rows_of_chunk and labels.dtype == predicted.dtype == np.int64:
+        sizes = [sum(rows.size for _, rows, _ in p.rows) for p in chunk]
+        per_step = np.zeros((rows_of_chunk, width), dtype=np.int64)
+        per_step_wrong = np.zeros((rows_of_chunk, width), dtype=np.int64)
+        kernels.step_counts(
+            np.ascontiguousarray(labels),
+            np.ascontiguousarray(predicted),
+            np.cumsum(sizes, dtype=np.int64),
+            per_step,
+            per_step_wrong,
+        )
+        return per_step, per_step_wrong
+    step_of_row = [
+        np.full(rows.size, index, dtype=np.int64)
+        for index, prepared in enumerate(chunk)
+        for _, rows, _ in prepared.rows
+    ]
     rows = joined(step_of_row) * width + labels
     wrong = labels != predicted
     cells = rows_of_chunk * width

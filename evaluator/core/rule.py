@@ -55,16 +55,16 @@ class StepResult:
 
 
 def _chunk_width(chunk: Sequence[tuple[int, PreparedStep]]) -> int:
-    """One past the largest class index a prepared chunk counts."""
-    return max(
-        (
-            int(labels.max()) + 1
-            for _, prepared in chunk
-            for _, labels, _ in prepared.rows
-            if labels.size
-        ),
-        default=1,
-    )
+    """One past the largest class index a prepared chunk counts (at least 1)."""
+    width = 1
+    for _, prepared in chunk:
+        if prepared.label_bound >= 0:
+            width = max(width, prepared.label_bound)
+            continue
+        for _, labels, _ in prepared.rows:
+            if labels.size:
+                width = max(width, int(labels.max()) + 1)
+    return width
 
 
 @dataclass
@@ -265,9 +265,19 @@ class ClassImbalanceRule:
         found = {finding.check for finding in self.findings}
         results: list[StepResult] = []
         finding_rows: list[int] = []
+        # Python lists, once per chunk: a numpy scalar per step and check costs more than
+        # the rest of the loop. A step can bring a finding only where a check not found yet
+        # holds while the checks run.
+        counted = seen.counted.tolist()
+        candidates = np.zeros(len(steps), dtype=np.bool_)
+        for check in self.checks:
+            if check.name not in found:
+                candidates |= seen.holds[check.name][: len(steps)]
+        candidates &= seen.gated[: len(steps)]
+        may_find = candidates.tolist()
         for index, step in enumerate(steps):
             new: list[Finding] = []
-            if seen.gated[index]:
+            if may_find[index]:
                 for check in self.checks:
                     if check.name in found or not seen.holds[check.name][index]:
                         continue
@@ -275,13 +285,14 @@ class ClassImbalanceRule:
                     if finding is not None:
                         new.append(finding)
                         found.add(check.name)
+            step_rejected = rejected[index]
             results.append(
                 StepResult(
                     step,
-                    int(seen.counted[index]),
+                    counted[index],
                     tuple(new),
-                    len(rejected[index]),
-                    tuple(reason for reason, _ in rejected[index]),
+                    len(step_rejected),
+                    tuple(reason for reason, _ in step_rejected) if step_rejected else (),
                 )
             )
             if new:
@@ -379,7 +390,8 @@ class ClassImbalanceRule:
                 parts[0].append(labels)
                 parts[1].append(predicted)
             self.ignored += prepared.ignored
-            self.skipped_rows.update(prepared.skipped_rows)
+            if prepared.skipped_rows:  # nearly always empty: Counter.update costs more
+                self.skipped_rows.update(prepared.skipped_rows)
             for reason, message in prepared.rejected:
                 self._note(self.skipped_batches, reason, message)
         for mode, (label_parts, predicted_parts) in by_mode.items():

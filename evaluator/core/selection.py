@@ -2,7 +2,8 @@
 
 Search semantics (a match anywhere in the name), as the seed rule's ``.*labels``. A trial saves
 the same few tensor names at nearly every step, so each distinct set of names is split once and
-remembered (bounded): the regexes run per new name set, not per part.
+remembered (bounded), and so is each name's answer: the regexes run per new name, not per
+part.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 
 _SPLITS_KEPT = 256
 """Distinct tensor-name sets whose split is remembered."""
+_NAMES_KEPT = 4096
+"""Distinct tensor names whose answer to ``wants`` is remembered."""
 
 
 class TensorSelector:
@@ -23,10 +26,17 @@ class TensorSelector:
         self._labels = re.compile(labels_regex)
         self._predictions = re.compile(predictions_regex)
         self._splits: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
+        self._wanted: dict[str, bool] = {}
 
     def wants(self, tensor_name: str) -> bool:
-        """Whether a tensor of this name is a label or prediction tensor."""
-        return bool(self._labels.search(tensor_name) or self._predictions.search(tensor_name))
+        """Whether a tensor of this name is a label or prediction tensor (asked for every
+        tensor of every part: the same few names, so each is searched once, bounded)."""
+        wanted = self._wanted.get(tensor_name)
+        if wanted is None:
+            wanted = bool(self._labels.search(tensor_name) or self._predictions.search(tensor_name))
+            if len(self._wanted) < _NAMES_KEPT:
+                self._wanted[tensor_name] = wanted
+        return wanted
 
     def split(self, tensor_names: Sequence[str]) -> tuple[list[str], list[str]]:
         """(label names, prediction names), each sorted: the order tensors are concatenated."""

@@ -481,16 +481,19 @@ class NativeTrialReader:
             self._report_missing(released)
         if not released.parts:
             return None
-        parts = sorted(
-            (part for part in released.parts.values() if isinstance(part, PartLayout)),
-            key=lambda part: worker_label(part.file_worker),
-        )
-        if not parts:
+        loaded = {
+            part.worker_step.worker: part
+            for part in released.parts.values()
+            if isinstance(part, PartLayout)
+        }
+        if not loaded:
             return StepRef(step=step, parts=())
-        self._unread[step] = {worker_label(part.file_worker): part for part in parts}
+        if len(loaded) > 1:
+            loaded = dict(sorted(loaded.items()))
+        self._unread[step] = loaded
         while len(self._unread) > self._unread_step_limit:
             self._unhold(self._unread.pop(next(iter(self._unread))).values())
-        return StepRef(step=step, parts=tuple(part.worker_step for part in parts))
+        return StepRef(step=step, parts=tuple(part.worker_step for part in loaded.values()))
 
     def _report_unsettled(self, released: ReleasedStep[_Held]) -> None:
         step = released.step

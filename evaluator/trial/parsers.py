@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, NamedTuple
 
+from evaluator import compiled
 from evaluator.trial.interface import WorkerStep
 from evaluator.trial.layout import REDUCTIONS_PREFIX, index_key, is_safe_key, worker_label
 from evaluator.trial.records import HEADER_SIZE, RECORD_OVERHEAD, iter_records
@@ -46,6 +46,10 @@ class TensorSpan(NamedTuple):
     tensor_stop: int = -1
     """Where the record's ``TensorProto`` lies in the event file, when it was found by scanning
     the file, so that reading held bytes decodes just the tensor (-1: not known)."""
+    content: tuple[int, tuple[int, ...], int] | None = None
+    """``(dtype, shape, offset)`` of the tensor's raw ``tensor_content`` in the event file when
+    the compiled scan found a plain numeric one whose size matches its shape: reading it is
+    then one array view, without walking the ``TensorProto`` again (None: decode it)."""
 
 
 @dataclass(frozen=True)
@@ -69,15 +73,21 @@ class PartLayout:
     def index_file_key(self) -> str:
         return index_key(self.step, self.file_worker)
 
-    @cached_property
+    @property
     def worker_step(self) -> WorkerStep:
-        """Built once: a part is handed over and read, and both need it."""
-        return WorkerStep(
-            worker=worker_label(self.file_worker),
-            mode=self.mode,
-            mode_step=self.mode_step,
-            tensor_names=tuple(span.name for span in self.spans),
-        )
+        """Built once: a part is handed over and read, and both need it. (Kept in the
+        instance's ``__dict__`` by hand: ``functools.cached_property`` takes a lock on Python
+        3.11, which costs more than building it.)"""
+        built: WorkerStep | None = self.__dict__.get("_worker_step")
+        if built is None:
+            built = WorkerStep(
+                worker=worker_label(self.file_worker),
+                mode=self.mode,
+                mode_step=self.mode_step,
+                tensor_names=tuple(span.name for span in self.spans),
+            )
+            self.__dict__["_worker_step"] = built
+        return built
 
 
 # -- index files ------------------------------------------------------------------------------
@@ -173,7 +183,25 @@ def scan_event_file(
     RecordError for broken framing (``truncated`` for a short file) and MalformedEventFileError
     when the records are not one smdebug step. A missing mode is GLOBAL and a missing mode step
     is the global step, as smdebug's own event reader assumes.
+
+    The compiled scan answers first; whatever it declines (an uncommon form, or bytes that are
+    not what smdebug writes) is scanned here, which reads it or raises the typed error.
     """
+    kernels = compiled.kernels()
+    if kernels is not None:
+        fast = kernels.scan_event_file(buf, step, verify_payload)
+        if fast is not None:
+            mode, mode_step, found = fast
+            if mode is None or found is None:
+                return None  # no tensor record
+            return mode, mode_step, tuple(TensorSpan(*span) for span in found)
+    return scan_event_file_python(buf, step, where=where, verify_payload=verify_payload)
+
+
+def scan_event_file_python(
+    buf: bytes, step: int, *, where: str = "", verify_payload: bool = False
+) -> tuple[str, int, tuple[TensorSpan, ...]] | None:
+    """``scan_event_file`` in Python: the reference the compiled scan is held equal to."""
     described: tuple[str, int] | None = None
     spans: list[TensorSpan] = []
     for offset, payload in iter_records(buf, verify_payload=verify_payload, where=where):

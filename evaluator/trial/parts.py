@@ -34,7 +34,7 @@ from evaluator.trial.problems import (
     UNREADABLE_EVENT_FILE,
 )
 from evaluator.trial.records import RECORD_OVERHEAD, RecordError, record_payload
-from evaluator.trial.tensors import decode_event_tensors, decode_tensor_at
+from evaluator.trial.tensors import decode_event_tensors, decode_tensor_at, tensor_view
 
 EVENT_HEAD_BYTES = 16 << 20
 """On a storage that reads ranges, how much of an event file the first GET asks for. Files this
@@ -62,10 +62,12 @@ class PartFiles:
         """Checked once: a runtime Protocol check costs microseconds on every part."""
         self._verify_payload_crc = verify_payload_crc
         self._event_head_bytes = max(RECORD_OVERHEAD, event_head_bytes)
+        self._location = storage.location.rstrip("/") + "/"
+        """Once: every part names its file for messages, and the storage's location is fixed."""
 
     def where(self, key: str) -> str:
         """A key as a path or URI, for messages."""
-        return f"{self._storage.location.rstrip('/')}/{key}"
+        return self._location + key
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -116,8 +118,10 @@ class PartFiles:
             held = [s for s in spans if s.tensor_start >= 0 and s.tensor_stop <= len(data)]
             for span in held:
                 try:
-                    result.tensors[span.name] = decode_tensor_at(
-                        data, span.tensor_start, span.tensor_stop, span.name
+                    result.tensors[span.name] = (
+                        decode_tensor_at(data, span.tensor_start, span.tensor_stop, span.name)
+                        if span.content is None
+                        else tensor_view(data, span.content)
                     )
                 except ValueError as error:
                     return failed(worker_step, *_decode_failure(span, where, error))

@@ -50,6 +50,7 @@ __all__ = [
     "decode_tensor_at",
     "decode_tensor_proto",
     "describe_event",
+    "tensor_view",
 ]
 
 Array = npt.NDArray[Any]
@@ -320,6 +321,14 @@ def decode_tensor_at(payload: memoryview[Any] | bytes, start: int, stop: int, ta
         raise TensorDecodeError(f"tensor {tag!r}: {error}") from error
     except WireError as error:
         raise WireError(f"tensor {tag!r}: {error}") from error
+
+
+def tensor_view(payload: bytes, content: tuple[int, tuple[int, ...], int]) -> Array:
+    """The tensor whose raw content the compiled scan located (``TensorSpan.content``): the
+    read-only zero-copy array :func:`decode_tensor_at` would build, without walking its
+    ``TensorProto`` again."""
+    dtype, shape, offset = content
+    return np.ndarray(shape, _CONTENT_DTYPES[dtype], payload, offset)
 
 
 def decode_tensor_proto(buf: memoryview[Any] | bytes) -> Array:

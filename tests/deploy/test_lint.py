@@ -47,6 +47,7 @@ def test_the_image_context_is_only_what_the_image_needs() -> None:
     """.dockerignore lets in the package sources and their metadata, nothing else."""
     allowed = {
         "pyproject.toml",
+        "setup.py",
         "README.md",
         "evaluator/",
         "container/",

@@ -58,6 +58,10 @@ class PreparedStep:
     binary_form: str | None = None
     """How binary scores are read after this step: the form the trial's first batch of them
     decided (or the setting's), carried from step to step; None while none was seen."""
+    label_bound: int = -1
+    """At least one past the largest class index of ``rows`` when the preparation knew it (the
+    whole-chunk path: its chunk's), so the rule need not reduce every batch again; -1: not
+    known."""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "minority_not_improving": False,
     "reader": "native",
     "verify_payload_crc": False,
+    "pure_python": False,
     "s3_endpoint_url": None,
     "modes": None,
     "start_step": None,

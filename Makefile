@@ -118,8 +118,9 @@ prometheus-tools:
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-## bench: smdebug's rule loop, the evaluator and a no-framework floor side by side on the same
-## trials; rewrites the generated part of BENCHMARKS.md. Quick (S=1000) by default;
+## bench: smdebug's rule loop, the evaluator, a numpy floor and a C floor (bench/cfloor.c, built
+## with gcc) side by side on the same trials, the command's whole process and its start-up;
+## rewrites the generated part of BENCHMARKS.md. Quick (S=1000) by default;
 ## `make bench BENCH_ARGS=--full` adds S=5000 (see BENCHMARKS.md for durations).
 .PHONY: bench
 bench: kernels

@@ -16,8 +16,9 @@ extension, and the Python path runs everywhere (``unavailable`` says why).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +29,7 @@ Span = tuple[str, int, int, int, int, tuple[int, tuple[int, ...], int] | None]
 
 
 class Kernels(Protocol):
-    """What ``_kernels.c`` provides (typed in ``_kernels.pyi``; the C says what each does)."""
+    """What ``_kernels.c`` provides (the C says what each does)."""
 
     def scan_event_file(
         self, buf: bytes | bytearray | memoryview, step: int, verify_payload: bool, /
@@ -53,12 +54,13 @@ _kernels: Kernels | None
 unavailable: str | None
 """Why the compiled kernels cannot be used (not built, or not loadable), None when they can."""
 try:
-    from evaluator.compiled import _kernels as _loaded
+    # By name: an extension module has no source for the type checker, and the protocol
+    # above is its one declaration of types.
+    _kernels = cast(Kernels, importlib.import_module("evaluator.compiled._kernels"))
 except ImportError as error:  # built without a compiler, or for another Python
     _kernels = None
     unavailable = f"the compiled kernels are not installed ({error})"
 else:
-    _kernels = _loaded
     unavailable = None
 
 _enabled = _kernels is not None

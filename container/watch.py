@@ -33,6 +33,9 @@ class StepWaiter:
         self._root = Path(trial_root) if trial_root else None
         self._inotify: Inotify | None = None
         self._watched: set[str] = set()
+        self._ancestor: tuple[str, int] | None = None
+        """(path, watch) of the nearest existing folder above a trial root that does not exist
+        yet: its creation then wakes the wait, not the next poll interval."""
         if self._root is not None:
             try:
                 self._inotify = Inotify()
@@ -62,6 +65,12 @@ class StepWaiter:
         Returns whether a watch was added just now."""
         if self._root is None or self._inotify is None:
             return False
+        if not self._root.is_dir():
+            return self._watch_ancestor(self._root, self._inotify)
+        if self._ancestor is not None:  # the trial is there: its parent's events are noise
+            with contextlib.suppress(OSError):
+                self._inotify.rm_watch(self._ancestor[1])
+            self._ancestor = None
         added = False
         index = self._root / "index"
         candidates = [self._root, index]
@@ -79,6 +88,25 @@ class StepWaiter:
             except OSError:
                 continue  # not there yet: the poll interval covers it
         return added
+
+    def _watch_ancestor(self, root: Path, inotify: Inotify) -> bool:
+        """Watch the nearest existing folder above the missing trial root (whether one was
+        added just now): a sidecar started before training sees the trial appear at once."""
+        folder = root.parent
+        while not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent
+        path = str(folder)
+        if self._ancestor is not None and self._ancestor[0] == path:
+            return False
+        if self._ancestor is not None:
+            with contextlib.suppress(OSError):
+                inotify.rm_watch(self._ancestor[1])
+            self._ancestor = None
+        try:
+            self._ancestor = (path, inotify.add_watch(path, IN_CREATE | IN_MOVED_TO))
+        except OSError:
+            return False  # unreadable: the poll interval covers it
+        return True
 
     def close(self) -> None:
         if self._inotify is not None:

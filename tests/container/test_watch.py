@@ -36,6 +36,30 @@ def test_a_new_index_file_wakes_the_wait_well_before_the_timeout(tmp_path: Path)
         stop.close()
 
 
+def test_a_trial_that_appears_wakes_the_wait(tmp_path: Path) -> None:
+    """A sidecar started before training: the trial's folders are created while it waits."""
+    root = tmp_path / "job" / "trial"
+    waiter, stop = StepWaiter(str(root)), StopRequest()
+    try:
+        waiter.wait(0, stop)  # watches tmp_path, the nearest folder there
+        (tmp_path / "job").mkdir()
+        started = time.monotonic()
+        waiter.wait(10, stop)  # woken by job/
+        waiter.wait(0, stop)  # now watches job/
+        timer = threading.Timer(0.1, root.mkdir)
+        timer.start()
+        waiter.wait(10, stop)  # woken by trial/
+        timer.join()
+        waiter.wait(0, stop)  # the trial's own watches; the ancestor's is dropped
+        folder = root / "index" / "000000000"
+        folder.mkdir(parents=True)
+        waiter.wait(10, stop)
+        assert time.monotonic() - started < 5, "each wait woke on its folder, not the timeout"
+    finally:
+        waiter.close()
+        stop.close()
+
+
 def test_a_stop_wakes_the_wait(tmp_path: Path) -> None:
     waiter, stop = StepWaiter(str(tmp_path)), StopRequest()
     try:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import OUT, BenchError, counts_match, emit, parse_result
-from bench.trials import load_meta
+from bench.trials import load_meta, trial_classes
 
 SOURCE = Path(__file__).with_name("cfloor.c")
 COMPILER = "gcc"
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classes", type=int, default=None)
     args = parser.parse_args(argv)
     meta = load_meta(args.trial)
-    classes = args.classes or (meta["spec"]["classes"] if meta else 10)
+    classes = trial_classes(meta, args.classes)
     try:
         result = run(args.trial, classes)
     except BenchError as error:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import SCRATCH, emit, peak_rss_mb, per_step_stats
-from bench.trials import Stager, TrialSpec, load_meta
+from bench.trials import Stager, TrialSpec, load_meta, trial_classes
 from container.app import Runtime, run
 from container.config import Settings
 from evaluator.core import RuleParameters
@@ -122,7 +122,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
     source = None if args.trial.startswith("s3://") else Path(args.trial)
     described = Path(args.source) if args.source else source
     meta = load_meta(described) if described is not None else None
-    classes = args.classes or (meta["spec"]["classes"] if meta else 10)
+    classes = trial_classes(meta, args.classes)
     work = SCRATCH / f"evaluator-{args.mode}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

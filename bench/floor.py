@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import emit, peak_rss_mb, per_step_stats
-from bench.trials import load_meta
+from bench.trials import load_meta, trial_classes
 
 RECORD_HEADER = 12  # u64 length + u32 masked CRC of the length
 RECORD_FOOTER = 4  # u32 masked CRC of the data
@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trial", required=True, type=Path)
     parser.add_argument("--classes", type=int, default=None)
     args = parser.parse_args(argv)
-    meta = load_meta(args.trial)
-    classes = args.classes or (meta["spec"]["classes"] if meta else 10)
+    classes = trial_classes(load_meta(args.trial), args.classes)
     emit(run(args.trial, classes))
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import SCRATCH, BenchError, emit, median
-from bench.trials import load_meta
+from bench.trials import load_meta, trial_classes
 
 VERDICT_EXIT_CODES = (0, 1, 3)
 """NoIssuesFound, IssuesFound, NoIssuesFound without the checks: verdicts, not failures."""
@@ -251,8 +251,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         if args.trial is None:
             parser.error("--mode command needs --trial")
-        meta = load_meta(args.trial)
-        emit(whole_command(args.trial, args.classes or (meta["spec"]["classes"] if meta else 10)))
+        emit(whole_command(args.trial, trial_classes(load_meta(args.trial), args.classes)))
     except BenchError as error:
         raise SystemExit(f"bench.process: {error}") from error
 

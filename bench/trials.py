@@ -69,6 +69,12 @@ def load_meta(path: Path) -> dict[str, Any] | None:
     return meta
 
 
+def trial_classes(meta: dict[str, Any] | None, given: int | None) -> int:
+    """The class count a measurement uses: the one given, else the trial's own (its
+    ``bench-trial.json``), else the benchmark's 10."""
+    return given or (meta["spec"]["classes"] if meta else 10)
+
+
 def ensure_trial(spec: TrialSpec, root: Path = TRIALS) -> tuple[Path, dict[str, Any]]:
     """The cached trial for ``spec`` and its metadata, written first if missing or stale."""
     path = root / spec.key

@@ -67,10 +67,7 @@ class StepWaiter:
             return False
         if not self._root.is_dir():
             return self._watch_ancestor(self._root, self._inotify)
-        if self._ancestor is not None:  # the trial is there: its parent's events are noise
-            with contextlib.suppress(OSError):
-                self._inotify.rm_watch(self._ancestor[1])
-            self._ancestor = None
+        self._drop_ancestor(self._inotify)  # the trial is there: its parent's events are noise
         added = False
         index = self._root / "index"
         candidates = [self._root, index]
@@ -98,15 +95,18 @@ class StepWaiter:
         path = str(folder)
         if self._ancestor is not None and self._ancestor[0] == path:
             return False
-        if self._ancestor is not None:
-            with contextlib.suppress(OSError):
-                inotify.rm_watch(self._ancestor[1])
-            self._ancestor = None
+        self._drop_ancestor(inotify)  # a nearer folder exists now
         try:
             self._ancestor = (path, inotify.add_watch(path, IN_CREATE | IN_MOVED_TO))
         except OSError:
             return False  # unreadable: the poll interval covers it
         return True
+
+    def _drop_ancestor(self, inotify: Inotify) -> None:
+        if self._ancestor is not None:
+            with contextlib.suppress(OSError):
+                inotify.rm_watch(self._ancestor[1])
+            self._ancestor = None
 
     def close(self) -> None:
         if self._inotify is not None:

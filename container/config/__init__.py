@@ -1,5 +1,6 @@
 """The runtime's configuration: settings declared once (``settings``), read from every layer
-(``sources``, ``flags``), parsed and checked together (``loading``), printed back (``printing``).
+(``sources``, ``flags``), bounded the same in every layer (``limits``), parsed and checked
+together (``loading``), printed back (``printing``).
 
 This is the surface the rest of the runtime uses.
 """

@@ -9,11 +9,12 @@ does nothing when the issue is found.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from container.config.limits import MAX_REPORTED_UNKNOWN, closest, quote
 
 
 @dataclass(frozen=True)
@@ -108,16 +109,20 @@ def check_action(item: Mapping[str, Any], where: str) -> list[str]:
             problems.append(f"{where} ({name}) needs {field!r}: {rule.accepted}")
         elif not rule.valid(item[field]):
             problems.append(
-                f"{where} ({name}): {field} must be {rule.accepted}, not {item[field]!r}"
+                f"{where} ({name}): {field} must be {rule.accepted}, not {quote(item[field])}"
             )
     for field, rule in spec.optional.items():
         if field in item and not rule.valid(item[field]):
             problems.append(
-                f"{where} ({name}): {field} must be {rule.accepted}, not {item[field]!r}"
+                f"{where} ({name}): {field} must be {rule.accepted}, not {quote(item[field])}"
             )
-    for field in item:
-        if field not in spec.fields:
-            close = difflib.get_close_matches(str(field), spec.fields, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"accepted: {', '.join(spec.fields)}"
-            problems.append(f"{where} ({name}) has an unknown field {field!r}; {hint}")
+    unknown = [field for field in item if field not in spec.fields]
+    for field in unknown[:MAX_REPORTED_UNKNOWN]:  # each suggestion costs time
+        close = closest(str(field), spec.fields)
+        hint = f"did you mean {close!r}?" if close else f"accepted: {', '.join(spec.fields)}"
+        problems.append(f"{where} ({name}) has an unknown field {quote(field)}; {hint}")
+    if len(unknown) > MAX_REPORTED_UNKNOWN:
+        problems.append(
+            f"{where} ({name}) has {len(unknown) - MAX_REPORTED_UNKNOWN:,} more unknown fields"
+        )
     return problems

@@ -8,11 +8,11 @@ one training job per fix.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from container.config.limits import MAX_REPORTED_UNKNOWN, closest, quote, shorten
 from container.config.settings import (
     ALIASES,
     DEFAULT_STATUS_FILE,
@@ -57,7 +57,30 @@ class ConfigProblem(ParameterProblem):
     detail: str = ""
 
     def describe(self) -> str:
-        return self.detail or super().describe()
+        """``detail``, or the core's wording with the value quoted short (``limits.quote``):
+        the core quotes it whole, and a value can be a billion laughs."""
+        if self.detail:
+            return self.detail
+        name = shorten(self.name) if isinstance(self.name, str) else _Quoted(quote(self.name))
+        return ParameterProblem(
+            name, _Quoted(quote(self.value)), self.expected, self.source
+        ).describe()
+
+
+class _Quoted(str):
+    """A value already quoted: ``repr`` gives it as it is."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def bounded(found: ParameterProblem) -> ConfigProblem:
+    """``found`` described with its value quoted short, its value kept as it was."""
+    if isinstance(found, ConfigProblem):
+        return found
+    return ConfigProblem(found.name, found.value, found.expected, found.source)
 
 
 def problem(name: str, value: Any, source: str | None, detail: str) -> ConfigProblem:
@@ -72,6 +95,8 @@ class Report:
     problems: list[ParameterProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     _unused: set[str] = field(default_factory=set)
+    _unknown: list[str] = field(default_factory=list)
+    """Every unknown key, in order: the first MAX_REPORTED_UNKNOWN are reported one by one."""
 
     def unused(self, key: str, source: str) -> None:
         # The job config's Environment is usually the process environment too: warn once.
@@ -83,14 +108,36 @@ class Report:
             )
 
     def unknown(self, key: str, value: Any, source: str) -> None:
-        close = difflib.get_close_matches(key.lower(), [*SETTING_NAMES, *ALIASES], n=1)
+        """One problem per unknown key, with the closest setting's name, for the first
+        MAX_REPORTED_UNKNOWN; the others are counted by ``close`` (a suggestion costs time,
+        and a file of 350,000 unknown keys took minutes)."""
+        self._unknown.append(key)
+        if len(self._unknown) > MAX_REPORTED_UNKNOWN:
+            return
+        close = closest(key.lower(), [*SETTING_NAMES, *ALIASES])
         if isinstance(value, dict):  # a nested group such as rule: {samples: 500}
-            hint = f"settings are flat keys: write {', '.join(map(str, value))} at the top level"
+            names = shorten(", ".join(map(str, list(value)[:MAX_REPORTED_UNKNOWN])))
+            hint = f"settings are flat keys: write {names} at the top level"
         elif close:
-            hint = f"did you mean {close[0]!r}?"
+            hint = f"did you mean {close!r}?"
         else:
             hint = "every setting is listed by --help and in config/classimbalance.yaml"
-        self.problems.append(problem(key, value, source, f"unknown setting {key!r}; {hint}"))
+        self.problems.append(problem(key, value, source, f"unknown setting {quote(key)}; {hint}"))
+
+    def close(self) -> None:
+        """The unknown keys not reported one by one, in one problem."""
+        more = self._unknown[MAX_REPORTED_UNKNOWN:]
+        if more:
+            self.problems.append(
+                problem(
+                    "config",
+                    None,
+                    None,
+                    f"{len(more):,} more unknown settings ({shorten(', '.join(more[:10]))}"
+                    f"{', ...' if len(more) > 10 else ''}); every setting is listed by --help",
+                )
+            )
+            self._unknown.clear()
 
 
 @dataclass(frozen=True)
@@ -116,6 +163,10 @@ class ConfigError(ParameterError):
         warnings: Sequence[str] = (),
         print_config: bool = False,
     ) -> None:
+        named_core_problems = not any(
+            isinstance(p, ConfigProblem) or p.name not in PARAMETER_NAMES for p in problems
+        )
+        problems = [bounded(p) for p in problems]
         super().__init__(problems)
         self.fallback = fallback
         self.warnings = tuple(warnings)
@@ -124,7 +175,7 @@ class ConfigError(ParameterError):
             problems[0].value is None
         )
         """Whether the one problem is that no trial was named anywhere (the bare command)."""
-        if any(isinstance(p, ConfigProblem) or p.name not in PARAMETER_NAMES for p in problems):
+        if not named_core_problems:
             lines = "\n".join(f"  - {item.describe()}" for item in problems)
             noun = "setting is" if len(problems) == 1 else "settings are"
             self.args = (f"{len(problems)} {noun} invalid:\n{lines}",)

@@ -7,7 +7,6 @@ rest, and an unknown one gets the closest known flag as a suggestion.
 from __future__ import annotations
 
 import argparse
-import difflib
 import functools
 import textwrap
 from collections.abc import Sequence
@@ -15,6 +14,13 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from container.config.entries import Entry, Source, problem
+from container.config.limits import (
+    MAX_ARGUMENTS,
+    MAX_REPORTED_UNKNOWN,
+    closest,
+    quote,
+    shorten,
+)
 from container.config.printing import default_text, setting_docs
 from container.config.settings import DECLARED
 from evaluator.core import ParameterProblem
@@ -170,26 +176,48 @@ def _build_parser(
 
 def parse_flags(argv: Sequence[str]) -> Flags:
     """Split the command line; an unknown or malformed flag is a problem, not an exit."""
+    if len(argv) > MAX_ARGUMENTS:
+        found = problem(
+            "flags",
+            None,
+            "command line",
+            f"{len(argv):,} arguments, but at most {MAX_ARGUMENTS:,} are read; give the "
+            f"settings in a file (--config) instead",
+        )
+        return Flags(problems=(found,))
     parser = _splitter()
     try:
         namespace, extras = parser.parse_known_args(list(argv), argparse.Namespace(entries=[]))
     except _FlagError as exc:
-        found = problem("flags", list(argv), "command line", f"{exc}; see --help")
+        found = problem("flags", list(argv), "command line", f"{shorten(str(exc))}; see --help")
         return Flags(help="-h" in argv or "--help" in argv, problems=(found,))
     problems: list[ParameterProblem] = []
     known = [o for action in parser._actions for o in action.option_strings]
     after_unknown = False
+    unreported = 0
     for extra in extras:
+        if extra.startswith("-") or not after_unknown:
+            if len(problems) >= MAX_REPORTED_UNKNOWN:  # each suggestion costs time
+                unreported += 1
+            elif extra.startswith("-"):
+                flag = shorten(extra.split("=", 1)[0])
+                close = closest(flag, known)
+                hint = f"did you mean {close}?" if close else "see --help"
+                problems.append(
+                    problem(flag, extra, "command line", f"unknown flag {flag}; {hint}")
+                )
+            else:
+                problems.append(
+                    problem("flags", extra, "command line", f"unexpected argument {quote(extra)}")
+                )
         if extra.startswith("-"):
-            flag = extra.split("=", 1)[0]
-            close = difflib.get_close_matches(flag, known, n=1)
-            hint = f"did you mean {close[0]}?" if close else "see --help"
-            problems.append(problem(flag, extra, "command line", f"unknown flag {flag}; {hint}"))
             after_unknown = "=" not in extra
-        elif not after_unknown:
-            problems.append(
-                problem("flags", extra, "command line", f"unexpected argument {extra!r}")
+    if unreported:
+        problems.append(
+            problem(
+                "flags", None, "command line", f"{unreported:,} more unknown flags or arguments"
             )
+        )
     return Flags(
         entries=tuple(namespace.entries),
         config=namespace.config,

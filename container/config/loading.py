@@ -10,6 +10,7 @@ the command line and the environment are parameters.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -25,9 +26,18 @@ from container.config.entries import (
     LoadedSettings,
     Report,
     Source,
+    bounded,
     problem,
 )
 from container.config.flags import parse_flags
+from container.config.limits import (
+    MAX_FILE_BYTES,
+    MAX_REPORTED_UNKNOWN,
+    TooLarge,
+    check_document,
+    quote,
+    shorten,
+)
 from container.config.settings import (
     DECLARED,
     DEFAULT_STATUS_FILE,
@@ -54,12 +64,28 @@ CONFIG_VARIABLE = "RULE_CONFIG"
 """Names the YAML file when ``--config`` is not given."""
 
 
+class FileTooLarge(OSError):
+    """A configuration file beyond ``MAX_FILE_BYTES``: read no further than the bound."""
+
+
 def read_text_if_exists(path: str) -> str | None:
-    """The file's text, or None when it does not exist (other failures raise OSError)."""
+    """The file's text, or None when it does not exist (other failures raise OSError, and
+    FileTooLarge past MAX_FILE_BYTES: no more than that is ever read)."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:
+            content = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         return None
+    if len(content) > MAX_FILE_BYTES:
+        raise FileTooLarge(errno.EFBIG, _too_large(path))
+    return content.decode("utf-8")
+
+
+def _too_large(path: str) -> str:
+    return (
+        f"it is larger than {MAX_FILE_BYTES:,} bytes, the most a configuration file may hold; "
+        f"give long class name lists in class_names_file"
+    )
 
 
 def load_settings(
@@ -118,26 +144,44 @@ def _read(
     report: Report,
 ) -> str | None:
     """A missing file is an error only when someone named it."""
+    shown = shorten(path)
     try:
         text = read_text(path)
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         report.problems.append(
-            problem("file", path, required_by or path, f"cannot read {path}: {reason}")
+            problem("file", path, required_by or shown, f"cannot read {shown}: {reason}")
         )
         return None
     if text is None and required_by is not None:
         report.problems.append(
-            problem("file", path, required_by, f"the file {path} does not exist")
+            problem("file", path, required_by, f"the file {shown} does not exist")
         )
+    if text is not None and len(text) > MAX_FILE_BYTES:
+        report.problems.append(
+            problem("file", path, required_by or shown, f"cannot read {shown}: {_too_large(path)}")
+        )
+        return None
     return text
 
 
 def _parse(name: str, entry: Entry, problems: list[ParameterProblem]) -> tuple[bool, Any]:
-    """(True, value) for an accepted value; (False, None) after adding the problem."""
+    """(True, value) for an accepted value; (False, None) after adding the problem. A value
+    beyond the bounds (``limits``) is refused before its parser sees it, whatever its layer."""
     declared = DECLARED[name]
     try:
+        check_document(entry.value, "the value")
         return True, declared.parse(entry.value)
+    except TooLarge as exc:
+        problems.append(
+            ConfigProblem(
+                name,
+                entry.value,
+                declared.accepted,
+                str(entry.source),
+                f"{name} (from {entry.source}): refused: {exc.reason}",
+            )
+        )
     except Invalid as exc:
         problems.append(
             ConfigProblem(
@@ -146,7 +190,7 @@ def _parse(name: str, entry: Entry, problems: list[ParameterProblem]) -> tuple[b
                 declared.accepted,
                 str(entry.source),
                 f"{name} (from {entry.source}): {exc.reason}; expected {declared.accepted}, but "
-                f"got {entry.value!r}",
+                f"got {quote(entry.value)}",
             )
         )
     except (ValueError, TypeError, OverflowError):
@@ -155,6 +199,7 @@ def _parse(name: str, entry: Entry, problems: list[ParameterProblem]) -> tuple[b
 
 
 def _resolve(layers: list[list[Entry]], report: Report, *, print_config: bool) -> LoadedSettings:
+    report.close()
     winners: dict[str, Entry] = {}
     for layer in layers:
         for entry in layer:
@@ -344,21 +389,42 @@ def parse_rule_parameters(raw: Mapping[Any, Any]) -> RuleParameters:
     reporting every problem at once: unknown keys (with a suggestion) and invalid values."""
     problems: list[ParameterProblem] = []
     typed: dict[str, Any] = {}
+    unknown = 0
     for key, value in raw.items():
         if key not in PARAMETER_NAMES:
-            problems.append(
-                ParameterProblem(key, value, f"one of {', '.join(sorted(PARAMETER_NAMES))}")
-            )
+            unknown += 1
+            if unknown <= MAX_REPORTED_UNKNOWN:  # each suggestion costs time
+                problems.append(
+                    bounded(
+                        ParameterProblem(key, value, f"one of {', '.join(sorted(PARAMETER_NAMES))}")
+                    )
+                )
             continue
         try:
+            check_document(value, "the value")
             typed[key] = coerce_rule_value(key, value)
+        except TooLarge as exc:
+            problems.append(
+                ConfigProblem(key, value, accepted(key), None, f"{key}: refused: {exc.reason}")
+            )
         except (ValueError, TypeError, OverflowError):
-            problems.append(ParameterProblem(key, value, accepted(key)))
+            problems.append(bounded(ParameterProblem(key, value, accepted(key))))
+    if unknown > MAX_REPORTED_UNKNOWN:
+        problems.append(
+            ConfigProblem(
+                "parameters",
+                None,
+                "",
+                None,
+                f"{unknown - MAX_REPORTED_UNKNOWN:,} more unknown parameters; known: "
+                f"{', '.join(sorted(PARAMETER_NAMES))}",
+            )
+        )
     parameters: RuleParameters | None = None
     try:
         parameters = RuleParameters(**typed)
     except ParameterError as error:
-        problems.extend(replace(p, value=raw[p.name]) for p in error.problems)
+        problems.extend(bounded(replace(p, value=raw[p.name])) for p in error.problems)
     if problems or parameters is None:
         position = {key: index for index, key in enumerate(raw)}
         known = {name: index for index, name in enumerate(PARAMETER_NAMES)}

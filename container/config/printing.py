@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 from typing import Any
 
 from container.config.entries import LoadedSettings
@@ -72,15 +71,77 @@ def default_text(name: str) -> str:
 
 
 def yaml_inline(value: Any) -> str:
-    """One-line YAML for a value, so the printed settings load back as a config file."""
+    """One-line YAML for a value, so the printed settings load back as a config file: PyYAML's
+    own flow form when it is one line of ordinary characters and loads back the same, else
+    every string double-quoted with anything unusual escaped (a line break, U+2028, a control
+    character), which always does."""
     import yaml  # noqa: PLC0415  (30 ms; --print-config and --help only)
 
-    plain = list(value) if isinstance(value, tuple) else value
+    plain = _plain(value)
     text = yaml.safe_dump(
         plain, default_flow_style=True, width=1 << 30, allow_unicode=True, sort_keys=False
     )
     text = text.removesuffix("\n...\n").rstrip("\n")
-    return json.dumps(plain) if "\n" in text else text
+    if all(_ordinary(character) for character in text):
+        try:
+            if yaml.safe_load(text) == plain:
+                return text
+        except yaml.YAMLError:
+            pass
+    return _escaped_flow(plain)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, all the way down: what YAML writes and reads."""
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _ordinary(character: str) -> bool:
+    """Printable and no line break to YAML (which takes U+0085, U+2028 and U+2029 for one)."""
+    return character.isprintable() and character not in "\x85\u2028\u2029\ufeff"
+
+
+def _escaped_flow(value: Any) -> str:
+    """Flow YAML with every string double-quoted and escaped: one line whatever it holds."""
+    import yaml  # noqa: PLC0415
+
+    if isinstance(value, str):
+        return _double_quoted(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_escaped_flow(item) for item in value) + "]"
+    if isinstance(value, dict):
+        pairs = (f"{_escaped_flow(key)}: {_escaped_flow(item)}" for key, item in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=1 << 30)
+    return text.removesuffix("\n...\n").rstrip("\n")
+
+
+def _double_quoted(text: str) -> str:
+    escaped = []
+    for character in text:
+        if character in '"\\':
+            escaped.append("\\" + character)
+        elif _ordinary(character):
+            escaped.append(character)
+        elif ord(character) < 0x100:
+            escaped.append(f"\\x{ord(character):02x}")
+        elif ord(character) < 0x10000:
+            escaped.append(f"\\u{ord(character):04x}")
+        else:
+            escaped.append(f"\\U{ord(character):08x}")
+    return '"' + "".join(escaped) + '"'
+
+
+def comment(text: str) -> str:
+    """``text`` for a YAML comment: a line break or a control character (in a path, a variable's
+    name) escaped, so that it cannot end the comment and start a line of its own."""
+    if all(_ordinary(character) for character in text):
+        return text
+    return _double_quoted(text)[1:-1]
 
 
 def example_config() -> str:
@@ -107,7 +168,8 @@ def format_settings(loaded: LoadedSettings) -> str:
         f"# also NAME for {', '.join(sorted(MANAGED_NAMES))}",
     ]
     lines += [
-        f"{key:<{key_width}} {value:<{value_width}}  # {origin}" for key, value, origin in rows
+        f"{key:<{key_width}} {value:<{value_width}}  # {comment(origin)}"
+        for key, value, origin in rows
     ]
-    lines += [f"# warning: {warning}" for warning in loaded.warnings]
+    lines += [f"# warning: {comment(warning)}" for warning in loaded.warnings]
     return "\n".join(lines) + "\n"

@@ -82,7 +82,7 @@ def _switch(default: bool, **extra: Any) -> Any:
 
 def _seconds(default: float, *, above: bool = True, accepted_text: str = _SECONDS) -> Any:
     return setting(
-        default, parse=values.number(0, above=above), accepted=accepted_text, metavar="SECONDS"
+        default, parse=values.seconds(0, above=above), accepted=accepted_text, metavar="SECONDS"
     )
 
 
@@ -155,7 +155,7 @@ class TrialSettings:
 
     end_grace: float = setting(
         60.0,
-        parse=values.number(0),
+        parse=values.seconds(0, above=False),
         accepted="a number of seconds >= 0, such as 60",
         metavar="SECONDS",
     )
@@ -415,7 +415,7 @@ class CheckpointSettings:
 
     every_seconds: float = setting(
         30.0,
-        parse=values.number(0, above=True),
+        parse=values.seconds(0),
         accepted=_SECONDS,
         name="checkpoint_every_seconds",
         metavar="SECONDS",

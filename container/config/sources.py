@@ -16,13 +16,21 @@ named (PyYAML takes 30 ms to import).
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from container.config.entries import Entry, Report, Source, problem
+from container.config.limits import (
+    MAX_NEAR_MISS_CHECKS,
+    MAX_REPORTED_UNKNOWN,
+    TooLarge,
+    check_document,
+    closest,
+    quote,
+    shorten,
+)
 from container.config.settings import ALIASES, DECLARED, SETTING_NAMES
 from evaluator.core import PARAMETER_NAMES
 
@@ -55,7 +63,7 @@ def _single_values(entries: list[Entry], report: Report) -> list[Entry]:
                     entry.name,
                     entry.value,
                     f"{prior.source} and {entry.source}",
-                    f"disagree ({prior.value!r} and {entry.value!r}); set only one",
+                    f"disagree ({quote(prior.value)} and {quote(entry.value)}); set only one",
                 )
             )
     return list(chosen.values())
@@ -74,7 +82,7 @@ def keyed_entries(
         elif _UNUSED_MANAGED_KEY.fullmatch(key):
             report.unused(key, str(source(key)))
         else:
-            report.unknown(key, value, str(source(key)))
+            report.unknown(key, value, str(source(shorten(key))))
     return _single_values(entries, report)
 
 
@@ -97,13 +105,15 @@ def environment_entries(
         for variable in dict.fromkeys(spellings):
             if variable in environ:
                 entries.append(Entry(ALIASES.get(key, key), environ[variable], source(variable)))
+    near_misses = _NearMisses(source, report)
     for variable in environ:
         if variable in (variable.upper(), variable.lower()) and _UNUSED_MANAGED_KEY.fullmatch(
             variable
         ):
             report.unused(variable, str(source(variable)))
         elif prefixed:
-            _near_miss(variable, source, report)
+            near_misses.check(variable)
+    near_misses.close()
     return _single_values(entries, report)
 
 
@@ -112,30 +122,69 @@ _PREFIXED = frozenset(ENV_PREFIX + name.upper() for name in (*SETTING_NAMES, *AL
 _RUNTIME = frozenset(name.upper() for name in SETTING_NAMES) - _READ_UNPREFIXED
 
 
-def _near_miss(variable: str, source: Callable[[str], Source], report: Report) -> None:
-    """Warn about a variable that is not read but looks meant for us: a runtime setting without
-    its prefix (read before the prefix existed), a prefixed name that is no setting, or a
-    misspelled managed name (``THRESHOLD_IMBALENCE``)."""
-    if variable in _READ_UNPREFIXED or variable in _PREFIXED or variable != variable.upper():
-        return
-    where = source(variable)
-    if variable in _RUNTIME:
-        report.warnings.append(
-            f"{variable} (from {where}) is not read: runtime settings take the prefix "
-            f"{ENV_PREFIX} in the environment ({ENV_PREFIX}{variable}), so that a variable "
-            f"set for other containers is not taken for this one's"
-        )
-        return
-    if variable.startswith(ENV_PREFIX):
-        close = difflib.get_close_matches(variable, _PREFIXED, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else "see --help for the settings"
-        report.warnings.append(f"{variable} (from {where}) is no setting; {hint} It is ignored.")
-        return
-    close = difflib.get_close_matches(variable, _READ_UNPREFIXED, n=1, cutoff=_NEAR_MISS)
-    if close:
-        report.warnings.append(
-            f"{variable} (from {where}) is not a setting and is ignored; did you mean {close[0]}?"
-        )
+class _NearMisses:
+    """Warnings about variables that are not read but look meant for us: a runtime setting
+    without its prefix (read before the prefix existed), a prefixed name that is no setting, or
+    a misspelled managed name (``THRESHOLD_IMBALENCE``). The comparisons are bounded
+    (``MAX_NEAR_MISS_CHECKS``) and so are the warnings (``MAX_REPORTED_UNKNOWN``); what is
+    left unchecked or unsaid is counted in one more warning."""
+
+    def __init__(self, source: Callable[[str], Source], report: Report) -> None:
+        self.source = source
+        self.report = report
+        self.compared = 0
+        self.unchecked = 0
+        self.warned = 0
+        self.unsaid = 0
+
+    def check(self, variable: str) -> None:
+        if variable in _READ_UNPREFIXED or variable in _PREFIXED or variable != variable.upper():
+            return
+        if variable in _RUNTIME:
+            self._warn(
+                f"{variable} (from {self.source(variable)}) is not read: runtime settings take "
+                f"the prefix {ENV_PREFIX} in the environment ({ENV_PREFIX}{variable}), so that "
+                f"a variable set for other containers is not taken for this one's"
+            )
+            return
+        if self.compared >= MAX_NEAR_MISS_CHECKS:
+            self.unchecked += 1
+            return
+        self.compared += 1
+        if variable.startswith(ENV_PREFIX):
+            close = closest(variable, _PREFIXED)
+            hint = f"did you mean {close}?" if close else "see --help for the settings"
+            self._warn(
+                f"{shorten(variable)} (from {self.source(shorten(variable))}) is no setting; "
+                f"{hint} It is ignored."
+            )
+            return
+        close = closest(variable, _READ_UNPREFIXED, cutoff=_NEAR_MISS)
+        if close:
+            self._warn(
+                f"{variable} (from {self.source(variable)}) is not a setting and is ignored; did "
+                f"you mean {close}?"
+            )
+
+    def _warn(self, warning: str) -> None:
+        if self.warned >= MAX_REPORTED_UNKNOWN:
+            self.unsaid += 1
+            return
+        self.warned += 1
+        self.report.warnings.append(warning)
+
+    def close(self) -> None:
+        if self.unsaid:
+            self.report.warnings.append(
+                f"{self.unsaid:,} more environment variables look like misspelled settings "
+                f"and are ignored"
+            )
+        if self.unchecked:
+            self.report.warnings.append(
+                f"{self.unchecked:,} more environment variables were not compared with the "
+                f"settings' names (after {MAX_NEAR_MISS_CHECKS:,}): a misspelled one among them "
+                f"is ignored without a warning"
+            )
 
 
 def job_entries(text: str, name: str, report: Report) -> list[list[Entry]]:
@@ -143,9 +192,21 @@ def job_entries(text: str, name: str, report: Report) -> list[list[Entry]]:
     are read, the rest of its structure is left alone."""
     try:
         document = json.loads(text)
+        check_document(document, "the job config")
     except json.JSONDecodeError as exc:
         where = f"{name} line {exc.lineno}, column {exc.colno}"
         report.problems.append(problem("job config", None, where, f"not valid JSON: {exc.msg}"))
+        return []
+    except TooLarge as exc:
+        report.problems.append(problem("job config", None, name, f"refused: {exc.reason}"))
+        return []
+    except RecursionError:
+        report.problems.append(
+            problem("job config", None, name, "refused: it is nested too deeply to read")
+        )
+        return []
+    except ValueError as exc:  # a number Python cannot hold, as 10**5000
+        report.problems.append(problem("job config", None, name, f"not valid: {shorten(str(exc))}"))
         return []
     if not isinstance(document, dict):
         report.problems.append(

@@ -13,11 +13,23 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from container.config.limits import TooLarge, check_document, quote
 from evaluator.core import RULE_NAME, RuleParameters
+
+MAX_SECONDS = min(1e9, threading.TIMEOUT_MAX)
+"""Longest duration a setting takes (1e9 s, about 31 years; less where the platform's waits
+cannot take that): a wait, a select() and the clock arithmetic on it all hold it, where 1e300
+ended a run in ``OverflowError: timestamp out of range``. ``idle_timeout: none`` waits
+forever."""
+MAX_WHOLE_NUMBER = 2**63 - 1
+"""Largest whole number a setting takes: what a step number, a count or a NumPy index holds
+(int64); Python's own integers would take more, and crash whatever they feed."""
+_INTEGER = re.compile(r"[+-]?[0-9][0-9_]*")
 
 _TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "n", "off"})
@@ -75,12 +87,21 @@ def parse_whole_number(value: Any) -> int:
     """Accept integers and integral forms such as "500" or "500.0"; reject 500.5."""
     if isinstance(value, bool):
         raise ValueError(value)
-    if isinstance(value, int):
-        return value
-    number = parse_finite_float(value)
-    if not number.is_integer():
-        raise ValueError(value)
-    return int(number)
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        whole = int(value.strip())  # exactly: a float holds 53 bits (ValueError past 4300 digits)
+    elif isinstance(value, int):
+        whole = value
+    else:
+        number = parse_finite_float(value)
+        if not number.is_integer():
+            raise ValueError(value)
+        whole = int(number)
+    if abs(whole) > MAX_WHOLE_NUMBER:
+        raise Invalid(
+            f"{quote(whole)} is beyond {MAX_WHOLE_NUMBER:,} (2**63 - 1), the largest whole "
+            f"number a step or a count holds"
+        )
+    return whole
 
 
 def whole_number_within(low: int, high: int | None = None) -> Callable[[Any], int]:
@@ -107,6 +128,26 @@ def number(low: float, *, above: bool = False, high: float = math.inf) -> Callab
     return parse
 
 
+def seconds(
+    low: float = 0, *, above: bool = True, high: float = MAX_SECONDS
+) -> Callable[[Any], float]:
+    """A parser of durations: finite numbers of seconds >= low (> low with ``above``), and no
+    longer than ``high`` (at most MAX_SECONDS, what the platform's waits hold)."""
+    within = number(low, above=above)
+    high = min(high, MAX_SECONDS)
+
+    def parse(value: Any) -> float:
+        parsed = within(value)
+        if parsed > high:
+            raise Invalid(
+                f"{parsed:g} s is longer than {high:g} s, the longest duration a setting takes "
+                f"(a wait cannot hold more)"
+            )
+        return parsed
+
+    return parse
+
+
 def text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(value)
@@ -125,9 +166,9 @@ def metric_labels(value: Any) -> tuple[tuple[str, str], ...]:
     mapping = _label_mapping(value)
     for name in mapping:
         if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
-            raise Invalid(f"{name!r} is not a Prometheus label name")
+            raise Invalid(f"{quote(name)} is not a Prometheus label name")
         if name in RESERVED_LABELS:
-            raise Invalid(f"{name!r} is set by the evaluator or by Prometheus itself")
+            raise Invalid(f"{quote(name)} is set by the evaluator or by Prometheus itself")
     return tuple(sorted(mapping.items()))
 
 
@@ -178,7 +219,7 @@ def choice(*choices: str) -> Callable[[Any], str]:
 def idle_timeout(value: Any) -> float | None:
     if is_none(value) or (isinstance(value, str) and value.strip().lower() in {"never", "inf"}):
         return None
-    return number(0, above=True)(value)
+    return seconds(0, above=True)(value)
 
 
 # -- structured values -----------------------------------------------------------------------
@@ -195,7 +236,7 @@ def modes(value: Any) -> tuple[str, ...] | None:
         if isinstance(item, str) and not item.strip():
             continue
         if not isinstance(item, str) or item.strip().upper() not in MODES:
-            raise Invalid(f"{item!r} is not a mode")
+            raise Invalid(f"{quote(item)} is not a mode")
         found.append(item.strip().upper())
     return tuple(dict.fromkeys(found)) or None
 
@@ -227,7 +268,7 @@ def _names(items: Sequence[Any], unit: str) -> tuple[str, ...]:
     names: list[str] = []
     for position, item in enumerate(items, start=1):
         if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise Invalid(f"{unit} {position} ({item!r}) is not a name")
+            raise Invalid(f"{unit} {position} ({quote(item)}) is not a name")
         name = str(item).strip()
         if not name:
             raise Invalid(f"{unit} {position} is empty (class {position - 1} needs a name)")
@@ -267,7 +308,7 @@ def actions(value: Any) -> tuple[dict[str, Any], ...]:
             raise Invalid(f"{where} is not an object")
         name = item.get("name")
         if not isinstance(name, str) or name.strip().lower() not in ACTION_NAMES:
-            raise Invalid(f"{where} has name {name!r}; accepted: {', '.join(ACTION_NAMES)}")
+            raise Invalid(f"{where} has name {quote(name)}; accepted: {', '.join(ACTION_NAMES)}")
         normal = {**item, "name": name.strip().lower()}
         problems = check_action(normal, where)
         if problems:
@@ -281,17 +322,35 @@ def _decode_action_json(raw: str) -> Any:
     if is_none(raw):
         return []
     try:
-        decoded = json.loads(raw)
+        decoded = _bounded_json(raw)
     except json.JSONDecodeError:
         try:  # the managed service's form: quotes escaped as \"
-            decoded = json.loads(raw.replace('\\"', '"'))
+            decoded = _bounded_json(raw.replace('\\"', '"'))
         except json.JSONDecodeError as exc:
             raise Invalid(f"not JSON: {exc.msg} at column {exc.colno}") from exc
     if isinstance(decoded, str):  # JSON of JSON, as a string parameter is sometimes quoted
         try:
-            decoded = json.loads(decoded)
+            decoded = _bounded_json(decoded)
         except json.JSONDecodeError as exc:
             raise Invalid(f"a JSON string that is not JSON: {exc.msg}") from exc
+    return decoded
+
+
+def _bounded_json(text: str) -> Any:
+    """``json.loads``, its document within the bounds of every configuration (``limits``):
+    Invalid for a document nested too deeply (json's RecursionError), a number Python does not
+    hold, or one beyond the bounds."""
+    try:
+        decoded = json.loads(text)
+        check_document(decoded, "the JSON")
+    except json.JSONDecodeError:
+        raise
+    except TooLarge as exc:
+        raise Invalid(exc.reason) from None
+    except RecursionError:
+        raise Invalid("the JSON is nested too deeply to read") from None
+    except ValueError as exc:  # a number of more than 4,300 digits
+        raise Invalid(f"the JSON holds a value Python cannot read: {exc}") from None
     return decoded
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from container.config import parse_rule_parameters
+from container.config.limits import quote
 from container.config.values import parse_bool
 from evaluator.core import ParameterError, ParameterProblem, RuleParameters
 
@@ -156,7 +157,7 @@ def test_invalid_value_is_a_clear_error(name: str, raw: Any, expected_phrase: st
     assert (problem.name, problem.value) == (name, raw)
     message = problem.describe()
     assert message.startswith(f"{name}: expected {expected_phrase}")
-    assert message.endswith(f"but got {raw!r}")
+    assert message.endswith(f"but got {quote(raw)}")  # the value shortened past 200 characters
 
 
 def test_every_problem_is_reported_at_once() -> None:

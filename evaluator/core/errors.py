@@ -6,6 +6,9 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
+_QUOTED_CHARS = 300
+"""The longest value a problem quotes whole (the status file and the log repeat it)."""
+
 
 @dataclass(frozen=True)
 class ParameterProblem:
@@ -24,7 +27,10 @@ class ParameterProblem:
             close = difflib.get_close_matches(str(self.name), known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {self.expected[7:]}"
             return f"unknown parameter {self.name!r}{where}{hint}"
-        return f"{self.name}{where}: expected {self.expected}, but got {self.value!r}"
+        got = repr(self.value)
+        if len(got) > _QUOTED_CHARS:  # a 10 MiB regex is named by its start and its length
+            got = f"{got[:_QUOTED_CHARS]}... ({len(got):,} characters in all)"
+        return f"{self.name}{where}: expected {self.expected}, but got {got}"
 
 
 class ParameterError(ValueError):

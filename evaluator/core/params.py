@@ -11,12 +11,12 @@ field types and the ``accepted`` words from here.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from evaluator.core.errors import ParameterError, ParameterProblem
+from evaluator.core.selection import regex_refusal
 
 BinaryScoresSetting = Literal["auto", "probability", "logit"]
 
@@ -28,10 +28,30 @@ MAX_WINDOW_STEPS = 100_000
 again by ``window.MAX_WINDOW_CELLS`` whatever the steps hold."""
 VALID = "valid"
 """Field metadata key: the typed check of a value (True when it is valid)."""
+WHY = "why"
+"""Field metadata key, optional: why a value is refused, for a field where "expected" alone
+does not say (a regex names the construct it cannot take), or None."""
+MAX_REGEX_CHARS = 4096
+"""The longest ``labels_regex`` or ``predictions_regex``: a pattern for tensor names takes tens
+of characters, an alternation of a dozen whole names a few hundred. Checked before anything
+compiles the pattern, so a 10 MiB value costs its length only."""
+REGEX_ACCEPTED = (
+    "a valid Python regular expression in the syntax RE2 matches in linear time (no "
+    f"backreferences, lookaround or possessive quantifiers), of at most {MAX_REGEX_CHARS} "
+    "characters"
+)
 
 
-def _parameter(default: Any, accepted: str, valid: Callable[[Any], bool]) -> Any:
-    return field(default=default, metadata={ACCEPTED: accepted, VALID: valid})
+def _parameter(
+    default: Any,
+    accepted: str,
+    valid: Callable[[Any], bool],
+    why: Callable[[Any], str | None] | None = None,
+) -> Any:
+    metadata = {ACCEPTED: accepted, VALID: valid}
+    if why is not None:
+        metadata[WHY] = why
+    return field(default=default, metadata=metadata)
 
 
 def _number(value: Any) -> bool:
@@ -43,13 +63,21 @@ def _whole(value: Any) -> bool:
 
 
 def _regex(value: Any) -> bool:
+    return isinstance(value, str) and _regex_problem(value) is None
+
+
+def _regex_problem(value: Any) -> str | None:
+    """Why a regex is refused ("found ..., write ..."), the length first: nothing compiles an
+    oversized pattern."""
     if not isinstance(value, str):
-        return False
-    try:
-        re.compile(value)
-    except re.error:
-        return False
-    return True
+        return None  # "expected a ... regular expression, but got 5" says it
+    if len(value) > MAX_REGEX_CHARS:
+        return (
+            f"this one is {len(value):,} characters long: match a shorter part of the tensor "
+            f"name (a search finds it anywhere in the name)"
+        )
+    refusal = regex_refusal(value)
+    return None if refusal is None else f"this one {refusal}"
 
 
 @dataclass(frozen=True)
@@ -86,12 +114,15 @@ class RuleParameters:
     The seed's default is False, so class-index predictions are taken as they are."""
 
     labels_regex: str = _parameter(
-        ".*labels", 'a valid Python regular expression, such as ".*labels"', _regex
+        ".*labels", f'{REGEX_ACCEPTED}, such as ".*labels"', _regex, _regex_problem
     )
-    """Tensors whose names match (search semantics: anywhere in the name) hold the labels."""
+    """Tensors whose names match (search semantics: anywhere in the name) hold the labels.
+    Matched by RE2, in time linear in the name (``selection``), so a name anyone can write
+    cannot make a search backtrack for minutes; a name past ``MAX_MATCHED_NAME_CHARS`` matches
+    no regex."""
 
     predictions_regex: str = _parameter(
-        ".*predictions", 'a valid Python regular expression, such as ".*predictions"', _regex
+        ".*predictions", f'{REGEX_ACCEPTED}, such as ".*predictions"', _regex, _regex_problem
     )
     """Tensors whose names match (search semantics) hold the predictions."""
 
@@ -168,7 +199,7 @@ class RuleParameters:
 
     def __post_init__(self) -> None:
         problems = [
-            ParameterProblem(spec.name, getattr(self, spec.name), spec.metadata[ACCEPTED])
+            ParameterProblem(spec.name, getattr(self, spec.name), _expected(spec, self))
             for spec in fields(self)
             if not spec.metadata[VALID](getattr(self, spec.name))
         ]
@@ -183,6 +214,14 @@ class RuleParameters:
             )
         if problems:
             raise ParameterError(problems)
+
+
+def _expected(spec: Field[Any], parameters: RuleParameters) -> str:
+    """What the field accepts, and why this value is not that when the field can say."""
+    why = spec.metadata.get(WHY)
+    reason = None if why is None else why(getattr(parameters, spec.name))
+    accepted_words = str(spec.metadata[ACCEPTED])
+    return accepted_words if reason is None else f"{accepted_words}; {reason}"
 
 
 PARAMETER_NAMES: tuple[str, ...] = tuple(spec.name for spec in fields(RuleParameters))

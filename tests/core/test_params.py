@@ -68,3 +68,21 @@ def test_typed_values_within_their_ranges_are_kept() -> None:
     parameters = RuleParameters(threshold_imbalance=1, samples=0, ignore_index=None)
     assert (parameters.threshold_imbalance, parameters.samples) == (1, 0)
     assert parameters.ignore_index is None
+
+
+def test_a_refused_regex_says_why_after_what_is_accepted() -> None:
+    with pytest.raises(ParameterError) as raised:
+        RuleParameters(labels_regex="labels(?!_1)", predictions_regex="p" * 5000)
+    labels, predictions = (problem.describe() for problem in raised.value.problems)
+    assert labels.startswith(f"labels_regex: expected {accepted('labels_regex')}; this one uses")
+    assert "negative lookahead (?!...), which RE2 does not support" in labels
+    assert "this one is 5,000 characters long" in predictions
+    assert predictions.endswith("... (5,002 characters in all)")  # the value quoted short
+    assert len(predictions) < 1000
+
+
+@pytest.mark.parametrize(
+    "pattern", [".*labels", r"loss\d+_input_1$", "(a+)+$", r"(?P<y>y)_hat", r"labels_\d{2,}"]
+)
+def test_a_regex_re2_matches_in_linear_time_is_accepted(pattern: str) -> None:
+    assert RuleParameters(labels_regex=pattern).labels_regex == pattern

@@ -120,12 +120,7 @@ def _prepare_batch(
     label_names, prediction_names = selector.split(list(batch.tensors))
     if not label_names or not prediction_names:
         missing = "labels" if not label_names else "predictions"
-        regex = selector.labels_regex if missing == "labels" else selector.predictions_regex
-        raise BatchRejected(
-            f"missing_{missing}",
-            f"no tensor matching {missing}_regex {regex!r} among "
-            f"{sorted(batch.tensors) or 'no tensors'}",
-        )
+        raise BatchRejected(f"missing_{missing}", selector.missing_message(missing, batch.tensors))
     label_tensors = [np.asarray(batch.tensors[n]) for n in label_names]
     prediction_tensors = [np.asarray(batch.tensors[n]) for n in prediction_names]
     if len(label_tensors) == len(prediction_tensors) == 1:

@@ -2,9 +2,12 @@
 
 ``layout.py`` says where smdebug puts each file; this module says what is in them and checks it.
 Nothing here reads a file or knows a storage: each parser takes bytes and returns what the
-reader needs, or raises a typed error (a ``ValueError``) whose message names the first thing
-that is not what smdebug 1.0.34 writes. Files are data from a job anyone may control, so every
-field is checked for its type, and paths taken from them must stay inside the trial.
+reader needs, or raises a ``TrialBytesError`` (``problems.py``; a ``ValueError``) whose message
+names the first thing that is not what smdebug 1.0.34 writes, and nothing else, whatever the
+bytes: ``devtools/fuzz_parsers.py`` holds every parser to that. Files are data from a job anyone
+may control, so every field is checked for its type and range (record offsets and lengths fit
+an int64, ``num_workers`` is at most ``MAX_WORKERS``), paths taken from them must stay inside
+the trial, and values quoted in messages are shortened.
 """
 
 from __future__ import annotations
@@ -16,6 +19,14 @@ from typing import Any, NamedTuple
 from evaluator import compiled
 from evaluator.trial.interface import WorkerStep
 from evaluator.trial.layout import REDUCTIONS_PREFIX, index_key, is_safe_key, worker_label
+from evaluator.trial.problems import (
+    DECODE_ERROR,
+    MALFORMED_COLLECTIONS,
+    MALFORMED_EVENT_FILE,
+    MALFORMED_INDEX,
+    TrialBytesError,
+    quoted,
+)
 from evaluator.trial.records import HEADER_SIZE, RECORD_OVERHEAD, iter_records
 from evaluator.trial.tensors import EventValue, describe_event
 
@@ -24,16 +35,55 @@ MODE_NUMBERS = {"1": "TRAIN", "2": "EVAL", "3": "PREDICT", "4": "GLOBAL"}
 """smdebug's ``ModeKeys`` values, as its writer puts them into the ``mode`` plugin data."""
 
 
-class MalformedIndexError(ValueError):
+class MalformedIndexError(TrialBytesError):
     """An index file that is not what smdebug writes; the message says what is wrong."""
 
-
-class MalformedEventFileError(ValueError):
-    """An event file whose records do not describe one smdebug step; the message says why."""
+    reason = MALFORMED_INDEX
 
 
-class MalformedCollectionsError(ValueError):
+class MalformedEventFileError(TrialBytesError):
+    """An event file whose records do not describe one smdebug step; the message says why.
+
+    ``reason``: ``decode_error`` when a record is not a protobuf Event at all,
+    ``malformed_event_file`` when well-formed records are not one smdebug step."""
+
+    reason = MALFORMED_EVENT_FILE
+
+
+class MalformedCollectionsError(TrialBytesError):
     """A collections file without a usable ``_meta.num_workers``; the message says why."""
+
+    reason = MALFORMED_COLLECTIONS
+
+
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+"""An index's record offsets and lengths are int64 in smdebug and in the storage calls they
+drive (a seek, an HTTP range): a number outside is refused where it is parsed, not where it
+would overflow. (A mode step is only reported, so any integer is kept, as smdebug does.)"""
+
+MAX_WORKERS = 1 << 20
+"""The most ``_meta.num_workers`` a collections file may claim: a step waits for that many
+workers, so a claim of 10^12 would hold every step until the end marker. A million ranks is far
+beyond any training job."""
+
+_JSON_ERRORS = (ValueError, RecursionError)
+"""What ``json.loads`` raises for bytes that are not JSON: ``JSONDecodeError`` and
+``UnicodeDecodeError`` are ``ValueError``s, too many digits a plain one, and nesting deeper than
+the interpreter's recursion limit (``[[[[...``) a ``RecursionError``."""
+
+
+def _load_json(raw: bytes, error: type[TrialBytesError]) -> Any:
+    """The document in ``raw``, or ``error`` saying why it is none."""
+    try:
+        return json.loads(raw)
+    except _JSON_ERRORS as failure:
+        why = (
+            "nested deeper than the interpreter's recursion limit"
+            if isinstance(failure, RecursionError)
+            else quoted(str(failure))
+        )
+        raise error(f"not JSON ({why}; {len(raw):,} bytes)") from None
 
 
 class TensorSpan(NamedTuple):
@@ -98,14 +148,11 @@ def parse_index(raw: bytes, step: int, file_worker: str) -> PartLayout:
 
     Raises MalformedIndexError naming the first thing that is not what smdebug writes.
     """
-    try:
-        document = json.loads(raw)
-    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError alike
-        raise MalformedIndexError(f"not JSON ({error}; {len(raw)} bytes)") from error
+    document = _load_json(raw, MalformedIndexError)
     meta = _field(document, "meta", dict, "the index")
     mode = _field(meta, "mode", str, "meta").strip()
     if mode not in MODES:
-        raise MalformedIndexError(f"meta.mode is {mode!r}, expected one of {sorted(MODES)}")
+        raise MalformedIndexError(f"meta.mode is {quoted(mode)}, expected one of {sorted(MODES)}")
     mode_step = _field(meta, "mode_step", int, "meta")
     payload = document.get("tensor_payload")
     payload = [] if payload is None else payload
@@ -119,7 +166,7 @@ def parse_index(raw: bytes, step: int, file_worker: str) -> PartLayout:
     event_key = _field(meta, "event_file_name", str, "meta") if spans else ""
     if spans and not is_safe_key(event_key):
         raise MalformedIndexError(
-            f"meta.event_file_name {event_key!r} is not a relative path inside the trial"
+            f"meta.event_file_name {quoted(event_key)} is not a relative path inside the trial"
         )
     return PartLayout(step, file_worker, mode, mode_step, event_key, spans)
 
@@ -127,9 +174,19 @@ def parse_index(raw: bytes, step: int, file_worker: str) -> PartLayout:
 def _span(entry: Any, position: int) -> TensorSpan:
     where = f"tensor_payload[{position}]"
     name = _field(entry, "tensorname", str, where)
-    start = _field(entry, "start_idx", int, where)
-    length = _field(entry, "length", int, where)
+    start = _int64_field(entry, "start_idx", where)
+    length = _int64_field(entry, "length", where)
     return TensorSpan(name, start, length)
+
+
+def _int64_field(container: Any, name: str, where: str) -> int:
+    """``container[name]``, an int that fits an int64 (``INT64_MIN``)."""
+    value: int = _field(container, name, int, where)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise MalformedIndexError(
+            f"{where}.{name} is {quoted(str(value))}, outside the int64 range smdebug writes"
+        )
+    return value
 
 
 def _field(container: Any, name: str, kind: type[Any], where: str) -> Any:
@@ -152,22 +209,25 @@ def parse_num_workers(raw: bytes) -> int:
 
     Raises MalformedCollectionsError for anything else, undecodable bytes included.
     """
-    try:
-        document = json.loads(raw)
-    except ValueError as error:
-        raise MalformedCollectionsError(f"not JSON ({error})") from error
+    document = _load_json(raw, MalformedCollectionsError)
     meta = document.get("_meta", {}) if isinstance(document, dict) else None
     if not isinstance(meta, dict):
         raise MalformedCollectionsError("no _meta object")
     workers = meta.get("num_workers", 1)
     if isinstance(workers, bool) or not isinstance(workers, int | str):
-        raise MalformedCollectionsError(f"_meta.num_workers is {workers!r}")
+        raise MalformedCollectionsError(
+            f"_meta.num_workers is {quoted(repr(workers))}, expected a whole number"
+        )
     try:
         count = int(workers)
-    except ValueError as error:
-        raise MalformedCollectionsError(f"_meta.num_workers is {workers!r}") from error
-    if count < 1:
-        raise MalformedCollectionsError(f"_meta.num_workers is {count}, expected at least 1")
+    except ValueError:
+        raise MalformedCollectionsError(
+            f"_meta.num_workers is {quoted(repr(workers))}, expected a whole number"
+        ) from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise MalformedCollectionsError(
+            f"_meta.num_workers is {quoted(str(count))}, expected 1 to {MAX_WORKERS:,}"
+        )
     return count
 
 
@@ -207,9 +267,10 @@ def scan_event_file_python(
     for offset, payload in iter_records(buf, verify_payload=verify_payload, where=where):
         try:
             event_step, values = describe_event(payload)
-        except ValueError as error:
+        except ValueError as error:  # every one is a TrialBytesError; any other, one now
             raise MalformedEventFileError(
-                f"record at offset {offset} of {where}: {error}; not an smdebug Event"
+                f"record at offset {offset} of {where}: {error}; not an smdebug Event",
+                reason=DECODE_ERROR,
             ) from error
         if values and event_step != step:
             raise MalformedEventFileError(
@@ -249,15 +310,16 @@ def mode_of(value: EventValue, step: int, offset: int, where: str) -> tuple[str,
     mode = "GLOBAL" if raw_mode is None else MODE_NUMBERS.get(raw_mode.strip())
     if mode is None:
         raise MalformedEventFileError(
-            f"tensor {value.tag!r} at offset {offset} of {where} has mode {raw_mode!r}; smdebug "
-            f"writes one of {sorted(MODE_NUMBERS)} (its ModeKeys)"
+            f"tensor {quoted(value.tag)} at offset {offset} of {where} has mode "
+            f"{quoted(str(raw_mode))}; smdebug writes one of {sorted(MODE_NUMBERS)} (its ModeKeys)"
         )
     raw_step = value.plugins.get("mode_step")
+    if raw_step is None:
+        return mode, step
     try:
-        mode_step = step if raw_step is None else int(raw_step)
-    except ValueError as error:
+        return mode, int(raw_step)
+    except ValueError:  # not a number, or more digits than int() converts
         raise MalformedEventFileError(
-            f"tensor {value.tag!r} at offset {offset} of {where} has mode_step {raw_step!r}, "
-            "not an integer"
-        ) from error
-    return mode, mode_step
+            f"tensor {quoted(value.tag)} at offset {offset} of {where} has mode_step "
+            f"{quoted(raw_step)}, not an integer"
+        ) from None

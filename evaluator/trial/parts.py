@@ -32,6 +32,7 @@ from evaluator.trial.problems import (
     MALFORMED_INDEX,
     MISSING_EVENT_FILE,
     UNREADABLE_EVENT_FILE,
+    TrialBytesError,
 )
 from evaluator.trial.records import RECORD_OVERHEAD, RecordError, record_payload
 from evaluator.trial.tensors import decode_event_tensors, decode_tensor_at, tensor_view
@@ -206,6 +207,8 @@ def skip_reason(error: Exception) -> str:
         return MISSING_EVENT_FILE
     if isinstance(error, OSError):
         return UNREADABLE_EVENT_FILE
+    if isinstance(error, TrialBytesError):  # what is wrong with the bytes: truncated, ...
+        return error.reason
     return MALFORMED_EVENT_FILE
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from evaluator.trial.contract import QUOTED_CHARACTERS
 from evaluator.trial.interface import ReaderProblems
 
 log = logging.getLogger("classimbalance.trial")
@@ -20,19 +21,49 @@ EXAMPLES_KEPT = 32
 INCOMPLETE_STEPS_KEPT = 100
 """Steps handed over without all their workers that are named in the status (all are counted)."""
 
-# Reasons of files given up on, or never written (``skipped_files``).
+# Reasons of files given up on, or never written (``skipped_files``). A file whose bytes are
+# damaged is counted under what is wrong with them, as a batch read from it would be: the
+# framing's ``truncated``, ``length_crc``, ``payload_crc`` (``RecordError``), ``decode_error``
+# (a record that is not a protobuf Event), or ``malformed_event_file`` (well-formed records that
+# are not one smdebug step: another step's, mixed modes, a mode smdebug does not write).
 MALFORMED_COLLECTIONS = "malformed_collections"
 MALFORMED_INDEX = "malformed_index"
 MALFORMED_EVENT_FILE = "malformed_event_file"
+DECODE_ERROR = "decode_error"
 MISSING_EVENT_FILE = "missing_event_file"
 UNREADABLE_EVENT_FILE = "unreadable_event_file"
 LATE_PART = "late_part"
 MISSING_WORKER = "missing_worker"
+UNREADABLE_ENTRY = "unreadable_entry"
+"""A folder entry a local listing cannot follow (a symbolic link that loops), left out."""
 
 # Reasons of notices (``notices``).
 STORAGE_UNAVAILABLE = "storage_unavailable"
 UNHELD_PART = "unheld_part"
 FOREIGN_KEYS = "foreign_keys"
+
+
+def quoted(text: str, limit: int = QUOTED_CHARACTERS) -> str:
+    """``text`` quoted for a message, shortened to its first ``limit`` characters and how long
+    the whole was: names and values in a trial come from files anyone who can write it fills,
+    and a message goes into the log and the status file."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters in all)"
+
+
+class TrialBytesError(ValueError):
+    """Bytes of a trial file that are not what smdebug writes: what every parser of trial bytes
+    raises (index, collections and event files, records, the protobuf wire, tensors), so a
+    caller catches one class. ``reason`` is the short stable key it is counted under; the
+    message says what was expected, what was found and what to change."""
+
+    reason: str = DECODE_ERROR
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class ProblemLog:

@@ -18,6 +18,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from evaluator.trial.problems import TrialBytesError
+
 __all__ = [
     "END_GROUP",
     "FIXED32",
@@ -62,7 +64,7 @@ _SMALL_PACKED: Final = 64
 """Below this many bytes a Python loop beats NumPy's per-call overhead for packed varints."""
 
 
-class WireError(ValueError):
+class WireError(TrialBytesError):
     """The bytes are not a well-formed protobuf message (truncated, or not protobuf at all)."""
 
 

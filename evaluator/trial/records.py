@@ -19,6 +19,8 @@ from typing import Final
 
 import google_crc32c
 
+from evaluator.trial.problems import TrialBytesError
+
 __all__ = [
     "FOOTER_SIZE",
     "HEADER_SIZE",
@@ -52,7 +54,7 @@ SMDEBUG_CONSTANT_FOOTER: Final = masked_crc32c(b"0x12345678")
 """The footer smdebug writes when it does not checksum payloads (its default)."""
 
 
-class RecordError(ValueError):
+class RecordError(TrialBytesError):
     """A record of an event file cannot be trusted.
 
     ``reason`` is a short stable key for metrics and status files: ``truncated``, ``bad_index``,
@@ -66,7 +68,7 @@ class RecordError(ValueError):
         self.offset = offset
         self.detail = detail
         location = f"record at offset {offset}" + (f" of {where}" if where else "")
-        super().__init__(f"{location}: {detail}")
+        super().__init__(f"{location}: {detail}", reason=reason)
 
 
 def record_payload(

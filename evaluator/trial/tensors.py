@@ -14,18 +14,40 @@ and half-precision bit patterns become float16.
 
 Where a singular field appears twice the last one wins (protobuf would merge two sub-messages;
 no writer emits that). Strings become a NumPy ``str`` array, which cannot hold trailing NULs.
+
+The bytes come from a file anyone who can write the trial controls, so every claim in them that
+would drive an allocation or a loop is held to what the record holds, or to a named bound,
+before it is acted on: dimensions (each, their product, their number), a broadcast value's
+shape, the number of fields of a ``TensorProto`` (each unpacked value is one), the cells of a
+string array. A claim beyond them raises ``TensorDecodeError`` saying which bound and why.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from evaluator.trial.dtypes import (
+    CONTENT_DTYPES,
+    DT_BFLOAT16,
+    DT_BOOL,
+    DT_COMPLEX64,
+    DT_COMPLEX128,
+    DT_HALF,
+    DT_INVALID,
+    DT_STRING,
+    DTYPE_NAMES,
+    FIXED32_FIELDS,
+    FIXED64_FIELDS,
+    KINDS,
+    STRING_VAL,
+    TYPED_FIELD_NAMES,
+)
+from evaluator.trial.problems import TrialBytesError, quoted
 from evaluator.trial.protowire import (
     FIXED32,
     FIXED64,
@@ -44,6 +66,10 @@ from evaluator.trial.protowire import (
 
 __all__ = [
     "DTYPE_NAMES",
+    "MAX_BROADCAST_ELEMENTS",
+    "MAX_RANK",
+    "MAX_STRING_CELLS",
+    "MAX_TENSOR_FIELDS",
     "EventValue",
     "TensorDecodeError",
     "decode_event_tensors",
@@ -56,131 +82,44 @@ __all__ = [
 Array = npt.NDArray[Any]
 
 
-class TensorDecodeError(ValueError):
+class TensorDecodeError(TrialBytesError):
     """A well-formed message whose tensor cannot be turned into an array (wrong element count,
     unsupported dtype, undecodable string)."""
 
 
-# DataType numbers from tensorflow/core/framework/types.proto (checked against smdebug's copy).
-DT_INVALID: Final = 0
-DT_FLOAT: Final = 1
-DT_DOUBLE: Final = 2
-DT_INT32: Final = 3
-DT_UINT8: Final = 4
-DT_INT16: Final = 5
-DT_INT8: Final = 6
-DT_STRING: Final = 7
-DT_COMPLEX64: Final = 8
-DT_INT64: Final = 9
-DT_BOOL: Final = 10
-DT_BFLOAT16: Final = 14
-DT_UINT16: Final = 17
-DT_COMPLEX128: Final = 18
-DT_HALF: Final = 19
-DT_UINT32: Final = 22
-DT_UINT64: Final = 23
-
-DTYPE_NAMES: Final = {
-    0: "DT_INVALID",
-    1: "DT_FLOAT",
-    2: "DT_DOUBLE",
-    3: "DT_INT32",
-    4: "DT_UINT8",
-    5: "DT_INT16",
-    6: "DT_INT8",
-    7: "DT_STRING",
-    8: "DT_COMPLEX64",
-    9: "DT_INT64",
-    10: "DT_BOOL",
-    11: "DT_QINT8",
-    12: "DT_QUINT8",
-    13: "DT_QINT32",
-    14: "DT_BFLOAT16",
-    15: "DT_QINT16",
-    16: "DT_QUINT16",
-    17: "DT_UINT16",
-    18: "DT_COMPLEX128",
-    19: "DT_HALF",
-    20: "DT_RESOURCE",
-    21: "DT_VARIANT",
-    22: "DT_UINT32",
-    23: "DT_UINT64",
-    24: "DT_FLOAT8_E5M2",
-    25: "DT_FLOAT8_E4M3FN",
-}
-"""Names for error messages, including the types this reader does not decode."""
-
-# TensorProto's typed repeated fields (dtype 1, tensor_shape 2 and tensor_content 4 are read
-# with literal numbers in the hot loop).
-_FLOAT_VAL: Final = 5
-_DOUBLE_VAL: Final = 6
-_INT_VAL: Final = 7
-_STRING_VAL: Final = 8
-_SCOMPLEX_VAL: Final = 9
-_INT64_VAL: Final = 10
-_BOOL_VAL: Final = 11
-_DCOMPLEX_VAL: Final = 12
-_HALF_VAL: Final = 13
-_UINT32_VAL: Final = 16
-_UINT64_VAL: Final = 17
-
-_TYPED_FIELD_NAMES: Final = {
-    _FLOAT_VAL: "float_val",
-    _DOUBLE_VAL: "double_val",
-    _INT_VAL: "int_val",
-    _STRING_VAL: "string_val",
-    _SCOMPLEX_VAL: "scomplex_val",
-    _INT64_VAL: "int64_val",
-    _BOOL_VAL: "bool_val",
-    _DCOMPLEX_VAL: "dcomplex_val",
-    _HALF_VAL: "half_val",
-    _UINT32_VAL: "uint32_val",
-    _UINT64_VAL: "uint64_val",
-}
-_FIXED32_FIELDS: Final = frozenset({_FLOAT_VAL, _SCOMPLEX_VAL})
-_FIXED64_FIELDS: Final = frozenset({_DOUBLE_VAL, _DCOMPLEX_VAL})
-
 _MAX_ELEMENTS: Final = 1 << 48
 """Far more elements than any real tensor: a shape beyond this is corrupt, not just large."""
 
+MAX_BROADCAST_ELEMENTS: Final = 1 << 24
+"""Elements one typed value may fill (TensorFlow's broadcast of a constant tensor). They lie in
+no byte of the record, yet the rule turns labels and scores into int64 and float64 rows: 16 Mi
+elements cost 128 MiB once materialised, half the reader's ``HELD_BYTES_LIMIT`` (256 MiB, the
+most event-file bytes it keeps), which a ``tensor_content`` that large would have had to bring.
+No writer broadcasts labels or predictions (smdebug writes ``tensor_content``), and a shape of
+10^12 elements with one value would otherwise hang the rule for minutes."""
 
-@dataclass(frozen=True)
-class _Kind:
-    """How one DataType is stored: its raw dtype in ``tensor_content`` and its typed fields."""
+MAX_RANK: Final = 64
+"""Dimensions a shape may have: NumPy's limit (TensorFlow's is 254), so a tensor beyond it
+could not be an array anyway; refused as soon as the shape's bytes pass it, so that a shape of
+millions of empty dims is not walked to the end."""
 
-    content: np.dtype[Any] | None
-    fields: tuple[int, ...]
-    result: np.dtype[Any]
+MAX_TENSOR_FIELDS: Final = 1 << 16
+"""Fields one ``TensorProto`` may have. A writer puts a handful there (dtype, shape, version,
+the content or one packed run per typed field); only unpacked repeated values (hand-made, or a
+proto2-era encoder) add a field per element, and each costs a Python step and object. Past this
+many the message is refused rather than walked: 8 Mi unpacked values in a 16 MiB record took
+45 s and 2.5 GB."""
+
+MAX_STRING_CELLS: Final = 1 << 24
+"""Characters of a string array (elements x the longest element): NumPy's ``str`` arrays are
+fixed-width, 4 bytes a character, so this is 64 MiB. One long string beside many empty ones
+would otherwise claim terabytes."""
+
+_MAX_CACHED_KEY_BYTES: Final = 256
+"""The longest shape or plugin metadata the decoding caches keep: smdebug's are a few dozen
+bytes, and a cache of 4096 long keys would hold whatever a hostile file repeats there."""
 
 
-def _kind(content: str | None, fields: tuple[int, ...], result: str) -> _Kind:
-    return _Kind(None if content is None else np.dtype(content), fields, np.dtype(result))
-
-
-_KINDS: Final = {
-    DT_FLOAT: _kind("<f4", (_FLOAT_VAL,), "<f4"),
-    DT_DOUBLE: _kind("<f8", (_DOUBLE_VAL,), "<f8"),
-    DT_INT32: _kind("<i4", (_INT_VAL,), "<i4"),
-    DT_UINT8: _kind("u1", (_INT_VAL,), "u1"),
-    DT_INT16: _kind("<i2", (_INT_VAL,), "<i2"),
-    DT_INT8: _kind("i1", (_INT_VAL,), "i1"),
-    DT_STRING: _kind(None, (_STRING_VAL,), "U"),
-    DT_COMPLEX64: _kind("<c8", (_SCOMPLEX_VAL,), "<c8"),
-    DT_INT64: _kind("<i8", (_INT64_VAL,), "<i8"),
-    # Bools are one byte each in tensor_content; read as bytes so that any non-zero is True.
-    DT_BOOL: _kind("u1", (_BOOL_VAL,), "?"),
-    # bfloat16 bits are the upper half of a float32: widened, not rounded.
-    DT_BFLOAT16: _kind("<u2", (_HALF_VAL, _INT_VAL), "<f4"),
-    DT_UINT16: _kind("<u2", (_INT_VAL,), "<u2"),
-    DT_COMPLEX128: _kind("<c16", (_DCOMPLEX_VAL,), "<c16"),
-    # Older TensorFlow writers put half bit patterns in int_val rather than half_val.
-    DT_HALF: _kind("<f2", (_HALF_VAL, _INT_VAL), "<f2"),
-    DT_UINT32: _kind("<u4", (_UINT32_VAL,), "<u4"),
-    DT_UINT64: _kind("<u8", (_UINT64_VAL,), "<u8"),
-}
-_CONTENT_DTYPES: Final = {
-    dtype: kind.content for dtype, kind in _KINDS.items() if kind.content is not None
-}
 _F32: Final = np.dtype("<f4")
 _F64: Final = np.dtype("<f8")
 _U2: Final = np.dtype("<u2")
@@ -277,6 +216,10 @@ def _plugin_data(buf: Buffer, start: int, stop: int) -> dict[str, str]:
 
     Read-only: the dict is shared by every record with the same metadata.
     """
+    if stop - start > _MAX_CACHED_KEY_BYTES:
+        unusual: dict[str, str] = {}
+        _plugins(buf, start, stop, unusual)
+        return unusual
     raw = bytes(buf[start:stop])
     known = _PLUGIN_DATA.get(raw)
     if known is None:
@@ -318,9 +261,9 @@ def decode_tensor_at(payload: memoryview[Any] | bytes, start: int, stop: int, ta
     try:
         return _tensor(buf, start, stop)
     except TensorDecodeError as error:
-        raise TensorDecodeError(f"tensor {tag!r}: {error}") from error
+        raise TensorDecodeError(f"tensor {quoted(tag)}: {error}") from error
     except WireError as error:
-        raise WireError(f"tensor {tag!r}: {error}") from error
+        raise WireError(f"tensor {quoted(tag)}: {error}") from error
 
 
 def tensor_view(payload: bytes, content: tuple[int, tuple[int, ...], int]) -> Array:
@@ -328,7 +271,7 @@ def tensor_view(payload: bytes, content: tuple[int, tuple[int, ...], int]) -> Ar
     read-only zero-copy array :func:`decode_tensor_at` would build, without walking its
     ``TensorProto`` again."""
     dtype, shape, offset = content
-    return np.ndarray(shape, _CONTENT_DTYPES[dtype], payload, offset)
+    return np.ndarray(shape, CONTENT_DTYPES[dtype], payload, offset)
 
 
 def decode_tensor_proto(buf: memoryview[Any] | bytes) -> Array:
@@ -406,7 +349,13 @@ def _tensor(buf: Buffer, start: int, stop: int) -> Array:
     content: tuple[int, int] | None = None
     typed: dict[int, list[tuple[int, int, int]]] = {}
     # Wire types are checked inline: this runs for every tensor read.
-    for number, wire_type, first, end in iter_fields(buf, start, stop):
+    for fields, (number, wire_type, first, end) in enumerate(iter_fields(buf, start, stop), 1):
+        if fields > MAX_TENSOR_FIELDS:
+            raise TensorDecodeError(
+                f"the TensorProto has more than {MAX_TENSOR_FIELDS:,} fields (in "
+                f"{stop - start:,} bytes): writers pack repeated values, so these bytes are "
+                "not a tensor a writer made"
+            )
         if number == 4:
             if wire_type != 2:
                 raise _wrong_wire_type(wire_type, LEN, "TensorProto.tensor_content")
@@ -419,7 +368,7 @@ def _tensor(buf: Buffer, start: int, stop: int) -> Array:
             if wire_type != 2:
                 raise _wrong_wire_type(wire_type, LEN, "TensorProto.tensor_shape")
             shape = _SHAPES.get(bytes(buf[first:end])) or _shape(buf, first, end)
-        elif number in _TYPED_FIELD_NAMES:
+        elif number in TYPED_FIELD_NAMES:
             typed.setdefault(number, []).append((wire_type, first, end))
     if content is not None and content[1] > content[0]:
         return _from_content(buf, content[0], content[1], dtype, shape)
@@ -442,6 +391,11 @@ def _shape(buf: Buffer, start: int, stop: int) -> tuple[int, ...]:
         if number == 2:
             if wire_type != 2:
                 raise _wrong_wire_type(wire_type, LEN, "TensorShapeProto.dim")
+            if len(dims) == MAX_RANK:
+                raise TensorDecodeError(
+                    f"the tensor shape has more than {MAX_RANK} dimensions (in {stop - start:,} "
+                    f"bytes): an array has at most {MAX_RANK}"
+                )
             dims.append(_dim_size(buf, first, end))
         elif number == 3:
             _expect(wire_type, VARINT, "TensorShapeProto.unknown_rank")
@@ -450,7 +404,8 @@ def _shape(buf: Buffer, start: int, stop: int) -> tuple[int, ...]:
                     "the tensor shape has unknown rank: a saved tensor value needs a full shape"
                 )
     shape = tuple(dims)
-    if shape:  # the empty shape is falsy: caching it would not save a lookup
+    # The empty shape is falsy: caching it would not save a lookup.
+    if shape and stop - start <= _MAX_CACHED_KEY_BYTES:
         if len(_SHAPES) >= _MAX_CACHED_SHAPES:
             _SHAPES.clear()
         _SHAPES[bytes(buf[start:stop])] = shape
@@ -497,13 +452,22 @@ def _checked_dim(size: int) -> int:
 def _element_count(shape: tuple[int, ...]) -> int:
     """Elements of ``shape``, refusing shapes NumPy could not even represent empty."""
     if math.prod(d for d in shape if d) >= _MAX_ELEMENTS:
-        raise TensorDecodeError(f"shape {shape} is too large to be a real tensor: it is corrupt")
+        raise TensorDecodeError(
+            f"shape {_shape_text(shape)} is too large to be a real tensor ({_MAX_ELEMENTS:,} "
+            "elements or more): it is corrupt"
+        )
     return math.prod(shape)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    """A shape for messages: up to 64 dims of up to 15 digits would be a kilobyte."""
+    text = str(shape)
+    return text if len(text) <= 120 else f"{text[:120]}... ({len(shape)} dimensions)"
 
 
 def _from_content(buf: Buffer, first: int, end: int, dtype: int, shape: tuple[int, ...]) -> Array:
     """A zero-copy array over raw little-endian content (bool and bfloat16 are converted)."""
-    storage = _CONTENT_DTYPES.get(dtype)
+    storage = CONTENT_DTYPES.get(dtype)
     if storage is None:
         if dtype == DT_STRING:
             raise TensorDecodeError(
@@ -511,10 +475,10 @@ def _from_content(buf: Buffer, first: int, end: int, dtype: int, shape: tuple[in
                 "(it uses string_val)"
             )
         raise _unsupported(dtype)
-    count = math.prod(shape)
+    count = _element_count(shape)
     if end - first != count * storage.itemsize:
         raise TensorDecodeError(
-            f"expected {count} elements for shape {shape}, found "
+            f"expected {count} elements for shape {_shape_text(shape)}, found "
             f"{(end - first) / storage.itemsize:g} ({end - first} bytes of {DTYPE_NAMES[dtype]} "
             f"tensor_content, {storage.itemsize} per element)"
         )
@@ -537,7 +501,7 @@ def _from_typed(
     shape: tuple[int, ...],
 ) -> Array:
     """Values from the typed repeated field this dtype uses, broadcast if there is just one."""
-    kind = _KINDS.get(dtype)
+    kind = KINDS.get(dtype)
     if kind is None:
         raise _unsupported(dtype)
     count = _element_count(shape)
@@ -548,20 +512,27 @@ def _from_typed(
         return values.reshape(shape)
     if found == 1:
         # TensorFlow stores a tensor whose elements are all equal as that one value. A read-only
-        # broadcast view fills the shape without allocating it.
+        # broadcast view fills the shape without allocating it, but whoever reads it does.
+        if count > MAX_BROADCAST_ELEMENTS:
+            raise TensorDecodeError(
+                f"shape {_shape_text(shape)} claims {count:,} elements filled by one "
+                f"{DTYPE_NAMES[dtype]} value in {TYPED_FIELD_NAMES[field]}; a broadcast value "
+                f"may fill at most {MAX_BROADCAST_ELEMENTS:,} (a tensor this large is written "
+                "as tensor_content)"
+            )
         try:
             return np.broadcast_to(values, shape)
         except ValueError as error:
-            raise TensorDecodeError(f"cannot fill shape {shape}: {error}") from error
+            raise TensorDecodeError(f"cannot fill shape {_shape_text(shape)}: {error}") from error
     raise TensorDecodeError(
-        f"expected {count} elements for shape {shape}, found {found} "
-        f"({DTYPE_NAMES[dtype]} in {_TYPED_FIELD_NAMES[field]})"
+        f"expected {count} elements for shape {_shape_text(shape)}, found {found} "
+        f"({DTYPE_NAMES[dtype]} in {TYPED_FIELD_NAMES[field]})"
     )
 
 
 def _typed_values(buf: Buffer, field: int, parts: list[tuple[int, int, int]], dtype: int) -> Array:
     """Concatenate the packed runs and single values of one typed field, in wire order."""
-    if field == _STRING_VAL:
+    if field == STRING_VAL:
         return _strings(buf, parts)
     chunks = [_typed_chunk(buf, field, wire_type, first, end) for wire_type, first, end in parts]
     if not chunks:
@@ -574,20 +545,20 @@ def _typed_values(buf: Buffer, field: int, parts: list[tuple[int, int, int]], dt
 
 
 def _storage_dtype(field: int) -> np.dtype[Any]:
-    if field in _FIXED32_FIELDS:
+    if field in FIXED32_FIELDS:
         return _F32
-    if field in _FIXED64_FIELDS:
+    if field in FIXED64_FIELDS:
         return _F64
     return np.dtype(np.uint64)
 
 
 def _typed_chunk(buf: Buffer, field: int, wire_type: int, first: int, end: int) -> Array:
     """One packed run (wire type LEN) or one unpacked value of a numeric typed field."""
-    if field in _FIXED32_FIELDS or field in _FIXED64_FIELDS:
-        fixed = _F32 if field in _FIXED32_FIELDS else _F64
+    if field in FIXED32_FIELDS or field in FIXED64_FIELDS:
+        fixed = _F32 if field in FIXED32_FIELDS else _F64
         if wire_type not in (LEN, FIXED32 if fixed is _F32 else FIXED64):
             raise WireError(
-                f"TensorProto.{_TYPED_FIELD_NAMES[field]} has wire type "
+                f"TensorProto.{TYPED_FIELD_NAMES[field]} has wire type "
                 f"{wire_type_name(wire_type)}: not a TensorProto"
             )
         return decode_packed_fixed(buf, first, end, fixed)
@@ -595,7 +566,7 @@ def _typed_chunk(buf: Buffer, field: int, wire_type: int, first: int, end: int) 
         return np.array([first], dtype=np.uint64)
     if wire_type != LEN:
         raise WireError(
-            f"TensorProto.{_TYPED_FIELD_NAMES[field]} has wire type "
+            f"TensorProto.{TYPED_FIELD_NAMES[field]} has wire type "
             f"{wire_type_name(wire_type)}: not a TensorProto"
         )
     return decode_packed_varints(buf, first, end)
@@ -607,17 +578,17 @@ def _typed_to_result(raw: Array, field: int, dtype: int) -> Array:
     Varint fields arrive as raw 64-bit patterns: signed ones are two's complement, and narrower
     integers are truncated exactly as protobuf truncates an int32 field.
     """
-    if field in _FIXED32_FIELDS or field in _FIXED64_FIELDS:
+    if field in FIXED32_FIELDS or field in FIXED64_FIELDS:
         if dtype in (DT_COMPLEX64, DT_COMPLEX128):
             return _complex(raw, dtype)
-        return raw.astype(_KINDS[dtype].result, copy=False)
+        return raw.astype(KINDS[dtype].result, copy=False)
     if dtype == DT_BOOL:
         return raw.astype(np.bool_)
     if dtype == DT_HALF:
         return _low_bits(raw, _U2).view(np.float16)
     if dtype == DT_BFLOAT16:
         return _widen_bfloat16(_low_bits(raw, _U2))
-    return _low_bits(raw, _KINDS[dtype].result)
+    return _low_bits(raw, KINDS[dtype].result)
 
 
 def _low_bits(raw: npt.NDArray[np.uint64], target: np.dtype[Any]) -> Array:
@@ -638,7 +609,7 @@ def _complex(raw: Array, dtype: int) -> Array:
             f"{DTYPE_NAMES[dtype]} typed values hold {raw.shape[0]} numbers: complex values "
             "come as (real, imaginary) pairs"
         )
-    return np.ascontiguousarray(raw).view(_KINDS[dtype].result)
+    return np.ascontiguousarray(raw).view(KINDS[dtype].result)
 
 
 def _strings(buf: Buffer, parts: list[tuple[int, int, int]]) -> Array:
@@ -650,4 +621,10 @@ def _strings(buf: Buffer, parts: list[tuple[int, int, int]]) -> Array:
                 "TensorProto"
             )
         values.append(_utf8(buf, first, end, f"string element {len(values)}"))
+    longest = max(map(len, values), default=0)
+    if len(values) * longest > MAX_STRING_CELLS:
+        raise TensorDecodeError(
+            f"{len(values):,} strings of up to {longest:,} characters make an array of "
+            f"{len(values) * longest:,} characters, more than {MAX_STRING_CELLS:,}"
+        )
     return np.array(values, dtype=str)

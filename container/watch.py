@@ -65,7 +65,7 @@ class StepWaiter:
         Returns whether a watch was added just now."""
         if self._root is None or self._inotify is None:
             return False
-        if not self._root.is_dir():
+        if not _is_dir(self._root):
             return self._watch_ancestor(self._root, self._inotify)
         self._drop_ancestor(self._inotify)  # the trial is there: its parent's events are noise
         added = False
@@ -90,7 +90,7 @@ class StepWaiter:
         """Watch the nearest existing folder above the missing trial root (whether one was
         added just now): a sidecar started before training sees the trial appear at once."""
         folder = root.parent
-        while not folder.is_dir() and folder != folder.parent:
+        while not _is_dir(folder) and folder != folder.parent:
             folder = folder.parent
         path = str(folder)
         if self._ancestor is not None and self._ancestor[0] == path:
@@ -112,3 +112,12 @@ class StepWaiter:
         if self._inotify is not None:
             self._inotify.close()
             self._inotify = None
+
+
+def _is_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder we can watch; a link that loops or a folder above it that
+    this user may not search is none (the reader says why; the wait only loses its shortcut)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False

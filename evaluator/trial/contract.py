@@ -15,7 +15,19 @@ Failures come in two kinds, because the reader acts on them differently:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+QUOTED_CHARACTERS = 200
+"""The longest name or path a message repeats whole: a key comes from a folder anyone who can
+write the trial can fill, and a message goes into the log and the status file."""
+
+
+def shorten(text: str, limit: int = QUOTED_CHARACTERS) -> str:
+    """``text``, or its first ``limit`` characters and how long the whole was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters in all)"
 
 
 class TrialError(Exception):
@@ -92,4 +104,25 @@ class RangeReadable(Protocol):
 
         Fewer bytes come back at the end of the object; FileNotFoundError when it is missing.
         """
+        ...
+
+
+@dataclass(frozen=True)
+class UnusableEntry:
+    """An entry a listing left out because it cannot be followed or read: a symbolic link that
+    loops or points at what cannot be looked at, a folder that cannot be opened."""
+
+    key: str
+    """The entry's key; a folder's ends with ``/``."""
+    why: str
+    """The system's word for it (``[Errno 40] Too many levels of symbolic links``)."""
+
+
+@runtime_checkable
+class ReportsUnusableEntries(Protocol):
+    """A storage whose listings can meet entries they cannot follow (a local folder): it leaves
+    them out, and says so once each, for the reader to count as skipped."""
+
+    def take_unusable_entries(self) -> list[UnusableEntry]:
+        """The entries left out since the last call, each only the first time it was met."""
         ...

@@ -26,6 +26,10 @@ folder on each call, as it always did:
 * after a dropped-event overflow, a deleted or moved folder: those folders are scanned afresh;
 * if the periodic rescan (``rescan_seconds``) ever finds a difference the events do not explain,
   for good (``listing_repairs`` counts it).
+
+An entry that cannot be followed (a symbolic link that loops) is left out of listings and
+reported once (``take_unusable_entries``) for the reader to count as skipped; a folder this user
+may not read raises ``TrialError`` saying who the evaluator runs as and what to change.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from evaluator.linux.inotify import (
     Event,
     Inotify,
 )
+from evaluator.trial.contract import TrialError, UnusableEntry, shorten
 from evaluator.trial.layout import is_safe_key
 
 log = logging.getLogger("classimbalance.trial.local")
@@ -83,6 +88,12 @@ _ADDED = IN_CREATE | IN_MOVED_TO
 _REMOVED = IN_DELETE | IN_MOVED_FROM
 _GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT
 _MOUNTINFO = "/proc/self/mountinfo"
+_DENIED = frozenset({errno.EACCES, errno.EPERM})
+
+UNUSABLE_ENTRIES_KEPT = 10_000
+"""Entries that cannot be followed whose keys are remembered, so that each is reported once
+although the folder holding it is scanned on every listing. A trial that holds more is hostile
+or broken beyond counting: the rest are still left out of listings, but reported no more."""
 _MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
@@ -119,6 +130,9 @@ class LocalStorage:
         self._folders: OrderedDict[str, _Folder] = OrderedDict()
         self._by_wd: dict[int, _Folder] = {}
         self._watch_failure_logged = False
+        self._unusable: list[UnusableEntry] = []
+        """Entries met since the last ``take_unusable_entries`` that listings left out."""
+        self._unusable_seen: set[str] = set()
         if incremental:
             self._start_inotify()
 
@@ -138,8 +152,20 @@ class LocalStorage:
         return self._inotify is not None
 
     def exists(self) -> bool:
-        """Whether the trial folder exists (a training job may not have created it yet)."""
-        return self.root.is_dir()
+        """Whether the trial folder exists (a training job may not have created it yet); a
+        root that loops or that this user may not look at raises ``TrialError``."""
+        try:
+            return stat.S_ISDIR(os.stat(self.root).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as error:
+            raise TrialError(self._unusable_folder(os.fspath(self.root), error)) from error
+
+    def take_unusable_entries(self) -> list[UnusableEntry]:
+        """Entries listings left out since the last call (``ReportsUnusableEntries``)."""
+        with self._lock:
+            taken, self._unusable = self._unusable, []
+        return taken
 
     def list_keys(
         self, prefix: str, start_after: str | None = None, max_keys: int | None = None
@@ -194,7 +220,7 @@ class LocalStorage:
         """The file's modification time, None when it does not exist."""
         try:
             return os.stat(self._path(key)).st_mtime
-        except FileNotFoundError:
+        except OSError:  # missing, or a link that cannot be followed: the caller's clock
             return None
 
     def close(self) -> None:
@@ -262,18 +288,62 @@ class LocalStorage:
         return self._scan(folder_key, name_prefix)
 
     def _scan(self, folder_key: str, name_prefix: str) -> list[str]:
-        """Sorted names read from the folder now (those starting with ``name_prefix``)."""
+        """Sorted names read from the folder now (those starting with ``name_prefix``). An
+        entry whose kind cannot be told, or a folder that cannot be opened, is left out and
+        reported; one this user may not read raises ``TrialError``."""
+        path = self._folder_path(folder_key)
+        names: list[str] = []
         try:
-            with os.scandir(self._folder_path(folder_key)) as scan:
-                names = [
-                    f"{entry.name}/" if entry.is_dir() else entry.name
-                    for entry in scan
-                    if entry.name.startswith(name_prefix)
-                ]
+            with os.scandir(path) as scan:
+                for entry in scan:
+                    if not entry.name.startswith(name_prefix):
+                        continue
+                    try:
+                        names.append(f"{entry.name}/" if entry.is_dir() else entry.name)
+                    except OSError as error:
+                        self._left_out(folder_key + entry.name, error)
         except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as error:
+            if error.errno in _DENIED:
+                raise TrialError(self._unusable_folder(path, error)) from error
+            self._left_out(folder_key, error)
             return []
         names.sort()
         return names
+
+    def _left_out(self, key: str, error: OSError) -> None:
+        """Remember an entry a listing leaves out, to be reported once."""
+        if key in self._unusable_seen or len(self._unusable_seen) >= UNUSABLE_ENTRIES_KEPT:
+            return
+        self._unusable_seen.add(key)
+        why = f"[Errno {error.errno}] {error.strerror}" if error.strerror else str(error)
+        self._unusable.append(UnusableEntry(key, why))
+
+    def _unusable_folder(self, path: str, error: OSError) -> str:
+        """Why a folder cannot be read, as what to change."""
+        where = shorten(path)
+        what = "the trial folder" if path == os.fspath(self.root) else "the trial's folder"
+        if error.errno == errno.ELOOP:
+            return (
+                f"Expected {what} {where} to be a folder, but it is a symbolic link that loops "
+                f"({error.strerror}): point --trial / base_trial at the real folder"
+            )
+        if error.errno not in _DENIED:
+            return f"Expected to read {what} {where}, but cannot ({error}): check it"
+        try:
+            owner = os.lstat(path)
+            mode = owner.st_mode & 0o7777
+            found = f"owned by uid {owner.st_uid}, gid {owner.st_gid}, mode {mode:04o}"
+        except OSError:
+            found = "not even to be looked at (a folder above it is not searchable)"
+        return (
+            f"Expected to read {what} {where}, but this user may not ({error.strerror}): "
+            f"the evaluator runs as uid {os.geteuid()}, gid {os.getegid()}, and the folder is "
+            f"{found}. Make the trial readable by this user (chmod -R a+rX on the trial), or run "
+            f"the evaluator as the user or a group that may read it (in Kubernetes: runAsUser, "
+            f"fsGroup)"
+        )
 
     def _folder_path(self, folder_key: str) -> str:
         return self._root_prefix + folder_key if folder_key else os.fspath(self.root)
@@ -500,8 +570,8 @@ def _read_folder(path: str) -> _Read | None:
     """Read the folder at ``path``; None when there is no folder there (any more)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+    except OSError:
+        return None  # gone, or not to be opened: the listing scans it and says why
     try:
         status = os.fstat(fd)
         names: list[str] = []
@@ -509,8 +579,13 @@ def _read_folder(path: str) -> _Read | None:
         with os.scandir(fd) as scan:
             # Inside the block: for some entries is_dir() needs a stat relative to the folder.
             for entry in scan:
-                names.append(f"{entry.name}/" if entry.is_dir() else entry.name)
-                links = links or entry.is_symlink()
+                try:
+                    links = links or entry.is_symlink()
+                    names.append(f"{entry.name}/" if entry.is_dir() else entry.name)
+                except OSError:
+                    links = True  # not to be kept: a scan leaves it out and reports it
+    except OSError:
+        return None
     finally:
         os.close(fd)
     names.sort()

@@ -31,7 +31,9 @@ brought nothing new. Per poll on S3, once the collections files are read:
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +44,14 @@ from evaluator.trial.completeness import (
     ReleasedStep,
     StepCompleteness,
 )
-from evaluator.trial.contract import StorageUnavailable, TrialStorage
+from evaluator.trial.contract import (
+    ReportsUnusableEntries,
+    StorageUnavailable,
+    TrialError,
+    TrialStorage,
+    UnusableEntry,
+    shorten,
+)
 from evaluator.trial.identity import IdentityOf, TrialIdentity
 from evaluator.trial.interface import ReaderProblems, StepRef, WorkerStep, WorkerTensors
 from evaluator.trial.layout import (
@@ -59,9 +68,9 @@ from evaluator.trial.problems import (
     FOREIGN_KEYS,
     LATE_PART,
     MALFORMED_COLLECTIONS,
-    MISSING_EVENT_FILE,
     STORAGE_UNAVAILABLE,
     UNHELD_PART,
+    UNREADABLE_ENTRY,
     ProblemLog,
 )
 from evaluator.trial.selection import EVERYTHING, PartSelection
@@ -182,7 +191,17 @@ class NativeTrialReader:
         return self._storage.local_path
 
     def exists(self) -> bool:
-        return self._storage.exists()
+        """Whether the trial is there; False while its storage is unavailable (as ``poll``
+        returns nothing then), which is counted and said like a poll's outage."""
+        try:
+            return self._storage.exists()
+        except StorageUnavailable as error:
+            self._problems.notice(
+                STORAGE_UNAVAILABLE,
+                f"{self.location}: {error}; looking for the trial again on the next poll",
+                level=logging.WARNING,
+            )
+            return False
 
     def poll(self) -> list[StepRef]:
         try:
@@ -286,6 +305,7 @@ class NativeTrialReader:
             self._load(self._take(keys, cut))
         if ended and not steps.ended:
             steps.end(at=self._marker_time())
+        self._report_unusable()
         released = steps.release(now=self._wall_clock())
         return [ref for step in released if (ref := self._hand_over(step))]
 
@@ -390,6 +410,20 @@ class NativeTrialReader:
         if found:
             self._steps.expected_workers = max(found)
 
+    def _report_unusable(self) -> None:
+        """Count each entry the storage's listings left out (a symbolic link that loops), once;
+        an unusable ``index/`` leaves nothing to read, so it is the trial's error."""
+        if not isinstance(self._storage, ReportsUnusableEntries):
+            return
+        for entry in self._storage.take_unusable_entries():
+            if entry.key == INDEX_PREFIX:
+                raise TrialError(
+                    f"Expected the folder {self._files.where(INDEX_PREFIX)} of index files, but "
+                    f"it cannot be opened ({entry.why}): it is a symbolic link that loops or "
+                    "points at what cannot be read; fix or remove it"
+                )
+            self._problems.skipped(UNREADABLE_ENTRY, _unusable_message(entry, self._files.where))
+
     # -- loading parts -------------------------------------------------------------------------
 
     def _load(self, parts: list[tuple[int, str]]) -> None:
@@ -436,16 +470,10 @@ class NativeTrialReader:
         self._attempts.pop((step, file_worker), None)
         self._steps.settle(step, file_worker, None)
         reason = skip_reason(loaded)
-        hint = (
-            " The event file is written before its index file, so it should be there; was it "
-            "deleted, or the trial copied partly?"
-            if reason == MISSING_EVENT_FILE
-            else " Re-copy the file from the training job's output if it was damaged in transit."
-        )
         self._problems.skipped(
             reason,
             f"{detail}. Gave up after {attempts} attempts; worker {worker_label(file_worker)} is "
-            f"left out of step {step}.{hint}",
+            f"left out of step {step}.{_give_up_hint(loaded)}",
         )
 
     def _hold(self, part: PartLayout) -> PartLayout:
@@ -559,6 +587,39 @@ class NativeTrialReader:
             f"{self._files.where(source_key(step, file_worker, loaded))} cannot be read again "
             f"({loaded}); was it deleted?",
         )
+
+
+def _give_up_hint(error: Exception) -> str:
+    """What to do about a part given up on, by what its last attempt raised."""
+    if isinstance(error, FileNotFoundError):
+        return (
+            " The event file is written before its index file, so it should be there; was it "
+            "deleted, or the trial copied partly?"
+        )
+    if isinstance(error, PermissionError):
+        return (
+            f" This user (uid {os.geteuid()}) may not read it: make the trial readable by it "
+            "(chmod -R a+rX on the trial), or run the evaluator as a user that may."
+        )
+    if isinstance(error, OSError) and error.errno == errno.ELOOP:
+        return " A symbolic link on its path loops: fix or remove it."
+    return " Re-copy the file from the training job's output if it was damaged in transit."
+
+
+def _unusable_message(entry: UnusableEntry, where: Callable[[str], str]) -> str:
+    """What an entry left out of the listings costs, and what to do about it."""
+    parsed = parse_index_key(entry.key)
+    if parsed is not None:
+        lost = f"worker {worker_label(parsed[1])}'s part of step {parsed[0]} is left out"
+    elif entry.key.startswith(INDEX_PREFIX):
+        lost = "the index files under it, if any, are left out"
+    else:
+        lost = "it is left out"
+    return (
+        f"{shorten(where(entry.key))} cannot be followed ({entry.why}): {lost}. smdebug writes no "
+        "symbolic links; a link that loops or points at what cannot be read was put there by "
+        "something else: fix or remove it"
+    )
 
 
 def _detail(error: Exception, where: str) -> str:

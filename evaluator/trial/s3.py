@@ -8,14 +8,22 @@ Failures are sorted by what the caller can do about them. Throttling (SlowDown, 
 are retried by botocore's "standard" mode with exponential backoff and jitter; if they persist
 they surface as :class:`StorageUnavailable`, which the reader rides out. A missing bucket,
 refused credentials or a wrong region will not pass by retrying: they raise ``TrialError``
-naming what to check. Credentials come from boto3's standard chain (environment, profile,
-container or instance role), never from here.
+naming what to check. botocore retries a request whose answer fails, but hands over a body that
+breaks while it is read (``IncompleteRead``, a reset mid-read): such a GET is sent again here,
+with backoff, on a budget of its own (``BODY_ATTEMPTS``, ``BODY_RETRY_SECONDS``), separate from
+the reader's wait for a file that is not there yet. Credentials come from boto3's standard
+chain (environment, profile, container or instance role), never from here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import http.client
+import random
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -31,8 +39,9 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as EndpointUnreachable
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
+from urllib3.exceptions import HTTPError as URLLib3Error
 
-from evaluator.trial.contract import StorageUnavailable, TrialError
+from evaluator.trial.contract import StorageUnavailable, TrialError, shorten
 
 MAX_POOL = 10
 """HTTP connections kept to the endpoint: at least the reader's fetch threads (8 by default)."""
@@ -43,6 +52,27 @@ standard retry mode: exponential backoff with jitter, up to 20 s between attempt
 
 PAGE_SIZE = 1000
 """Keys per ListObjectsV2 page (S3's maximum): one request per 1000 index files."""
+
+BODY_ATTEMPTS = 6
+"""GETs of one object in all, the first included, while its body breaks mid-read. At a fifth of
+bodies cut (a bad link), six in a row fail once in 15,000 reads, and the reader's own retries of
+the part on later polls come on top; a link that breaks more often than that is an outage."""
+
+BODY_RETRY_SECONDS = 30.0
+"""Seconds one object's broken bodies are retried for, from its first GET: no further GET
+starts after this. Bounds how long one poll can spend on one file of a failing link."""
+
+BODY_BACKOFF_SECONDS = 0.1
+"""The wait before the second GET of a broken body; doubled before each next one, with full
+jitter (a random share of it, so that parallel fetches do not retry in step)."""
+
+BODY_BACKOFF_CAP_SECONDS = 4.0
+"""The longest wait between two GETs of a broken body."""
+
+_BROKEN_BODY = (BotoCoreError, OSError, http.client.HTTPException, URLLib3Error)
+"""What reading a body raises when the connection breaks under it: botocore's
+``IncompleteReadError``, ``ResponseStreamingError`` and ``ReadTimeoutError``, and the socket's
+or the HTTP library's own errors should one get through unwrapped."""
 
 _MISSING_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
 _DENIED = frozenset(
@@ -133,6 +163,9 @@ class S3Storage:
         max_pool: int = MAX_POOL,
         max_attempts: int = MAX_ATTEMPTS,
         page_size: int = PAGE_SIZE,
+        body_attempts: int = BODY_ATTEMPTS,
+        body_retry_seconds: float = BODY_RETRY_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -142,6 +175,12 @@ class S3Storage:
             endpoint_url, max_pool=max_pool, max_attempts=max_attempts
         )
         self._page_size = max(1, min(page_size, PAGE_SIZE))
+        self._body_attempts = max(1, body_attempts)
+        self._body_retry_seconds = max(0.0, body_retry_seconds)
+        self._sleep = sleep
+        self.body_retries = 0
+        """GETs sent again because a body broke mid-read (a diagnostic for tests)."""
+        self._body_retries_lock = threading.Lock()
         self._exists = False
         self._reached = threading.Event()
         """Set once the endpoint answered: later connection failures are outages, not typos."""
@@ -207,19 +246,18 @@ class S3Storage:
             arguments["ContinuationToken"] = token
 
     def read_bytes(self, key: str) -> bytes:
-        """The whole object in one GET; FileNotFoundError when it is missing."""
-        response = self._get(key)
-        return self._body(response, key)
+        """The whole object in one GET (more if its body breaks); FileNotFoundError when it
+        is missing."""
+        return self._read_object(key)[1]
 
     def read_range(self, key: str, start: int, length: int) -> tuple[bytes, int]:
         """Up to ``length`` bytes from ``start`` in one ranged GET, and the object's size."""
         if length <= 0:
             return b"", start
         try:
-            response = self._get(key, Range=f"bytes={start}-{start + length - 1}")
+            response, data = self._read_object(key, Range=f"bytes={start}-{start + length - 1}")
         except _RangeNotSatisfiable as error:
             return b"", error.size if error.size is not None else start
-        data = self._body(response, key)
         content_range = response.get("ContentRange") or ""
         if "/" in content_range:
             total = content_range.rpartition("/")[2]
@@ -262,14 +300,30 @@ class S3Storage:
             "read", key, self.client.get_object, Bucket=self.bucket, Key=self._root + key, **extra
         )
 
-    def _body(self, response: Any, key: str) -> bytes:
-        """The body; a connection lost mid-body is not retried by botocore, so say it may pass."""
-        try:
-            return bytes(response["Body"].read())
-        except (BotoCoreError, OSError) as error:
-            raise StorageUnavailable(
-                f"{self._uri(key)}: the connection broke while reading the object ({error})"
-            ) from error
+    def _read_object(self, key: str, **extra: Any) -> tuple[Any, bytes]:
+        """A GET's answer and its whole body, sent again while the body breaks mid-read, within
+        ``BODY_ATTEMPTS`` and ``BODY_RETRY_SECONDS``; then ``StorageUnavailable`` (the reader
+        tries the part again on a later poll). An object rewritten between two GETs is simply
+        read whole again: every GET is a request of its own."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            response = self._get(key, **extra)
+            try:
+                return response, bytes(response["Body"].read())
+            except _BROKEN_BODY as error:
+                _close_quietly(response["Body"])
+                spent = time.monotonic() - started
+                delay = random.uniform(0.0, _body_backoff(attempt))  # jitter, not secrets
+                if attempt >= self._body_attempts or spent + delay > self._body_retry_seconds:
+                    raise StorageUnavailable(
+                        f"{self._uri(key)}: the connection broke while reading the object, "
+                        f"{attempt} time(s) in {spent:.1f} s (the last: {error})"
+                    ) from error
+                with self._body_retries_lock:  # fetch threads share the storage
+                    self.body_retries += 1
+                self._sleep(delay)
 
     def _call(self, action: str, key: str, method: Any, **arguments: Any) -> Any:
         try:
@@ -325,11 +379,22 @@ class S3Storage:
             )
         return StorageUnavailable(
             f"{self._uri(key)}: S3 {action} failed with {code or status} after "
-            f"retries ({details.get('Message', error)})"
+            f"retries ({shorten(str(details.get('Message', error)))})"
         )
 
     def _uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._root}{key}"
+
+
+def _body_backoff(attempt: int) -> float:
+    """The longest wait after the ``attempt``-th broken body (1, 2, ...): exponential, capped."""
+    return min(BODY_BACKOFF_CAP_SECONDS, BODY_BACKOFF_SECONDS * 2.0 ** min(attempt - 1, 16))
+
+
+def _close_quietly(body: Any) -> None:
+    """Let go of a broken body's connection (it is not returned to the pool half-read)."""
+    with contextlib.suppress(*_BROKEN_BODY):
+        body.close()
 
 
 class _RangeNotSatisfiable(Exception):

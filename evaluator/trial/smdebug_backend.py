@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from evaluator.trial.contract import TrialError, TrialStorage
+from evaluator.trial.contract import StorageUnavailable, TrialError, TrialStorage
 from evaluator.trial.identity import IdentityOf, TrialIdentity
 from evaluator.trial.interface import (
     NO_PROBLEMS,
@@ -37,6 +37,7 @@ from evaluator.trial.interface import (
 from evaluator.trial.layout import COLLECTIONS_PREFIX, END_MARKER, parse_collections_key
 from evaluator.trial.local import LocalStorage
 from evaluator.trial.parsers import parse_num_workers
+from evaluator.trial.problems import STORAGE_UNAVAILABLE
 
 
 class SmdebugTrialReader:
@@ -53,6 +54,8 @@ class SmdebugTrialReader:
         self._trial: Any = None
         self._returned_through = -1
         self._identity = IdentityOf(self._storage)
+        self._outages = 0
+        self._last_outage = ""
 
     @property
     def location(self) -> str:
@@ -63,7 +66,14 @@ class SmdebugTrialReader:
         return self._storage.local_path
 
     def exists(self) -> bool:
-        return self._storage.exists()
+        """False while the storage is unavailable, as the native reader rides an outage out:
+        the runtime's idle timeout then ends the run with the failure named."""
+        try:
+            return self._storage.exists()
+        except StorageUnavailable as error:
+            self._outages += 1
+            self._last_outage = f"{self._path}: {error}"
+            return False
 
     def poll(self) -> Sequence[StepRef]:
         try:
@@ -108,8 +118,15 @@ class SmdebugTrialReader:
 
     def problems(self) -> ReaderProblems:
         """smdebug keeps its problems to itself (its log): a part it cannot read reaches the
-        rule as a skipped batch with smdebug's message."""
-        return NO_PROBLEMS
+        rule as a skipped batch with smdebug's message. Only the storage outages seen while
+        looking for the trial are this class's own."""
+        if not self._outages:
+            return NO_PROBLEMS
+        return ReaderProblems(
+            notices={STORAGE_UNAVAILABLE: self._outages},
+            examples={STORAGE_UNAVAILABLE: self._last_outage},
+            last=self._last_outage,
+        )
 
     def close(self) -> None:
         self._trial = None

@@ -691,3 +691,59 @@ def test_read_bytes_of_what_is_not_a_file_raises(
     (tmp_path / "events").mkdir()
     with pytest.raises(error):
         LocalStorage(tmp_path, incremental=False).read_bytes(key)
+
+
+# -- entries that cannot be followed -------------------------------------------------------------
+
+
+def test_a_link_that_loops_is_left_out_and_reported_once(
+    tmp_path: Path, storage_of: Callable[[Path], LocalStorage]
+) -> None:
+    """Added after the folder was kept (an event) or there from the start (a scan): either way
+    the listing is every other key, and the entry is reported the first time only."""
+    root = tmp_path / "trial"
+    write_tree(root, ("index/000000000/000000000000_worker_0.json", "index/000000001/x"))
+    storage = storage_of(root)
+    assert storage.list_keys("index/") == [
+        "index/000000000/000000000000_worker_0.json",
+        "index/000000001/x",
+    ]
+    (root / "index/000000000/self").symlink_to("self")
+    (root / "index/loop_a").symlink_to("loop_b")
+    (root / "index/loop_b").symlink_to("loop_a")
+    for _ in range(2):
+        assert storage.list_keys("index/") == [
+            "index/000000000/000000000000_worker_0.json",
+            "index/000000001/x",
+        ]
+    entries = storage.take_unusable_entries()
+    assert sorted(entry.key for entry in entries) == [
+        "index/000000000/self",
+        "index/loop_a",
+        "index/loop_b",
+    ]
+    assert all("Too many levels of symbolic links" in entry.why for entry in entries)
+    assert storage.take_unusable_entries() == []
+    cursor = "index/000000000/000000000000_worker_0.json"
+    assert storage.list_keys("index/", cursor) == ["index/000000001/x"]
+    assert storage.take_unusable_entries() == []
+
+
+def test_a_folder_that_loops_lists_as_empty_and_is_reported(
+    tmp_path: Path, storage_of: Callable[[Path], LocalStorage]
+) -> None:
+    root = tmp_path / "trial"
+    write_tree(root, ("index/000000000/000000000000_worker_0.json",))
+    (root / "collections").symlink_to("collections")
+    storage = storage_of(root)
+    assert storage.list_keys("collections/000000000/") == []
+    assert [entry.key for entry in storage.take_unusable_entries()] == ["collections/000000000/"]
+    assert storage.modified_time("collections/000000000/x") is None
+
+
+def test_a_trial_folder_that_loops_is_a_trial_error(tmp_path: Path) -> None:
+    root = tmp_path / "trial"
+    root.symlink_to("trial")
+    with pytest.raises(local.TrialError, match="symbolic link that loops"):
+        LocalStorage(root, incremental=False).exists()
+    assert not LocalStorage(tmp_path / "not-yet", incremental=False).exists()

@@ -20,6 +20,7 @@ import pytest
 
 from devtools.write_trial import end_training, export_collections, write_step
 from evaluator.trial import StepRef, TrialError, WorkerTensors
+from evaluator.trial.contract import StorageUnavailable
 from evaluator.trial.layout import event_key, index_key, worker_label
 from evaluator.trial.local import LocalStorage
 from evaluator.trial.native import NativeTrialReader
@@ -552,10 +553,10 @@ class Damage:
 
 DAMAGE: dict[str, Damage] = {
     "missing_event_file": Damage(delete, "missing_event_file", "missing_event_file"),
-    "truncated": Damage(truncate, "truncated"),
-    "length_crc": Damage(flip_byte(8), "length_crc"),
-    "payload_crc": Damage(flip_footer, "payload_crc", verify_payload_crc=True),
-    "not_protobuf": Damage(flip_byte(HEADER_SIZE), "decode_error"),
+    "truncated": Damage(truncate, "truncated", "truncated"),
+    "length_crc": Damage(flip_byte(8), "length_crc", "length_crc"),
+    "payload_crc": Damage(flip_footer, "payload_crc", "payload_crc", verify_payload_crc=True),
+    "not_protobuf": Damage(flip_byte(HEADER_SIZE), "decode_error", "decode_error"),
 }
 
 
@@ -914,3 +915,53 @@ def test_a_part_with_reductions_only_lists_no_tensor(tmp_path: Path) -> None:
     (ref,) = reader.poll()
     assert ref.parts[0].tensor_names == ()
     assert given_up(reader) == {}
+
+
+# -- entries that cannot be followed, storage outages --------------------------------------------
+
+
+def test_entries_that_loop_are_skipped_once_and_the_rest_is_read(tmp_path: Path) -> None:
+    trial = tmp_path / "trial"
+    for worker in ("worker_0", "worker_1"):
+        export_collections(str(trial), worker, 2)
+        for step in range(3):
+            write_part(trial, step, worker)
+    (trial / index_key(1, "worker_1")).unlink()
+    (trial / index_key(1, "worker_1")).symlink_to(index_key(1, "worker_1").rsplit("/", 1)[1])
+    (trial / "index/loop").symlink_to("loop")
+    (trial / "collections/000000000/loop").symlink_to("loop")
+    end_training(str(trial))
+    reader = native_reader(trial)
+    refs = reader.poll()
+    assert [(ref.step, [p.worker for p in ref.parts]) for ref in refs] == [
+        (0, ["worker_0", "worker_1"]),
+        (1, ["worker_0"]),
+        (2, ["worker_0", "worker_1"]),
+    ]
+    assert reader.poll() == []
+    assert reader.problems().skipped_files == {"unreadable_entry": 3, "missing_worker": 1}
+    example = reader.problems().examples["unreadable_entry"]
+    assert "Too many levels of symbolic links" in example
+    assert "fix or remove it" in example
+
+
+def test_an_index_folder_that_loops_is_a_trial_error(tmp_path: Path) -> None:
+    trial = tmp_path / "trial"
+    export_collections(str(trial), "worker_0", 1)
+    (trial / "index").symlink_to("index")
+    with pytest.raises(TrialError, match="index/ of index files"):
+        native_reader(trial).poll()
+
+
+class _Unavailable(LocalStorage):
+    def exists(self) -> bool:
+        raise StorageUnavailable("S3 list failed with SlowDown after retries")
+
+
+def test_exists_rides_out_an_outage_and_says_so(tmp_path: Path) -> None:
+    reader = NativeTrialReader(_Unavailable(tmp_path))
+    assert reader.exists() is False
+    assert reader.poll() == []
+    problems = reader.problems()
+    assert problems.notices == {"storage_unavailable": 2}
+    assert "SlowDown" in problems.examples["storage_unavailable"]

@@ -35,7 +35,7 @@ from evaluator.trial.open import open_trial, s3_native_reader
 from evaluator.trial.parts import EVENT_HEAD_BYTES
 from evaluator.trial.records import RECORD_OVERHEAD
 from evaluator.trial.s3 import S3Storage, make_client, parse_s3_uri, parse_timestamp
-from tests.trial.s3server import ClientCounter, Failures
+from tests.trial.s3server import ClientCounter, Failures, Fault, FaultProxy, at_rate
 from tests.trial.test_native import (
     SCENARIOS,
     SMDEBUG_SAFE_DTYPES,
@@ -517,7 +517,7 @@ def test_truncated_event_file_is_retried_then_skipped(s3: S3, tmp_path: Path) ->
     assert reader.poll() == []
     assert "truncated" in (reader.problems().last or "")
     assert reader.poll() == []
-    assert given_up(reader) == {"malformed_event_file": 1}
+    assert given_up(reader) == {"truncated": 1}
     assert reader.training_ended() is False
 
 
@@ -851,3 +851,85 @@ def test_the_storage_client_parses_listings_with_the_fast_parser(
     storage, _ = s3.storage()
     assert storage.list_keys("index/") == ["index/a.json"]
     assert seen, "the listing's LastModified went through the fast parser"
+
+
+# -- bodies that break mid-read --------------------------------------------------------------------
+
+
+def _cutting(key_suffix: str, times: int | None, fault: Fault = Fault.CUT) -> Callable[..., Fault]:
+    """Break the first ``times`` (None: every) GET bodies of keys ending in ``key_suffix``."""
+    left = [times]
+
+    def policy(request: S3Request) -> Fault:
+        if request.op != "GetObject" or not request.key.endswith(key_suffix):
+            return Fault.NONE
+        if left[0] is None:
+            return fault
+        if left[0] <= 0:
+            return Fault.NONE
+        left[0] -= 1
+        return fault
+
+    return policy
+
+
+def _gets(s3: S3, key: str) -> int:
+    return sum(1 for seen in s3.server.reads() if seen.op == "GetObject" and seen.key.endswith(key))
+
+
+@pytest.mark.parametrize("fault", [Fault.CUT, Fault.RESET], ids=["cut", "reset"])
+def test_a_body_that_breaks_mid_read_is_fetched_again_with_backoff(
+    s3: S3, tmp_path: Path, fault: Fault
+) -> None:
+    trial = small_trial(s3, tmp_path)
+    key = event_key(2, "worker_0")
+    with FaultProxy(s3.endpoint, _cutting(key, 3, fault)) as proxy:
+        delays: list[float] = []
+        client = make_client(proxy.endpoint, session=s3.session)
+        storage = S3Storage(s3.bucket, PREFIX, client=client, sleep=delays.append)
+        s3.server.clear()
+        assert storage.read_bytes(key) == (trial / key).read_bytes()
+        assert proxy.faults[fault] == 3
+        data, size = storage.read_range(key, 0, 10)  # ranged GETs too
+        assert (data, size) == ((trial / key).read_bytes()[:10], len((trial / key).read_bytes()))
+        storage.close()
+    assert storage.body_retries == 3
+    assert _gets(s3, key) == 5, "one GET per broken body, and one whole: botocore sent no more"
+    assert len(delays) == 3
+    assert all(0 <= delay <= cap for delay, cap in zip(delays, (0.1, 0.2, 0.4), strict=True))
+
+
+def test_bodies_that_keep_breaking_give_up_after_their_attempts(s3: S3, tmp_path: Path) -> None:
+    small_trial(s3, tmp_path)
+    key = event_key(1, "worker_0")
+    with FaultProxy(s3.endpoint, _cutting(key, None)) as proxy:
+        client = make_client(proxy.endpoint, session=s3.session)
+        storage = S3Storage(s3.bucket, PREFIX, client=client, body_attempts=3, sleep=lambda _: None)
+        s3.server.clear()
+        with pytest.raises(s3_module.StorageUnavailable, match=r"broke .*, 3 time\(s\)"):
+            storage.read_bytes(key)
+        assert _gets(s3, key) == 3
+        timed = S3Storage(s3.bucket, PREFIX, client=client, body_retry_seconds=0.0)
+        s3.server.clear()
+        with pytest.raises(s3_module.StorageUnavailable, match=r"1 time\(s\)"):
+            timed.read_bytes(key)
+        assert _gets(s3, key) == 1, "no GET starts once the body's time budget is spent"
+        client.close()
+
+
+def test_the_reader_counts_exactly_while_a_third_of_bodies_break(s3: S3, tmp_path: Path) -> None:
+    """No retry by later polls (``part_retry_polls=0``): without retries of the body, a third
+    of the parts would be lost."""
+    case = TRIAL_CASES["four_workers_train_eval_interleaved"]
+    written = write_case(tmp_path / "trial", case)
+    s3.upload_case(written.path, case)
+    policy = at_rate(0.35, Fault.CUT, frozenset({"GetObject"}), seed=7)
+    with FaultProxy(s3.endpoint, policy) as proxy:
+        client = make_client(proxy.endpoint, session=s3.session)
+        storage = S3Storage(s3.bucket, PREFIX, client=client, sleep=lambda _: None)
+        reader = s3_native_reader(storage, part_retry_polls=0)
+        parts = read_everything(reader)
+        reader.close()
+        assert proxy.faults[Fault.CUT] > 0
+    compare_with_local(parts, read_everything(native_reader(written.path)))
+    assert given_up(reader) == {}

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 from devtools.write_trial import end_training, export_collections, write_step
+from evaluator.trial.contract import StorageUnavailable
 from evaluator.trial.interface import TrialReader, WorkerTensors
+from evaluator.trial.local import LocalStorage
 from evaluator.trial.open import open_trial
+from evaluator.trial.problems import STORAGE_UNAVAILABLE
 from evaluator.trial.smdebug_backend import SmdebugTrialReader
 from tests.trial.test_native import (
     SMDEBUG_SAFE_DTYPES,
@@ -144,3 +147,19 @@ def test_open_trial_gives_the_smdebug_reader(tmp_path: Path) -> None:
     reader = open_trial(str(tmp_path), reader="smdebug")
     assert isinstance(reader, SmdebugTrialReader)
     assert reader.location == str(tmp_path)
+
+
+class _Unavailable(LocalStorage):
+    """A storage whose every question fails, as an S3 endpoint that keeps answering 503."""
+
+    def exists(self) -> bool:
+        raise StorageUnavailable("SlowDown: please reduce your request rate")
+
+
+def test_an_outage_while_looking_for_the_trial_is_ridden_out_and_named(tmp_path: Path) -> None:
+    reader = SmdebugTrialReader(str(tmp_path), storage=_Unavailable(str(tmp_path)))
+    assert reader.exists() is False
+    assert reader.exists() is False
+    problems = reader.problems()
+    assert problems.notices == {STORAGE_UNAVAILABLE: 2}
+    assert "SlowDown" in problems.examples[STORAGE_UNAVAILABLE]

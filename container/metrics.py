@@ -44,7 +44,8 @@ IntArray = npt.NDArray[np.int64]
 
 def kept_classes(samples: IntArray, mispredicted: IntArray, k: int) -> IntArray:
     """The classes that get their own series: the k worst by misprediction fraction and the k
-    scarcest, over all modes (sorted, at most 2k).
+    scarcest, over all modes (sorted, at most 2k), as entries of the counts (their class ids
+    are ``ModeCounts.classes``: sorted, so ties still go to the lowest class index).
 
     These are the classes the seed rule's checks are about, so an alert can name them; the rest are
     summed under ``class="other"``. Ties go to the lowest class index so that the kept set
@@ -145,15 +146,18 @@ class ClassImbalanceCollector:
                 f.action_outcome.add_metric(labels, float(outcome["outcome"] == state))
 
     def _add_classes(self, f: _Families, s: Snapshot, kept: IntArray) -> None:
+        """``kept``: entries of the snapshot's counts (every mode's are over the same classes,
+        ``ModeCounts.classes``), named by their class index."""
         for mode in sorted(s.by_mode):
-            samples = s.by_mode[mode].samples
-            mispredicted = s.by_mode[mode].mispredicted
+            counts = s.by_mode[mode]
+            samples, mispredicted = counts.samples, counts.mispredicted
             own = kept[kept < samples.size]
             own = own[samples[own] > 0]  # kept overall, but maybe never seen in this mode
             fractions = mispredicted[own] / samples[own]
-            for c, fraction in zip(own.tolist(), fractions.tolist(), strict=True):
-                f.class_samples.add_metric([*_class(s, c), mode], float(samples[c]))
-                f.class_fraction.add_metric([*_class(s, c), mode], fraction)
+            for column, fraction in zip(own.tolist(), fractions.tolist(), strict=True):
+                labels = [*_class(s, counts.class_at(column)), mode]
+                f.class_samples.add_metric(labels, float(samples[column]))
+                f.class_fraction.add_metric(labels, fraction)
             rest = samples > 0
             rest[own] = False
             rest_samples = int(samples[rest].sum())
@@ -184,7 +188,8 @@ class ClassImbalanceCollector:
             return
         for mode in sorted(s.by_mode):
             confusions = s.by_mode[mode].confusions
-            for c in failing.tolist():
+            for column in failing.tolist():
+                c = s.combined.class_at(column)
                 top = confusions.get(c)
                 if top:
                     labels = [*_class(s, c), *_class(s, top[0].predicted), mode]
@@ -198,8 +203,8 @@ class ClassImbalanceCollector:
         own = kept[kept < recent.samples.size]
         own = own[recent.samples[own] > 0]
         fractions = recent.mispredicted[own] / recent.samples[own]
-        for c, fraction in zip(own.tolist(), fractions.tolist(), strict=True):
-            f.class_recent_fraction.add_metric(_class(s, c), fraction)
+        for column, fraction in zip(own.tolist(), fractions.tolist(), strict=True):
+            f.class_recent_fraction.add_metric(_class(s, s.combined.class_at(column)), fraction)
 
 
 def _class(s: Snapshot, index: int) -> list[str]:

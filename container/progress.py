@@ -133,7 +133,7 @@ class ProgressLog:
 
 def _figures(rule: ClassImbalanceRule) -> str:
     """Step, labels, ratio and the verdict so far, in one line."""
-    samples, _ = rule.combined_counts()
+    _, samples, _ = rule.combined_columns()  # the classes seen: never spread out
     found = imbalance_ratio(samples)
     ratio = "-" if found is None else f"{found[0]:.4g}"
     params = rule.params

@@ -33,10 +33,13 @@ from evaluator.core import (
     Recent,
     RuleParameters,
     Tallies,
+    aligned,
     classes_that_matter,
+    column_of,
     confusion_matrix,
     describe_current,
     imbalance_ratio,
+    is_identity,
     misprediction_fractions,
     mode_verdict,
     top_confusions,
@@ -52,17 +55,36 @@ FINAL_STATUSES = frozenset({"NoIssuesFound", "Error", "Stopped"})
 
 @dataclass(frozen=True)
 class ModeCounts:
-    """Per-class counts of one mode; index = class."""
+    """Per-class counts of one mode, one entry per class of ``classes`` (the snapshot's: the
+    same entries in every mode and in the combined counts)."""
 
     samples: IntArray
     mispredicted: IntArray
     pairs: FrozenPairs = field(default_factory=lambda: FrozenPairs(_empty(), _empty()))
     """How often each class was predicted as each other one."""
+    classes: IntArray | None = None
+    """The sorted class id of each entry; None: the entry's index is the class. Every class
+    below the largest while the counts are dense, the classes seen once they are sparse (a
+    label of 999,999 beside ten small classes: 11 entries, not a million)."""
+
+    @property
+    def ids(self) -> IntArray | None:
+        """``classes``, or None when they are 0, 1, ..., n - 1 (as ``Tallies.classes``)."""
+        classes = self.classes
+        return None if classes is None or is_identity(classes) else classes
+
+    def class_at(self, column: int) -> int:
+        """The class id of an entry."""
+        return int(column) if self.classes is None else int(self.classes[column])
+
+    def column(self, class_id: int) -> int | None:
+        """The entry of a class, None when it has none."""
+        return column_of(self.classes, class_id, self.samples.size)
 
     @cached_property
     def confusions(self) -> dict[int, tuple[Confusion, ...]]:
         """Per class with a misprediction: what it was most often predicted as."""
-        return top_confusions(self.pairs, self.samples)
+        return top_confusions(self.pairs, self.samples, classes=self.ids)
 
 
 def _empty() -> IntArray:
@@ -141,7 +163,7 @@ class Snapshot:
         as (folded from the modes' pairs when an output first asks)."""
         if len(self.by_mode) == 1:  # one mode's are the combined ones: ranked once
             return next(iter(self.by_mode.values())).confusions
-        return top_confusions(self.pairs, self.combined.samples)
+        return top_confusions(self.pairs, self.combined.samples, classes=self.combined.ids)
 
     @cached_property
     def pairs(self) -> FrozenPairs:
@@ -154,14 +176,15 @@ class Snapshot:
     def confusion_matrix(self) -> ConfusionMatrix:
         """The matrix of the classes that matter: the largest and the smallest, the
         worst-predicted and what each is most mistaken for (``classes_that_matter``)."""
-        samples, mispredicted = self.combined.samples, self.combined.mispredicted
+        combined = self.combined
+        samples, mispredicted, ids = combined.samples, combined.mispredicted, combined.ids
         ratio = imbalance_ratio(samples)
-        first = [] if ratio is None else [ratio[1], ratio[2]]
+        first = [] if ratio is None else [combined.class_at(ratio[1]), combined.class_at(ratio[2])]
         if self.params.confidence is not None:  # the guarded checks' classes, not the raw worst
             for finding in self.current_findings().values():
                 first += [] if finding is None else list(finding.classes[:4])
-        classes = classes_that_matter(samples, mispredicted, self.confusions, first=first)
-        return confusion_matrix(self.pairs, samples, mispredicted, classes)
+        classes = classes_that_matter(samples, mispredicted, self.confusions, first=first, ids=ids)
+        return confusion_matrix(self.pairs, samples, mispredicted, classes, ids)
 
     @cached_property
     def mode_verdicts(self) -> dict[str, ModeVerdict]:
@@ -182,6 +205,7 @@ class Snapshot:
             samples_required=self.params.samples,
             step=self.last_step,
             describe=describe,
+            classes=counts.ids,
         )
 
     def reported_actions(
@@ -238,7 +262,8 @@ class Snapshot:
     def _current_findings(self) -> dict[str, Finding | None]:
         if self.last_step is None or not self.checks_active:
             return {}
-        tallies = Tallies(self.combined.samples, self.combined.mispredicted, self.recent)
+        combined = self.combined
+        tallies = Tallies(combined.samples, combined.mispredicted, self.recent, combined.ids)
         return describe_current(self.checks, self.current_holds, tallies, self.last_step)
 
 
@@ -253,11 +278,14 @@ def take_snapshot(
     class_names: tuple[str, ...] | None = None,
     actions: tuple[Mapping[str, Any], ...] = (),
 ) -> Snapshot:
-    """Copy what exporters need out of the rule (cost: O(classes x modes); the confusion
-    pairs are held, not copied, and folded only when an output asks)."""
-    by_mode = {mode: _mode_copy(counts) for mode, counts in sorted(rule.counts_by_mode.items())}
-    samples, mispredicted = (a.copy() for a in rule.combined_counts())
-    recent = rule.recent(samples.size)
+    """Copy what exporters need out of the rule (cost: O(classes x modes), the classes seen
+    when their indices are sparse; the confusion pairs are held, not copied, and folded only
+    when an output asks). Every mode's counts are over the combined counts' classes."""
+    classes, samples, mispredicted = (a.copy() for a in rule.combined_columns())
+    by_mode = {
+        mode: _mode_copy(counts, classes) for mode, counts in sorted(rule.counts_by_mode.items())
+    }
+    recent = rule.recent(classes)
     found = {finding.check for finding in rule.findings}
     holds = rule.current_holds
     return Snapshot(
@@ -270,7 +298,7 @@ def take_snapshot(
         last_step=rule.last_step,
         samples=rule.samples,
         ignored=rule.ignored,
-        combined=ModeCounts(samples, mispredicted),
+        combined=ModeCounts(samples, mispredicted, classes=classes),
         by_mode=by_mode,
         recent=recent,
         class_names=class_names,
@@ -289,9 +317,16 @@ def take_snapshot(
     )
 
 
-def _mode_copy(counts: ClassCounts) -> ModeCounts:
-    samples, mispredicted = counts.trimmed()
-    return ModeCounts(samples.copy(), mispredicted.copy(), counts.confusion.frozen())
+def _mode_copy(counts: ClassCounts, classes: IntArray) -> ModeCounts:
+    """One mode's counts over ``classes`` (sorted: every class the mode counted, or more)."""
+    ids, samples, mispredicted = counts.columns()
+    seen = samples > 0
+    return ModeCounts(
+        aligned(ids[seen], samples[seen], classes),
+        aligned(ids[seen], mispredicted[seen], classes),
+        counts.confusion.frozen(),
+        classes,
+    )
 
 
 class SnapshotBox:

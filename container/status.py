@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from container.actions.message import shown
-from container.atomic import write_text_atomically
-from container.snapshot import Snapshot
+from container.atomic import FileWriteError, write_text_atomically
+from container.snapshot import ModeCounts, Snapshot
 from evaluator.core import RULE_NAME, Confusion, Finding, misprediction_fractions
 
 IntArray = npt.NDArray[np.int64]
@@ -113,7 +113,6 @@ def build_status(
     IssuesFound once a check held (a sidecar keeps evaluating after an issue).
     """
     status = snapshot.status
-    samples, mispredicted = snapshot.combined.samples, snapshot.combined.mispredicted
     if status == Status.ISSUES_FOUND and snapshot.issue_step is not None:
         message = condition_met_message(snapshot.issue_step)
     elif status == Status.ERROR:
@@ -121,7 +120,7 @@ def build_status(
     else:
         message = _summary_message(snapshot)
     reader = snapshot.reader
-    classes = _classes(snapshot, samples, mispredicted, snapshot.confusions, recent=True)
+    classes = _classes(snapshot, snapshot.combined, snapshot.confusions, recent=True)
     return {
         "rule": RULE_NAME,
         "status": str(status),
@@ -226,27 +225,29 @@ def _mistaken_for(
 
 def _classes(
     snapshot: Snapshot,
-    samples: IntArray,
-    mispredicted: IntArray,
+    counts: ModeCounts,
     confusions: Mapping[int, tuple[Confusion, ...]],
     *,
     recent: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """The per-class table: counts, fraction, what each class is mistaken for, and its counts
-    over the recent window when one is kept."""
+    """The per-class table, keyed by class index (classes with a sample only, however sparse
+    their indices): counts, fraction, what each class is mistaken for, and its counts over the
+    recent window when one is kept (over the same entries as the combined counts)."""
+    samples, mispredicted = counts.samples, counts.mispredicted
     fractions = misprediction_fractions(samples, mispredicted)
     window = snapshot.recent if recent else None
     table: dict[str, dict[str, Any]] = {}
-    for c in np.flatnonzero(samples).tolist():
+    for column in np.flatnonzero(samples).tolist():
+        c = counts.class_at(column)
         entry: dict[str, Any] = {
             **_named(snapshot, c),
-            "samples": int(samples[c]),
-            "mispredicted": int(mispredicted[c]),
-            "misprediction_fraction": round(float(fractions[c]), 6),
+            "samples": int(samples[column]),
+            "mispredicted": int(mispredicted[column]),
+            "misprediction_fraction": round(float(fractions[column]), 6),
             "mistaken_for": _mistaken_for(snapshot, confusions, c),
         }
         if window is not None:
-            count, wrong = int(window.samples[c]), int(window.mispredicted[c])
+            count, wrong = int(window.samples[column]), int(window.mispredicted[column])
             entry["recent"] = {
                 "samples": count,
                 "mispredicted": wrong,
@@ -282,7 +283,7 @@ def _mode(snapshot: Snapshot, mode: str, combined: dict[str, dict[str, Any]]) ->
     if len(snapshot.by_mode) == 1:
         table = {c: {k: v for k, v in e.items() if k != "recent"} for c, e in combined.items()}
     else:
-        table = _classes(snapshot, counts.samples, counts.mispredicted, counts.confusions)
+        table = _classes(snapshot, counts, counts.confusions)
     return {
         "samples": verdict.samples,
         "imbalance_ratio": verdict.imbalance_ratio,
@@ -361,6 +362,18 @@ def readable_json(value: Any, indent: str = "", depth: int = 0) -> str:
     return "[\n" + ",\n".join(items) + "\n" + indent + "]"
 
 
+class StatusFileError(FileWriteError):
+    """The status file cannot be written: the run ends, since what it decides would reach no
+    one (the previous status file stays whole); other outputs' failures are only logged."""
+
+
 def write_status(path: str, document: Mapping[str, Any]) -> None:
-    """Write the document atomically, pretty enough for a person to read."""
-    write_text_atomically(path, readable_json(dict(document)) + "\n")
+    """Write the document atomically, pretty enough for a person to read; StatusFileError
+    (which file, the system's reason, what to change) when it cannot be written."""
+    write_text_atomically(
+        path,
+        readable_json(dict(document)) + "\n",
+        what="the status file",
+        setting="status_file",
+        error=StatusFileError,
+    )

@@ -19,7 +19,7 @@ from evaluator.core.checks import (
     seed_checks,
     uses_window,
 )
-from evaluator.core.counts import ClassCounts, FrozenPairs
+from evaluator.core.counts import ClassCounts, FrozenPairs, aligned, column_of, is_identity
 from evaluator.core.errors import (
     LedgerLimitError,
     ParameterError,
@@ -42,6 +42,7 @@ from evaluator.core.ledger import StepLedger
 from evaluator.core.normalise import IGNORED, WorkerBatch
 from evaluator.core.params import PARAMETER_NAMES, RuleParameters, accepted
 from evaluator.core.rule import RULE_NAME, ClassImbalanceRule, StepResult
+from evaluator.core.selection import TensorSelector, name_list, quoted
 from evaluator.core.shards import ShardMergeError, merge_states
 
 __all__ = [
@@ -71,16 +72,22 @@ __all__ = [
     "StepLedger",
     "StepResult",
     "Tallies",
+    "TensorSelector",
     "WindowLimitError",
     "WorkerBatch",
     "accepted",
+    "aligned",
     "classes_that_matter",
+    "column_of",
     "confusion_matrix",
     "describe_current",
     "imbalance_ratio",
+    "is_identity",
     "merge_states",
     "misprediction_fractions",
     "mode_verdict",
+    "name_list",
+    "quoted",
     "rule_checks",
     "seed_checks",
     "top_confusions",

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 _PAIR_SHIFT = 32  # a pair key is label << 32 | predicted; class indices stay below 2**31
 _COMPACT_AFTER = 1 << 16  # pending pair keys folded in once this many accumulate
@@ -151,14 +152,65 @@ def _split(keys: IntArray, counts: IntArray) -> tuple[IntArray, IntArray, IntArr
     return keys >> _PAIR_SHIFT, keys & ((1 << _PAIR_SHIFT) - 1), counts
 
 
+DENSE_CLASSES = 1 << 14
+"""Class indices below which per-class counts are always kept dense (index = class): 256 KiB
+for the two arrays, and no sort of the labels (a chunk's columns are then the classes)."""
+DENSE_RATIO = 4
+"""Above ``DENSE_CLASSES``, counts stay dense while the largest index is at most this many
+times the classes seen: a dense 20,000-class model keeps its fast path, one label of 999,999
+beside ten small classes does not make every array a million wide."""
+
+
+def dense_enough(top: int, seen: int) -> bool:
+    """Whether per-class arrays ``top`` wide are fine for ``seen`` distinct classes."""
+    return top <= DENSE_CLASSES or top <= DENSE_RATIO * seen
+
+
+def is_identity(classes: IntArray) -> bool:
+    """Whether sorted distinct class ids are 0, 1, ..., n - 1 (columns are classes)."""
+    return classes.size == 0 or int(classes[-1]) == classes.size - 1
+
+
+def column_of(classes: IntArray | None, class_id: int, width: int) -> int | None:
+    """The column of ``class_id`` among sorted ids ``classes`` (None: the column is the
+    class, below ``width``), or None when it has none."""
+    if classes is None:
+        return class_id if 0 <= class_id < width else None
+    column = int(np.searchsorted(classes, class_id))
+    return column if column < classes.size and int(classes[column]) == class_id else None
+
+
+def aligned(classes: IntArray, values: IntArray, columns: IntArray) -> IntArray:
+    """``values`` of sorted ``classes`` placed at their columns of sorted ``columns`` (which
+    hold every one of ``classes``, so that as many columns are the same classes); 0
+    elsewhere."""
+    out = np.zeros(columns.size, dtype=np.int64)
+    if classes.size == columns.size:  # the same classes
+        out[:] = values
+    elif is_identity(columns):
+        out[classes] = values
+    else:
+        out[np.searchsorted(columns, classes)] = values
+    return out
+
+
 @dataclass
 class ClassCounts:
-    """Per-class samples and mispredictions plus the off-diagonal confusion pairs."""
+    """Per-class samples and mispredictions plus the off-diagonal confusion pairs.
+
+    Dense (``classes`` None: index = class) while the largest index is small or near the
+    classes seen; sparse once it is far above them (``dense_enough``): ``classes`` then holds
+    the sorted ids of the classes seen and the two arrays their counts, so memory follows the
+    classes seen, never the largest index (a label of 999,999 beside ten small classes).
+    """
 
     samples: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     mispredicted: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     confusion: PairCounts = field(default_factory=PairCounts)
     total: int = 0
+    classes: IntArray | None = None
+    """Sparse: the class id of each entry of ``samples`` (sorted, each with a sample); None:
+    dense."""
     _size: int = -1
     """Cached ``num_classes``; -1 until computed (the arrays may be given at construction)."""
 
@@ -166,58 +218,169 @@ class ClassCounts:
     def num_classes(self) -> int:
         """One past the largest class index with a sample."""
         if self._size < 0:
-            nonzero = np.flatnonzero(self.samples)
-            self._size = int(nonzero[-1]) + 1 if nonzero.size else 0
+            if self.classes is not None:
+                self._size = int(self.classes[-1]) + 1 if self.classes.size else 0
+            else:
+                nonzero = np.flatnonzero(self.samples)
+                self._size = int(nonzero[-1]) + 1 if nonzero.size else 0
         return self._size
+
+    @property
+    def sparse(self) -> bool:
+        return self.classes is not None
 
     def add(self, labels: IntArray, predicted: IntArray) -> None:
         """Count valid rows: both arrays hold class indices in [0, max_classes)."""
         if labels.size == 0:
             return
         top = int(labels.max()) + 1
-        self._size = max(self.num_classes, top)
-        self.samples = _grow(self.samples, top)
-        self.mispredicted = _grow(self.mispredicted, top)
+        if self.classes is None and top > max(self.samples.shape[0], DENSE_CLASSES):
+            beyond = labels[labels >= self.samples.shape[0]]
+            seen = int(np.count_nonzero(self.samples)) + int(np.unique(beyond).size)
+            if not dense_enough(top, seen):
+                self._to_sparse()
         wrong = labels != predicted
-        _accumulate(self.samples, labels)
-        if wrong.any():
-            wrong_labels = labels[wrong]
-            _accumulate(self.mispredicted, wrong_labels)
-            self.confusion.add(wrong_labels, predicted[wrong])
+        any_wrong = bool(wrong.any())
+        if self.classes is not None:
+            self._add_sparse(labels, wrong if any_wrong else None)
+        else:
+            self._size = max(self.num_classes, top)
+            self.samples = _grow(self.samples, top)
+            self.mispredicted = _grow(self.mispredicted, top)
+            _accumulate(self.samples, labels)
+            if any_wrong:
+                _accumulate(self.mispredicted, labels[wrong])
+        if any_wrong:
+            self.confusion.add(labels[wrong], predicted[wrong])
         self.total += int(labels.size)
+
+    def _to_sparse(self) -> None:
+        """Keep only the classes seen, with their ids (``_to_dense`` is the way back)."""
+        seen = np.flatnonzero(self.samples)
+        self.classes = seen.astype(np.int64)
+        self.samples = self.samples[seen].copy()
+        self.mispredicted = self.mispredicted[seen].copy()
+
+    def _add_sparse(self, labels: IntArray, wrong: BoolArray | None) -> None:
+        """Count labels into sparse counts (``wrong``: which are mispredicted; None: none)."""
+        new, new_samples = np.unique(labels, return_counts=True)
+        new_wrong = np.zeros(new.size, dtype=np.int64)
+        if wrong is not None:
+            wrong_classes, wrong_counts = np.unique(labels[wrong], return_counts=True)
+            new_wrong[np.searchsorted(new, wrong_classes)] = wrong_counts
+        self._fold_sparse(new, new_samples.astype(np.int64), new_wrong)
+
+    def _fold_sparse(self, classes: IntArray, samples: IntArray, mispredicted: IntArray) -> None:
+        """Add sorted distinct ``classes``' counts into the sparse arrays."""
+        assert self.classes is not None
+        keep = samples > 0
+        if not keep.all():
+            classes, samples, mispredicted = classes[keep], samples[keep], mispredicted[keep]
+        union = np.union1d(self.classes, classes)
+        if union.size != self.classes.size:
+            self.samples = aligned(self.classes, self.samples, union)
+            self.mispredicted = aligned(self.classes, self.mispredicted, union)
+            self.classes = union
+        where = np.searchsorted(self.classes, classes)
+        self.samples[where] += samples
+        self.mispredicted[where] += mispredicted
+        self._size = int(self.classes[-1]) + 1 if self.classes.size else 0
+        if self._size <= DENSE_CLASSES or 2 * self._size <= DENSE_RATIO * self.classes.size:
+            self._to_dense()  # filled in since (a dense model's first labels were few)
+
+    def _to_dense(self) -> None:
+        """Index = class again, once the classes seen fill the range (half the ratio that
+        made them sparse, so that a trial near the line does not switch back and forth)."""
+        assert self.classes is not None
+        size = self.num_classes
+        samples, mispredicted = np.zeros(size, np.int64), np.zeros(size, np.int64)
+        samples[self.classes] = self.samples
+        mispredicted[self.classes] = self.mispredicted
+        self.samples, self.mispredicted, self.classes = samples, mispredicted, None
 
     def merge(self, other: ClassCounts) -> None:
         """Add ``other`` into these counts."""
-        size = max(self.samples.shape[0], other.samples.shape[0])
-        self.samples = _grow(self.samples, size)
-        self.mispredicted = _grow(self.mispredicted, size)
-        self.samples[: other.samples.shape[0]] += other.samples
-        self.mispredicted[: other.mispredicted.shape[0]] += other.mispredicted
+        if self.classes is None and other.classes is None:
+            size = max(self.samples.shape[0], other.samples.shape[0])
+            self.samples = _grow(self.samples, size)
+            self.mispredicted = _grow(self.mispredicted, size)
+            self.samples[: other.samples.shape[0]] += other.samples
+            self.mispredicted[: other.mispredicted.shape[0]] += other.mispredicted
+            self.confusion.merge(other.confusion)
+            self.total += other.total
+            self._size = max(self.num_classes, other.num_classes)
+            return
+        if self.classes is None:
+            self._to_sparse()
+        self._fold_sparse(*other.columns())
         self.confusion.merge(other.confusion)
         self.total += other.total
-        self._size = max(self.num_classes, other.num_classes)
+
+    def columns(self) -> tuple[IntArray, IntArray, IntArray]:
+        """(class ids, samples, mispredicted): dense, every index below ``num_classes``;
+        sparse, the classes seen. Views, not copies."""
+        if self.classes is not None:
+            return self.classes, self.samples, self.mispredicted
+        size = self.num_classes
+        return np.arange(size, dtype=np.int64), self.samples[:size], self.mispredicted[:size]
 
     def trimmed(self) -> tuple[IntArray, IntArray]:
-        """(samples, mispredicted) cut to ``num_classes`` entries."""
+        """(samples, mispredicted) indexed by class, cut to ``num_classes`` entries: a dense
+        view for small trials and tests (sparse counts are spread out, up to the largest
+        index); the evaluation itself reads ``columns``."""
+        if self.classes is not None:
+            size = self.num_classes
+            samples = np.zeros(size, dtype=np.int64)
+            mispredicted = np.zeros(size, dtype=np.int64)
+            samples[self.classes] = self.samples
+            mispredicted[self.classes] = self.mispredicted
+            return samples, mispredicted
         size = self.num_classes
         return self.samples[:size], self.mispredicted[:size]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form for checkpoints; ``from_dict`` restores it exactly."""
-        samples, mispredicted = self.trimmed()
+        """A JSON-ready form for checkpoints; ``from_dict`` restores it exactly. Dense counts
+        keep the dense form older versions wrote; sparse ones add ``classes``, the id of each
+        entry (a checkpoint of one label of 999,999 holds one entry, not a million)."""
         labels, predicted, counts = self.confusion.triples()
+        confusion = [labels.tolist(), predicted.tolist(), counts.tolist()]
+        if self.classes is not None:
+            return {
+                "classes": self.classes.tolist(),
+                "samples": self.samples.tolist(),
+                "mispredicted": self.mispredicted.tolist(),
+                "confusion": confusion,
+            }
+        samples, mispredicted = self.trimmed()
         return {
             "samples": samples.tolist(),
             "mispredicted": mispredicted.tolist(),
-            "confusion": [labels.tolist(), predicted.tolist(), counts.tolist()],
+            "confusion": confusion,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClassCounts:
-        restored = cls(
-            samples=np.asarray(data["samples"], dtype=np.int64),
-            mispredicted=np.asarray(data["mispredicted"], dtype=np.int64),
-        )
+        samples = np.asarray(data["samples"], dtype=np.int64)
+        mispredicted = np.asarray(data["mispredicted"], dtype=np.int64)
+        if "classes" in data:
+            classes = np.asarray(data["classes"], dtype=np.int64)
+            if (
+                classes.size != samples.size
+                or classes.size != mispredicted.size
+                or (classes.size > 1 and bool(np.any(np.diff(classes) <= 0)))
+            ):
+                raise ValueError(
+                    "expected sparse class counts with one sorted, distinct class id per "
+                    f"count, but got {classes.size} ids for {samples.size} counts"
+                )
+            keep = samples > 0
+            restored = cls(
+                samples=samples[keep], mispredicted=mispredicted[keep], classes=classes[keep]
+            )
+        else:
+            restored = cls(samples=samples, mispredicted=mispredicted)
+            if not dense_enough(samples.size, int(np.count_nonzero(samples))):
+                restored._to_sparse()  # an older version's state of huge, sparse indices
         restored.total = int(restored.samples.sum())
         labels, predicted, counts = (np.asarray(v, dtype=np.int64) for v in data["confusion"])
         restored.confusion.keys = (labels << _PAIR_SHIFT) | predicted

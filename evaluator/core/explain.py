@@ -25,7 +25,7 @@ from evaluator.core.checks import (
     imbalance_ratio,
     uses_window,
 )
-from evaluator.core.counts import FrozenPairs
+from evaluator.core.counts import FrozenPairs, column_of
 
 IntArray = npt.NDArray[np.int64]
 
@@ -44,10 +44,14 @@ class Confusion:
 
 
 def top_confusions(
-    pairs: FrozenPairs, samples: IntArray, k: int = TOP_CONFUSIONS
+    pairs: FrozenPairs,
+    samples: IntArray,
+    k: int = TOP_CONFUSIONS,
+    classes: IntArray | None = None,
 ) -> dict[int, tuple[Confusion, ...]]:
     """Per class with a misprediction: its ``k`` most frequent wrong predictions, most frequent
-    first (ties: the lower class index), with their fraction of the class's samples."""
+    first (ties: the lower class index), with their fraction of the class's samples
+    (``classes``: the sorted class id of each entry of ``samples``; None: index = class)."""
     labels, predicted, counts = pairs.triples
     if labels.size == 0:
         return {}
@@ -57,7 +61,13 @@ def top_confusions(
     rank = np.arange(labels.size) - np.repeat(starts, np.diff(np.r_[starts, labels.size]))
     keep = rank < k
     labels, predicted, counts = labels[keep], predicted[keep], counts[keep]
-    totals = np.where(labels < samples.size, samples[np.minimum(labels, samples.size - 1)], 0)
+    if classes is None:
+        found = labels < samples.size
+        columns = np.minimum(labels, samples.size - 1)
+    else:
+        columns = np.minimum(np.searchsorted(classes, labels), classes.size - 1)
+        found = classes[columns] == labels if classes.size else np.zeros(labels.size, bool)
+    totals = np.where(found, samples[columns] if samples.size else 0, 0)
     result: dict[int, list[Confusion]] = {}
     for label, guess, count, total in zip(
         labels.tolist(), predicted.tolist(), counts.tolist(), totals.tolist(), strict=True
@@ -101,13 +111,15 @@ def mode_verdict(
     samples_required: int,
     step: int | None,
     describe: bool = False,
+    classes: IntArray | None = None,
 ) -> ModeVerdict:
-    """The cumulative checks applied to one mode's per-class counts."""
+    """The cumulative checks applied to one mode's per-class counts (``classes``: the class
+    id of each column, as ``Tallies.classes``)."""
     own = [check for check in checks if not uses_window(check)]
     total = int(samples.sum())
     ratio = imbalance_ratio(samples)
     active = step is not None and total >= samples_required
-    tallies = Tallies(samples, mispredicted)
+    tallies = Tallies(samples, mispredicted, None, classes)
     holds = holds_now(own, tallies) if active else {}
     current = describe_current(own, holds, tallies, step) if describe and step is not None else {}
     return ModeVerdict(total, None if ratio is None else ratio[0], active, holds, current)
@@ -132,14 +144,20 @@ class ConfusionMatrix:
 
 
 def confusion_matrix(
-    pairs: FrozenPairs, samples: IntArray, mispredicted: IntArray, classes: Sequence[int]
+    pairs: FrozenPairs,
+    samples: IntArray,
+    mispredicted: IntArray,
+    classes: Sequence[int],
+    ids: IntArray | None = None,
 ) -> ConfusionMatrix:
-    """The matrix of ``classes`` (each row sums to the class's samples)."""
+    """The matrix of ``classes`` (each row sums to the class's samples; ``ids``: the sorted
+    class id of each entry of ``samples``, None: index = class)."""
     position = {c: i for i, c in enumerate(classes)}
+    columns = [column_of(ids, int(c), samples.size) for c in classes]
     size = len(classes)
     cells = np.zeros((size, size), dtype=np.int64)
-    for c, i in position.items():
-        cells[i, i] = int(samples[c] - mispredicted[c]) if c < samples.size else 0
+    for i, column in enumerate(columns):
+        cells[i, i] = 0 if column is None else int(samples[column] - mispredicted[column])
     labels, predicted, counts = pairs.triples
     if size and labels.size:
         wanted = np.isin(labels, classes) & np.isin(predicted, classes)
@@ -150,7 +168,7 @@ def confusion_matrix(
             strict=True,
         ):
             cells[position[label], position[guess]] += count
-    wrong = [int(mispredicted[c]) if c < mispredicted.size else 0 for c in classes]
+    wrong = [0 if column is None else int(mispredicted[column]) for column in columns]
     other = tuple(w - int(cells[i].sum() - cells[i, i]) for i, w in enumerate(wrong))
     return ConfusionMatrix(tuple(classes), tuple(map(tuple, cells.tolist())), other)
 
@@ -162,26 +180,33 @@ def classes_that_matter(
     *,
     first: Sequence[int] = (),
     limit: int = MATRIX_CLASSES,
+    ids: IntArray | None = None,
 ) -> tuple[int, ...]:
     """The classes a reader of the verdict looks at, in index order: ``first`` (the classes
     of the findings), then the worst-predicted with what each is most mistaken for, then the
-    largest; at most ``limit``, classes with samples only."""
+    largest; at most ``limit``, classes with samples only (``ids``: the sorted class id of
+    each entry of the counts, None: index = class)."""
     chosen: dict[int, None] = {}
 
     def take(c: int) -> None:
-        if len(chosen) < limit and 0 <= c < samples.size and samples[c] > 0:
+        column = column_of(ids, c, samples.size)
+        if len(chosen) < limit and column is not None and samples[column] > 0:
             chosen.setdefault(c, None)
+
+    def class_id(column: int) -> int:
+        return column if ids is None else int(ids[column])
 
     for c in first:
         take(int(c))
     seen = np.flatnonzero(samples)
     fractions = mispredicted[seen] / samples[seen]
-    for c in seen[np.lexsort((seen, -fractions))].tolist():
-        if len(chosen) >= limit or fractions[np.searchsorted(seen, c)] == 0:
+    for index in np.lexsort((seen, -fractions)).tolist():
+        if len(chosen) >= limit or fractions[index] == 0:
             break
+        c = class_id(int(seen[index]))
         take(c)
         for confusion in confusions.get(c, ())[:1]:
             take(confusion.predicted)
-    for c in seen[np.lexsort((seen, -samples[seen]))].tolist():
-        take(c)
+    for column in seen[np.lexsort((seen, -samples[seen]))].tolist():
+        take(class_id(column))
     return tuple(sorted(chosen))

@@ -94,12 +94,15 @@ def history_point(
     checks_active: bool = False,
     pinned: bool = False,
     classes_per_point: int = CLASSES_PER_POINT,
+    classes: IntArray | None = None,
 ) -> HistoryPoint:
-    """The point of one step's cumulative per-class counts."""
+    """The point of one step's cumulative per-class counts (``classes``: the class id of each
+    column, as ``Tallies.classes``; None: the column is the class)."""
     if samples.size <= SMALL:  # plain Python: the same float divisions, a fifth of the time
+        ids = range(samples.size) if classes is None else classes.tolist()
         rows = [
             (c, n, w)
-            for c, (n, w) in enumerate(zip(samples.tolist(), mispredicted.tolist(), strict=True))
+            for c, n, w in zip(ids, samples.tolist(), mispredicted.tolist(), strict=True)
             if n
         ]
         counts = [n for _, n, _ in rows]
@@ -110,15 +113,16 @@ def history_point(
         found = imbalance_ratio(samples)
         ratio = None if found is None else found[0]
         total = int(samples.sum())
-        worst = worst_classes(samples, mispredicted, classes_per_point)
+        worst = worst_classes(samples, mispredicted, classes_per_point, classes)
     return HistoryPoint(step, evaluated, total, ratio, worst, tuple(holding), checks_active, pinned)
 
 
 def worst_classes(
-    samples: IntArray, mispredicted: IntArray, limit: int
+    samples: IntArray, mispredicted: IntArray, limit: int, classes: IntArray | None = None
 ) -> tuple[tuple[int, int, int], ...]:
     """(class, samples, mispredicted) of the ``limit`` classes with the highest misprediction
-    fraction, worst first, ties to the lower index; classes without a sample are left out."""
+    fraction, worst first, ties to the lower index; classes without a sample are left out
+    (``classes``: the class id of each column, sorted; None: the column is the class)."""
     seen = np.flatnonzero(samples)
     if seen.size == 0 or limit <= 0:
         return ()
@@ -128,7 +132,10 @@ def worst_classes(
         keep = fractions >= cut
         seen, fractions = seen[keep], fractions[keep]
     order = np.lexsort((seen, -fractions))[:limit]
-    return tuple((int(c), int(samples[c]), int(mispredicted[c])) for c in seen[order].tolist())
+    return tuple(
+        (c if classes is None else int(classes[c]), int(samples[c]), int(mispredicted[c]))
+        for c in seen[order].tolist()
+    )
 
 
 @dataclass

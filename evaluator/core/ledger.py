@@ -75,17 +75,25 @@ class StepLedger:
 
     # -- recording ----------------------------------------------------------------------------
 
-    def record(self, steps: Sequence[int], per_step: IntArray, per_step_wrong: IntArray) -> None:
+    def record(
+        self,
+        steps: Sequence[int],
+        per_step: IntArray,
+        per_step_wrong: IntArray,
+        ids: IntArray | None = None,
+    ) -> None:
         """Add consecutive evaluated steps: ``per_step`` and ``per_step_wrong`` are their
-        (steps x classes) labels and mispredicted labels, one row per step."""
-        rows, classes = np.nonzero(per_step[: len(steps)])
+        (steps x classes) labels and mispredicted labels, one row per step, whose columns are
+        classes (``ids`` None) or the classes ``ids`` names."""
+        rows, columns = np.nonzero(per_step[: len(steps)])
+        classes = columns if ids is None else ids[columns]
         if self._entries + rows.size > self.limit:
             raise LedgerLimitError(self._limit_message(len(steps), rows.size))
         self._steps.append(np.asarray(steps, dtype=np.int64))
         self._rows.append(rows.astype(np.int64) + self._step_count)
         self._classes.append(classes.astype(np.int64))
-        self._samples.append(per_step[rows, classes].astype(np.int64))
-        self._mispredicted.append(per_step_wrong[rows, classes].astype(np.int64))
+        self._samples.append(per_step[rows, columns].astype(np.int64))
+        self._mispredicted.append(per_step_wrong[rows, columns].astype(np.int64))
         self._step_count += len(steps)
         self._entries += rows.size
 
@@ -140,6 +148,10 @@ class StepLedger:
         classes = _joined(self._classes)
         return int(classes.max()) + 1 if classes.size else 0
 
+    def classes(self) -> IntArray:
+        """The sorted classes with an entry."""
+        return np.unique(_joined(self._classes))
+
     def totals(self) -> tuple[IntArray, IntArray]:
         """(samples, mispredicted) per class over every step."""
         _, _, classes, samples, mispredicted = self.arrays()
@@ -149,11 +161,16 @@ class StepLedger:
             np.bincount(classes, weights=mispredicted, minlength=width).astype(np.int64),
         )
 
-    def dense(self, start: int, stop: int, width: int) -> tuple[IntArray, IntArray]:
-        """Rows ``start`` to ``stop`` as (rows x width) matrices of labels and mispredicted."""
+    def dense(
+        self, start: int, stop: int, width: int, ids: IntArray | None = None
+    ) -> tuple[IntArray, IntArray]:
+        """Rows ``start`` to ``stop`` as (rows x width) matrices of labels and mispredicted,
+        whose columns are classes, or with ``ids`` (sorted, every class of those rows) the
+        classes it names (``width`` then its size)."""
         _, rows, classes, samples, mispredicted = self.arrays()
         low, high = np.searchsorted(rows, [start, stop])
-        cells = (rows[low:high] - start) * width + classes[low:high]
+        columns = classes[low:high] if ids is None else np.searchsorted(ids, classes[low:high])
+        cells = (rows[low:high] - start) * width + columns
         size = (stop - start) * width
         per_step = np.bincount(cells, weights=samples[low:high], minlength=size)
         wrong = np.bincount(cells, weights=mispredicted[low:high], minlength=size)

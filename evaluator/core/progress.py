@@ -5,6 +5,11 @@ chunk of steps at once and deciding afterwards is the same thing if the checks s
 step, the counts summed up to it: one (steps x classes) matrix of cumulative counts, built with
 two bincounts and a cumsum, over which each check is a few vectorised calls. The matrices are
 bounded by the caller (``CHUNK_CELLS``), so a chunk shrinks as the class count grows.
+
+The columns are classes (the identity) for a dense model; for sparse class indices they are
+the chunk's compact columns (``chunk_classes``: the classes seen so far and in the chunk,
+sorted), so a label of 999,999 beside ten small classes makes the matrices 11 wide, not a
+million.
 """
 
 from __future__ import annotations
@@ -49,12 +54,26 @@ class ChunkProgress:
     """The recent window's preview, to commit for the steps kept."""
 
 
-def step_counts(chunk: Sequence[PreparedStep], width: int) -> tuple[IntArray, IntArray]:
+def chunk_classes(seen: IntArray, chunk: Sequence[PreparedStep]) -> IntArray:
+    """The sorted ids of the classes ``seen`` so far (sorted) and of the chunk's labels: the
+    chunk's compact columns when class indices are sparse."""
+    labels = joined([labels for p in chunk for _, labels, _ in p.rows])
+    return np.union1d(seen, labels).astype(np.int64, copy=False)
+
+
+def step_counts(
+    chunk: Sequence[PreparedStep], width: int, classes: IntArray | None = None
+) -> tuple[IntArray, IntArray]:
     """(steps x classes) labels and mispredicted labels of each step of ``chunk``, at least
-    ``width`` classes wide: one pass of the compiled kernel, or two bincounts in numpy."""
+    ``width`` classes wide: one pass of the compiled kernel, or two bincounts in numpy. With
+    ``classes`` (sorted ids holding every label), the columns are those classes instead."""
     rows_of_chunk = len(chunk)
     labels = joined([labels for p in chunk for _, labels, _ in p.rows])
     predicted = joined([predicted for p in chunk for _, _, predicted in p.rows])
+    if classes is not None:  # compact columns; a prediction only needs to differ or not
+        columns = np.searchsorted(classes, labels).astype(np.int64, copy=False)
+        predicted = np.where(labels == predicted, columns, -1)
+        labels, width = columns, max(int(classes.size), 1)
     width = max(width, int(labels.max()) + 1 if labels.size else 0, 1)
     kernels = compiled.kernels()
     if kernels is not None and rows_of_chunk and labels.dtype == predicted.dtype == np.int64:
@@ -93,17 +112,20 @@ def counts_progress(
     checks: Sequence[Check],
     window: StepWindow | None = None,
     steps: Sequence[int] = (),
+    classes: IntArray | None = None,
 ) -> ChunkProgress:
     """Cumulative counts and verdicts after every row of per-step counts (``step_counts``, or
-    a merged ledger's), on top of the base counts."""
+    a merged ledger's), on top of the base counts (over the same columns: ``classes``, the
+    class id of each, or None: the column is the class)."""
     samples = np.cumsum(per_step, axis=0)
     mispredicted = np.cumsum(per_step_wrong, axis=0)
     samples[:, : base_samples.size] += base_samples
     mispredicted[:, : base_mispredicted.size] += base_mispredicted
     counted = per_step.sum(axis=1)
     gated = base_total + np.cumsum(counted) >= samples_required
-    preview = None if window is None else window.preview(steps, per_step, per_step_wrong)
-    tallies = Tallies(samples, mispredicted, None if preview is None else preview.recent)
+    preview = None if window is None else window.preview(steps, per_step, per_step_wrong, classes)
+    recent = None if preview is None else preview.recent
+    tallies = Tallies(samples, mispredicted, recent, classes)
     holds = {check.name: check.holds(tallies) for check in checks}
     return ChunkProgress(tallies, counted, gated, holds, per_step, per_step_wrong, preview)
 

@@ -28,7 +28,14 @@ from evaluator.core.checks import (
     holds_now,
     rule_checks,
 )
-from evaluator.core.counts import ClassCounts, IntArray
+from evaluator.core.counts import (
+    DENSE_CLASSES,
+    ClassCounts,
+    IntArray,
+    aligned,
+    dense_enough,
+    is_identity,
+)
 from evaluator.core.history import History, history_point
 from evaluator.core.ledger import StepLedger
 from evaluator.core.normalise import Inputs, PreparedStep, WorkerBatch, prepare_steps
@@ -149,13 +156,16 @@ class ClassImbalanceRule:
         return dict(self._holds[1])
 
     def tallies(self) -> Tallies:
-        """What the checks look at now: the combined counts and the recent window if kept."""
-        samples, mispredicted = self.combined_counts()
-        return Tallies(samples, mispredicted, self.recent(samples.size))
+        """What the checks look at now: the combined counts (over ``combined_columns``) and
+        the recent window if kept."""
+        classes, samples, mispredicted = self.combined_columns()
+        ids = None if is_identity(classes) else classes
+        return Tallies(samples, mispredicted, self.recent(classes), ids)
 
-    def recent(self, width: int) -> Recent | None:
-        """The recent window's counts, ``width`` classes wide; None when none is kept."""
-        return None if self.window is None else self.window.current(width)
+    def recent(self, classes: IntArray) -> Recent | None:
+        """The recent window's counts over the sorted class ids ``classes`` (the combined
+        columns, or any that hold every class counted); None when none is kept."""
+        return None if self.window is None else self.window.current(classes)
 
     def current_findings(self) -> dict[str, Finding | None]:
         """Each check's finding at the last evaluated step (None: it does not hold now).
@@ -194,16 +204,37 @@ class ClassImbalanceRule:
             # The classes counted so far bound the chunk before it is read; its own labels may
             # reach far higher (the first chunk of a 20,000-class trial), so it is cut again
             # to its real width, keeping every (steps x classes) matrix within CHUNK_CELLS.
-            width = max(self._class_bound(), _chunk_width(chunk))
+            # The width is the chunk's columns: compact when the class indices are sparse.
+            top = _chunk_width(chunk)
+            columns = self._chunk_columns(chunk, top)
+            width = max(self._class_bound(), top if columns is None else int(columns.size) + 1)
             part = max(1, self._chunk_cells // width)
             for start in range(0, len(chunk), part):
                 results.extend(
-                    self._evaluate_chunk(chunk[start : start + part], stop_at_first_issue)
+                    self._evaluate_chunk(chunk[start : start + part], stop_at_first_issue, columns)
                 )
                 if stop_at_first_issue and self.issue_step is not None:
                     return results
             position += size
         return results
+
+    def _chunk_columns(
+        self, chunk: Sequence[tuple[int, PreparedStep]], top: int
+    ) -> IntArray | None:
+        """The prepared chunk's columns: None (column = class) while the counts so far and the
+        chunk's labels (all below ``top``) are dense (``counts.dense_enough``); else the
+        sorted ids of every class counted so far and in the chunk, so that the (steps x
+        classes) matrices follow the classes seen, not the largest index. A part of the chunk
+        uses these columns too: a superset of its classes changes no verdict (a column of no
+        sample takes part in no check)."""
+        dense = not any(counts.sparse for counts in self.counts_by_mode.values())
+        if dense and max(top, self.num_classes) <= DENSE_CLASSES:
+            return None  # nearly every trial: nothing sorted
+        classes, samples, _ = self.combined_columns()
+        columns = progress.chunk_classes(classes[samples > 0], [p for _, p in chunk])
+        if dense and dense_enough(max(top, self.num_classes), int(columns.size)):
+            return None
+        return columns
 
     @property
     def _chunk_cells(self) -> int:
@@ -218,16 +249,23 @@ class ClassImbalanceRule:
         return max((c.num_classes for c in self.counts_by_mode.values()), default=0)
 
     def _class_bound(self) -> int:
-        return self.num_classes + 1
+        """Columns of the counts so far, plus one: what a chunk's width starts from."""
+        if not any(counts.sparse for counts in self.counts_by_mode.values()):
+            return self.num_classes + 1
+        return int(self.combined_columns()[0].size) + 1
 
     def _evaluate_chunk(
-        self, chunk: list[tuple[int, PreparedStep]], stop_at_first_issue: bool
+        self,
+        chunk: list[tuple[int, PreparedStep]],
+        stop_at_first_issue: bool,
+        columns: IntArray | None = None,
     ) -> list[StepResult]:
-        """Decide every step's checks on cumulative counts, then commit the steps kept."""
+        """Decide every step's checks on cumulative counts, then commit the steps kept
+        (``columns``: the chunk's class ids, ``_chunk_columns``; None: column = class)."""
         steps = [step for step, _ in chunk]
         prepared = [prepared for _, prepared in chunk]
-        per_step, per_step_wrong = progress.step_counts(prepared, self.num_classes)
-        seen = self._progress(steps, per_step, per_step_wrong)
+        per_step, per_step_wrong = progress.step_counts(prepared, self.num_classes, columns)
+        seen = self._progress(steps, per_step, per_step_wrong, columns)
         results, finding_rows = self._decide(
             steps, seen, [p.rejected for p in prepared], stop_at_first_issue
         )
@@ -238,9 +276,19 @@ class ClassImbalanceRule:
         return results
 
     def _progress(
-        self, steps: Sequence[int], per_step: IntArray, per_step_wrong: IntArray
+        self,
+        steps: Sequence[int],
+        per_step: IntArray,
+        per_step_wrong: IntArray,
+        columns: IntArray | None = None,
     ) -> progress.ChunkProgress:
-        base_samples, base_mispredicted = self.combined_counts()
+        if columns is None:
+            base_samples, base_mispredicted = self.combined_counts()
+        else:
+            classes, samples, mispredicted = self.combined_columns()
+            seen = samples > 0
+            base_samples = aligned(classes[seen], samples[seen], columns)
+            base_mispredicted = aligned(classes[seen], mispredicted[seen], columns)
         return progress.counts_progress(
             per_step,
             per_step_wrong,
@@ -251,6 +299,7 @@ class ClassImbalanceRule:
             checks=self.checks,
             window=self.window,
             steps=steps,
+            classes=columns,
         )
 
     def _decide(
@@ -310,7 +359,7 @@ class ClassImbalanceRule:
             and seen.per_step is not None
             and seen.per_step_wrong is not None
         ):
-            self.ledger.record(kept, seen.per_step, seen.per_step_wrong)
+            self.ledger.record(kept, seen.per_step, seen.per_step_wrong, seen.tallies.classes)
         if self.window is not None and seen.window is not None:
             self.window.commit(seen.window, len(kept))
         self.steps_evaluated += len(kept)
@@ -328,23 +377,30 @@ class ClassImbalanceRule:
         pairs: ``shards.merge_states`` puts the shards' own totals in their place afterwards.
         """
         steps, *_ = ledger.arrays()
-        width = max(ledger.width(), 1)
+        classes = ledger.classes()
+        top = int(classes[-1]) + 1 if classes.size else 0
+        # Columns are classes for a dense model; the ledger's classes when they are sparse.
+        columns = None if dense_enough(top, int(classes.size)) else classes
+        width = max(top if columns is None else int(classes.size), 1)
         size = max(1, self._chunk_cells // width)
         replayed = self.counts_by_mode.setdefault(REPLAYED, ClassCounts())
         for start in range(0, steps.size, size):
             stop = min(start + size, int(steps.size))
-            per_step, per_step_wrong = ledger.dense(start, stop, width)
+            per_step, per_step_wrong = ledger.dense(start, stop, width, columns)
             chunk = [int(step) for step in steps[start:stop]]
-            seen = self._progress(chunk, per_step, per_step_wrong)
+            seen = self._progress(chunk, per_step, per_step_wrong, columns)
             _, finding_rows = self._decide(chunk, seen, [()] * len(chunk), False)
             self._record_history(chunk, seen, finding_rows)
-            replayed.merge(
-                ClassCounts(
-                    samples=per_step.sum(axis=0),
-                    mispredicted=per_step_wrong.sum(axis=0),
-                    total=int(per_step.sum()),
+            samples, mispredicted = per_step.sum(axis=0), per_step_wrong.sum(axis=0)
+            if columns is None:
+                part = ClassCounts(samples=samples, mispredicted=mispredicted)
+            else:
+                kept = samples > 0
+                part = ClassCounts(
+                    samples=samples[kept], mispredicted=mispredicted[kept], classes=columns[kept]
                 )
-            )
+            part.total = int(samples.sum())
+            replayed.merge(part)
             self._advance(chunk, seen)
 
     def _record_history(
@@ -378,6 +434,7 @@ class ClassImbalanceRule:
                     checks_active=active,
                     pinned=row in pinned,
                     classes_per_point=history.classes_per_point,
+                    classes=seen.tallies.classes,
                 )
             )
 
@@ -407,17 +464,39 @@ class ClassImbalanceRule:
 
     # -- views ------------------------------------------------------------------------------
 
+    def combined_columns(self) -> tuple[IntArray, IntArray, IntArray]:
+        """(class ids, samples, mispredicted), summed over modes: every class below the
+        largest while all modes are dense (the ids then 0 to n - 1), the classes seen once a
+        mode is sparse. What the evaluation reads: it never spreads sparse counts out."""
+        modes = list(self.counts_by_mode.values())
+        if len(modes) == 1:
+            return modes[0].columns()
+        if not any(counts.sparse for counts in modes):
+            samples, mispredicted = self.combined_counts()
+            return np.arange(samples.size, dtype=np.int64), samples, mispredicted
+        parts = [counts.columns() for counts in modes]
+        classes = np.unique(np.concatenate([ids[s > 0] for ids, s, _ in parts]))
+        samples = np.zeros(classes.size, dtype=np.int64)
+        mispredicted = np.zeros(classes.size, dtype=np.int64)
+        for ids, mode_samples, mode_mispredicted in parts:
+            seen = mode_samples > 0
+            where = np.searchsorted(classes, ids[seen])
+            samples[where] += mode_samples[seen]
+            mispredicted[where] += mode_mispredicted[seen]
+        return classes, samples, mispredicted
+
     def combined_counts(self) -> tuple[IntArray, IntArray]:
-        """(samples, mispredicted) per class, summed over modes, up to the largest class seen."""
+        """(samples, mispredicted) per class, summed over modes, up to the largest class seen:
+        dense, for small trials and tests (``combined_columns`` is the evaluation's view)."""
         if len(self.counts_by_mode) == 1:
             return next(iter(self.counts_by_mode.values())).trimmed()
         size = self.num_classes
         samples = np.zeros(size, dtype=np.int64)
         mispredicted = np.zeros(size, dtype=np.int64)
         for counts in self.counts_by_mode.values():
-            mode_samples, mode_mispredicted = counts.trimmed()
-            samples[: mode_samples.size] += mode_samples
-            mispredicted[: mode_mispredicted.size] += mode_mispredicted
+            ids, mode_samples, mode_mispredicted = counts.columns()
+            samples[ids] += mode_samples
+            mispredicted[ids] += mode_mispredicted
         return samples, mispredicted
 
     def merge(self, other: ClassImbalanceRule) -> None:

@@ -60,9 +60,9 @@ def merge_states(
     merged.binary_form = _binary_form(shards)
     ledger = StepLedger.combined(ledgers)
     merged.replay(ledger)
-    replayed = merged.combined_counts()
+    replayed = _seen_counts(merged)
     merged.counts_by_mode = _totals(shards)
-    _refuse_disagreeing(replayed, merged.combined_counts())
+    _refuse_disagreeing(replayed, _seen_counts(merged))
     for shard in shards:
         merged.ignored += shard.ignored
         merged.skipped_rows.update(shard.skipped_rows)
@@ -108,12 +108,22 @@ def _totals(shards: Sequence[ClassImbalanceRule]) -> dict[str, ClassCounts]:
     return totals
 
 
+def _seen_counts(rule: ClassImbalanceRule) -> tuple[np.ndarray[Any, Any], ...]:
+    """(classes, samples, mispredicted) of the classes with a sample: the same for dense and
+    sparse counts, and never spread out to the largest index."""
+    classes, samples, mispredicted = rule.combined_columns()
+    seen = samples > 0
+    return classes[seen], samples[seen], mispredicted[seen]
+
+
 def _refuse_disagreeing(
-    replayed: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
-    totals: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    replayed: tuple[np.ndarray[Any, Any], ...], totals: tuple[np.ndarray[Any, Any], ...]
 ) -> None:
-    for name, left, right in zip(("labels", "mispredicted labels"), replayed, totals, strict=True):
-        if not np.array_equal(left, right):
+    """Refuse when the replayed (classes, samples, mispredicted) are not the totals."""
+    same_classes = np.array_equal(replayed[0], totals[0])
+    for index, name in ((1, "labels"), (2, "mispredicted labels")):
+        left, right = replayed[index], totals[index]
+        if not same_classes or not np.array_equal(left, right):
             raise ShardMergeError(
                 f"expected the states' per-step ledgers to add up to their totals, but the "
                 f"{name} per class differ ({int(left.sum())} against {int(right.sum())}): a "

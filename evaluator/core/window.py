@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evaluator.core.checks import Recent
+from evaluator.core.counts import aligned, is_identity
 from evaluator.core.errors import WindowLimitError
 
 IntArray = npt.NDArray[np.int64]
@@ -46,9 +47,14 @@ class StepCounts:
         return cls(step, np.concatenate([classes, samples, mispredicted]).astype(np.int64))
 
     @classmethod
-    def of_row(cls, step: int, samples: IntArray, mispredicted: IntArray) -> StepCounts:
-        classes = np.flatnonzero(samples)
-        return cls.of(step, classes, samples[classes], mispredicted[classes])
+    def of_row(
+        cls, step: int, samples: IntArray, mispredicted: IntArray, ids: IntArray | None = None
+    ) -> StepCounts:
+        """From one row of per-step counts whose columns are classes (``ids`` None) or the
+        classes ``ids`` names."""
+        columns = np.flatnonzero(samples)
+        classes = columns if ids is None else ids[columns]
+        return cls.of(step, classes, samples[columns], mispredicted[columns])
 
     @property
     def size(self) -> int:
@@ -73,16 +79,17 @@ class WindowPreview:
 
     recent: Recent
     entries: tuple[StepCounts, ...]
+    classes: IntArray
+    """The class id of each column of ``recent``."""
 
 
 def _zeros(width: int) -> IntArray:
     return np.zeros(width, dtype=np.int64)
 
 
-def _padded(array: IntArray, width: int) -> IntArray:
-    out = _zeros(max(width, array.size))
-    out[: array.size] = array
-    return out
+def _columns_of(ids: IntArray, classes: IntArray) -> IntArray:
+    """The columns of sorted ``ids`` that hold ``classes`` (each one of them)."""
+    return classes if is_identity(ids) else np.searchsorted(ids, classes)
 
 
 class StepWindow:
@@ -100,16 +107,18 @@ class StepWindow:
         self._seen = 0
         """Steps ever added: the windows are full once it reaches their size."""
         self._sums = (_zeros(0), _zeros(0), _zeros(0), _zeros(0))
-        """(recent samples, recent mispredicted, previous samples, previous mispredicted)."""
+        """(recent samples, recent mispredicted, previous samples, previous mispredicted),
+        one entry per class of ``_classes``."""
+        self._classes = _zeros(0)
+        """The sorted class ids of the sums' entries: compact, not as wide as the largest."""
 
     # -- reading ------------------------------------------------------------------------------
 
-    def current(self, width: int) -> Recent:
-        """The windows after the last step added, ``width`` classes wide."""
+    def current(self, classes: IntArray) -> Recent:
+        """The windows after the last step added, over sorted class ids ``classes`` (every
+        class the window holds a count of: the classes counted so far, or more)."""
         recent, previous = self._step_counts(self._seen)
-        samples, mispredicted, previous_samples, previous_mispredicted = (
-            _padded(array, width)[:width] for array in self._sums
-        )
+        samples, mispredicted, previous_samples, previous_mispredicted = self._aligned(classes)
         return Recent(
             samples,
             mispredicted,
@@ -119,6 +128,15 @@ class StepWindow:
             np.asarray(previous),
         )
 
+    def _aligned(self, classes: IntArray) -> list[IntArray]:
+        """The four sums over ``classes``, new arrays."""
+        held = self._classes
+        if held.size and not (classes.size >= held.size and is_identity(classes)):
+            nonzero = np.flatnonzero(np.any(np.vstack(self._sums), axis=0))
+            if nonzero.size != held.size:  # classes that left both windows: not wanted
+                return [aligned(held[nonzero], a[nonzero], classes) for a in self._sums]
+        return [aligned(held, array, classes) for array in self._sums]
+
     def _step_counts(self, seen: int) -> tuple[int, int]:
         recent = min(seen, self.size)
         previous = min(max(seen - self.size, 0), self.size) if self.previous else 0
@@ -127,13 +145,19 @@ class StepWindow:
     # -- adding a chunk -----------------------------------------------------------------------
 
     def preview(
-        self, steps: Sequence[int], per_step: IntArray, per_step_wrong: IntArray
+        self,
+        steps: Sequence[int],
+        per_step: IntArray,
+        per_step_wrong: IntArray,
+        classes: IntArray | None = None,
     ) -> WindowPreview:
-        """The windows after each step of a chunk (per_step: (steps x width) counts), without
-        changing this window; ``commit`` then keeps as many of the steps as were evaluated."""
+        """The windows after each step of a chunk (per_step: (steps x width) counts, whose
+        columns are classes, or the sorted class ids ``classes``), without changing this
+        window; ``commit`` then keeps as many of the steps as were evaluated."""
         rows, width = per_step.shape
+        ids = np.arange(width, dtype=np.int64) if classes is None else classes
         entries = tuple(
-            StepCounts.of_row(step, per_step[index], per_step_wrong[index])
+            StepCounts.of_row(step, per_step[index], per_step_wrong[index], classes)
             for index, step in enumerate(steps)
         )
         sequence = [*self._entries, *entries]
@@ -141,24 +165,25 @@ class StepWindow:
         dropped = max(len(sequence) - self.span, 0)
         cells = self._cells + sum(e.size for e in entries) - sum(e.size for e in sequence[:dropped])
         self._check_bound(cells, len(sequence) - dropped)
-        sums = [_padded(array, width)[:width].copy() for array in self._sums]
+        sums = self._aligned(ids)
         out = [np.zeros((rows, width), dtype=np.int64) for _ in range(4)]
         counts = np.zeros((2, rows), dtype=np.int64)
         for index, entry in enumerate(entries):
             position = first + index
-            _add(sums[0], sums[1], entry, 1)
+            _add(sums[0], sums[1], entry, 1, ids)
             leaving = position - self.size
             if leaving >= 0:
-                _add(sums[0], sums[1], sequence[leaving], -1)
+                _add(sums[0], sums[1], sequence[leaving], -1, ids)
                 if self.previous:
-                    _add(sums[2], sums[3], sequence[leaving], 1)
+                    _add(sums[2], sums[3], sequence[leaving], 1, ids)
             dropped = position - 2 * self.size
             if self.previous and dropped >= 0:
-                _add(sums[2], sums[3], sequence[dropped], -1)
+                _add(sums[2], sums[3], sequence[dropped], -1, ids)
             for target, source in zip(out, sums, strict=True):
                 target[index] = source
             counts[:, index] = self._step_counts(self._seen + index + 1)
-        return WindowPreview(Recent(out[0], out[1], out[2], out[3], counts[0], counts[1]), entries)
+        recent = Recent(out[0], out[1], out[2], out[3], counts[0], counts[1])
+        return WindowPreview(recent, entries, ids)
 
     def _check_bound(self, cells: int, steps: int) -> None:
         """Raise, before anything is counted, when the window would exceed its bound."""
@@ -189,6 +214,7 @@ class StepWindow:
             recent.previous_samples[last].copy(),
             recent.previous_mispredicted[last].copy(),
         )
+        self._classes = preview.classes
         self._seen += kept
 
     # -- merging and saving -------------------------------------------------------------------
@@ -210,15 +236,16 @@ class StepWindow:
         self._entries = deque(kept)
         self._cells = cells
         self._seen = seen
-        width = max((int(e.classes[-1]) + 1 for e in kept if e.classes.size), default=0)
-        sums = [_zeros(width) for _ in range(4)]
+        classes = np.unique(np.concatenate([_zeros(0), *(e.classes for e in kept)]))
+        sums = [_zeros(classes.size) for _ in range(4)]
         recent = kept[-self.size :]
         for entry in recent:
-            _add(sums[0], sums[1], entry, 1)
+            _add(sums[0], sums[1], entry, 1, classes)
         if self.previous:
             for entry in kept[: max(len(kept) - self.size, 0)]:
-                _add(sums[2], sums[3], entry, 1)
+                _add(sums[2], sums[3], entry, 1, classes)
         self._sums = (sums[0], sums[1], sums[2], sums[3])
+        self._classes = classes.astype(np.int64, copy=False)
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-ready copy; ``from_state`` restores it exactly."""
@@ -260,8 +287,12 @@ def _summed(step: int, parts: Sequence[StepCounts]) -> StepCounts:
     return StepCounts.of(step, classes, samples, mispredicted)
 
 
-def _add(samples: IntArray, mispredicted: IntArray, entry: StepCounts, sign: int) -> None:
-    """Add (sign 1) or remove (sign -1) one step's counts; its classes are distinct."""
+def _add(
+    samples: IntArray, mispredicted: IntArray, entry: StepCounts, sign: int, ids: IntArray
+) -> None:
+    """Add (sign 1) or remove (sign -1) one step's counts into sums over the sorted class ids
+    ``ids``; its classes are distinct, and each one of ``ids``."""
     if entry.classes.size:
-        samples[entry.classes] += sign * entry.samples
-        mispredicted[entry.classes] += sign * entry.mispredicted
+        columns = _columns_of(ids, entry.classes)
+        samples[columns] += sign * entry.samples
+        mispredicted[columns] += sign * entry.mispredicted

@@ -204,3 +204,105 @@ def test_pair_counts_row_of_an_absent_label_is_empty() -> None:
     assert pairs.row(0) == {}
     assert pairs.row(2) == {}
     assert pairs.row(1) == {2: 1}
+
+
+# -- sparse, huge class indices ----------------------------------------------------------------
+
+
+def _as_dict(counts: ClassCounts) -> dict[int, tuple[int, int]]:
+    classes, samples, mispredicted = counts.columns()
+    return {
+        int(c): (int(n), int(w))
+        for c, n, w in zip(classes.tolist(), samples.tolist(), mispredicted.tolist(), strict=True)
+        if n
+    }
+
+
+def _counted(labels: list[int], predicted: list[int]) -> dict[int, tuple[int, int]]:
+    samples = Counter(labels)
+    wrong = Counter(a for a, b in zip(labels, predicted, strict=True) if a != b)
+    return {c: (n, wrong[c]) for c, n in samples.items()}
+
+
+def test_a_label_of_999999_beside_small_classes_keeps_the_classes_seen_only() -> None:
+    counts = _counts([0, 1, 2, 999_999, 2], [0, 2, 2, 3, 2])
+    assert counts.sparse
+    assert counts.samples.tolist() == [1, 1, 2, 1]
+    assert counts.classes is not None
+    assert counts.classes.tolist() == [0, 1, 2, 999_999]
+    assert counts.num_classes == 1_000_000
+    assert _as_dict(counts) == _counted([0, 1, 2, 999_999, 2], [0, 2, 2, 3, 2])
+    state = counts.to_dict()
+    assert state["classes"] == [0, 1, 2, 999_999]
+    assert ClassCounts.from_dict(json.loads(json.dumps(state))).to_dict() == state
+
+
+def test_dense_counts_keep_the_dense_form_and_state_of_older_versions() -> None:
+    counts = _counts(list(range(20_000)), list(range(20_000)))
+    assert not counts.sparse, "a dense 20,000-class model stays on the dense path"
+    assert "classes" not in counts.to_dict()
+
+
+def test_an_older_state_of_sparse_indices_is_loaded_compact() -> None:
+    samples = [0] * 1_000_000
+    samples[3], samples[999_999] = 2, 1
+    older = {"samples": samples, "mispredicted": [0] * 1_000_000, "confusion": [[], [], []]}
+    restored = ClassCounts.from_dict(older)
+    assert restored.sparse
+    assert _as_dict(restored) == {3: (2, 0), 999_999: (1, 0)}
+
+
+def test_sparse_counts_become_dense_again_when_the_classes_fill_the_range() -> None:
+    counts = _counts([0, 50_000], [0, 0])
+    assert counts.sparse
+    counts.add(np.arange(50_001, dtype=np.int64), np.arange(50_001, dtype=np.int64))
+    assert not counts.sparse
+    assert _as_dict(counts)[50_000] == (2, 1)
+
+
+def test_a_sparse_state_whose_ids_disagree_is_refused() -> None:
+    with pytest.raises(ValueError, match="sorted, distinct class id"):
+        ClassCounts.from_dict(
+            {
+                "classes": [5, 3],
+                "samples": [1, 1],
+                "mispredicted": [0, 0],
+                "confusion": [[], [], []],
+            }
+        )
+
+
+@ROWS_SETTINGS
+@given(
+    st.lists(st.sampled_from([0, 1, 7, 40_000, 999_999]), max_size=30),
+    st.lists(st.sampled_from([0, 7, 999_999]), max_size=30),
+    st.integers(1, 4),
+    st.booleans(),
+)
+def test_sparse_counts_over_adds_and_merges_equal_a_counter(
+    labels: list[int], guesses: list[int], pieces: int, dense_first: bool
+) -> None:
+    predicted = (guesses * (len(labels) // max(len(guesses), 1) + 1))[: len(labels)]
+    if len(predicted) < len(labels):
+        predicted = labels
+    start = ClassCounts()
+    if dense_first:
+        start.add(_ints([0, 1, 2]), _ints([0, 1, 1]))
+    parts = [start] + [ClassCounts() for _ in range(pieces)]
+    for index, (label, guess) in enumerate(zip(labels, predicted, strict=True)):
+        parts[index % len(parts)].add(_ints([label]), _ints([guess]))
+    merged = ClassCounts()
+    for part in parts:
+        merged.merge(part)
+    head = [0, 1, 2] if dense_first else []
+    expected = _counted(head + labels, ([0, 1, 1] if dense_first else []) + predicted)
+    assert _as_dict(merged) == expected
+    assert merged.total == len(head) + len(labels)
+    assert _triples_counter(merged.confusion) == Counter(
+        (a, b)
+        for a, b in zip(head + labels, ([0, 1, 1] if dense_first else []) + predicted, strict=True)
+        if a != b
+    )
+    assert ClassCounts.from_dict(json.loads(json.dumps(merged.to_dict()))).to_dict() == (
+        merged.to_dict()
+    )

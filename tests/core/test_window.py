@@ -75,7 +75,7 @@ def batches(step: Step) -> list[WorkerBatch]:
 
 def assert_window_is_a_recount(rule: ClassImbalanceRule, done: list[Step], run: WindowRun) -> None:
     width = run.classes
-    recent = rule.recent(width)
+    recent = rule.recent(np.arange(width, dtype=np.int64))
     assert recent is not None
     last = done[-run.size :] if done else []
     before = done[-2 * run.size : -run.size] if run.previous and len(done) > run.size else []
@@ -180,7 +180,7 @@ def test_merging_the_same_steps_from_other_workers_sums_them() -> None:
                 step, [WorkerBatch("w", "TRAIN", {"labels": array, "predictions": array})]
             )
     first.merge(second)
-    recent = first.recent(3)
+    recent = first.recent(np.arange(3, dtype=np.int64))
     assert recent is not None
     assert recent.samples.tolist() == [4, 4, 2], "steps 1 and 2 of both worker sets"
     assert int(recent.steps) == 2

@@ -74,11 +74,16 @@ class Tallies:
     samples: IntArray
     mispredicted: IntArray
     recent: Recent | None = None
+    classes: IntArray | None = None
+    """The class id of each column (sorted): the classes a chunk's compact columns stand for
+    when the class indices are sparse (a label of 999,999 beside ten small ones); None: the
+    column is the class. The checks decide on columns alike (a column of no sample takes part
+    in none) and name classes through ``class_of``."""
 
     def row(self, index: int) -> Tallies:
         """One row of 2-D tallies, as 1-D tallies."""
         recent = None if self.recent is None else self.recent.row(index)
-        return Tallies(self.samples[index], self.mispredicted[index], recent)
+        return Tallies(self.samples[index], self.mispredicted[index], recent, self.classes)
 
     def as_rows(self) -> Tallies:
         """1-D tallies as one row of 2-D ones."""
@@ -92,7 +97,9 @@ class Tallies:
                 np.asarray(recent.steps).reshape(1),
                 np.asarray(recent.previous_steps).reshape(1),
             )
-        return Tallies(self.samples.reshape(1, -1), self.mispredicted.reshape(1, -1), recent)
+        return Tallies(
+            self.samples.reshape(1, -1), self.mispredicted.reshape(1, -1), recent, self.classes
+        )
 
 
 class Check(Protocol):
@@ -121,7 +128,7 @@ def holds_now(checks: Sequence[Check], tallies: Tallies) -> dict[str, bool]:
     """Each check's verdict on one (1-D) set of tallies."""
     if not tallies.samples.size:  # no class seen yet: one class of no samples, as a chunk has
         zero = np.zeros(1, np.int64)
-        tallies = Tallies(zero, zero, None)
+        tallies = Tallies(zero, zero, None, None)
     rows = tallies.as_rows()
     return {check.name: bool(check.holds(rows)[0]) for check in checks}
 
@@ -145,6 +152,11 @@ def misprediction_fractions(samples: IntArray, mispredicted: IntArray) -> FloatA
     fractions = np.full(samples.shape, np.nan)
     np.divide(mispredicted, samples, out=fractions, where=samples > 0)
     return fractions
+
+
+def class_of(classes: IntArray | None, column: int) -> int:
+    """The class id of a column (``Tallies.classes``)."""
+    return int(column) if classes is None else int(classes[column])
 
 
 def plural(count: int, word: str, suffix: str = "es") -> str:

@@ -22,6 +22,7 @@ from evaluator.core.checks.base import (
     FloatArray,
     IntArray,
     Tallies,
+    class_of,
     misprediction_fractions,
     plural,
 )
@@ -72,18 +73,19 @@ class GuardedImbalanceCheck:
         bound = float(lower / upper)
         if not bound > self.threshold:
             return None
+        big, small = class_of(tallies.classes, largest), class_of(tallies.classes, smallest)
         return Finding(
             check=self.name,
             step=step,
             value=bound,
             threshold=self.threshold,
-            classes=(largest, smallest),
+            classes=(big, small),
             message=(
                 f"largest/smallest class count {samples[largest]}/{samples[smallest]} = "
                 f"{ratio:.4g}, and at confidence {self.confidence:g} at least {bound:.4g} "
                 f"(shares of {int(samples.sum())} labels: largest >= {float(lower):.4g}, "
                 f"smallest <= {float(upper):.4g}), which is above threshold_imbalance "
-                f"{self.threshold:g} (largest class {largest}, smallest class {smallest})"
+                f"{self.threshold:g} (largest class {big}, smallest class {small})"
             ),
         )
 
@@ -110,6 +112,7 @@ class GuardedMispredictionCheck:
             step,
             check=self.name,
             over="",
+            classes=tallies.classes,
         )
 
 
@@ -122,8 +125,10 @@ def describe_guarded_misprediction(
     *,
     check: str,
     over: str,
+    classes: IntArray | None = None,
 ) -> Finding | None:
-    """The finding of classes whose lower bound is above ``threshold``, worst bound first."""
+    """The finding of classes whose lower bound is above ``threshold``, worst bound first
+    (``classes``: the class id of each column, as ``Tallies.classes``)."""
     lower, _ = wilson_bounds(mispredicted, samples, z_score(confidence))
     lower = np.nan_to_num(lower, nan=0.0)
     above = np.flatnonzero(lower > threshold)
@@ -132,7 +137,8 @@ def describe_guarded_misprediction(
     fractions = misprediction_fractions(samples, mispredicted)
     order = above[np.lexsort((above, -lower[above]))]
     shown = ", ".join(
-        f"class {c}: {mispredicted[c]}/{samples[c]} = {fractions[c]:.3f}, at least {lower[c]:.3f}"
+        f"class {class_of(classes, c)}: {mispredicted[c]}/{samples[c]} = {fractions[c]:.3f}, "
+        f"at least {lower[c]:.3f}"
         for c in order[:5]
     )
     more = f" and {order.size - 5} more" if order.size > 5 else ""
@@ -141,7 +147,7 @@ def describe_guarded_misprediction(
         step=step,
         value=float(lower[order[0]]),
         threshold=threshold,
-        classes=tuple(int(c) for c in order),
+        classes=tuple(class_of(classes, c) for c in order),
         message=(
             f"misprediction fraction{over} above threshold_misprediction {threshold:g} at "
             f"confidence {confidence:g} for {plural(order.size, 'class')} ({shown}{more})"

@@ -20,6 +20,7 @@ from evaluator.core.checks.base import (
     IntArray,
     Recent,
     Tallies,
+    class_of,
     plural,
 )
 from evaluator.core.checks.guarded import describe_guarded_misprediction
@@ -70,9 +71,16 @@ class RecentMispredictionCheck:
                 step,
                 check=self.name,
                 over=over,
+                classes=tallies.classes,
             )
         return check_misprediction(
-            recent.samples, recent.mispredicted, self.threshold, step, check=self.name, over=over
+            recent.samples,
+            recent.mispredicted,
+            self.threshold,
+            step,
+            check=self.name,
+            over=over,
+            classes=tallies.classes,
         )
 
 
@@ -155,7 +163,10 @@ class MinorityNotImprovingCheck:
         now, before = learning.now, learning.before
         order = stuck[np.lexsort((stuck, -now[stuck]))]
         major_now, major_before = float(learning.majority_now), float(learning.majority_before)
-        shown = ", ".join(f"class {c}: {before[c]:.3f} -> {now[c]:.3f}" for c in order[:5])
+        ids = tallies.classes
+        shown = ", ".join(
+            f"class {class_of(ids, c)}: {before[c]:.3f} -> {now[c]:.3f}" for c in order[:5]
+        )
         more = f" and {order.size - 5} more" if order.size > 5 else ""
         worst = int(order[0])
         return Finding(
@@ -163,7 +174,7 @@ class MinorityNotImprovingCheck:
             step=step,
             value=float(now[worst]),
             threshold=float(before[worst]),
-            classes=tuple(int(c) for c in order),
+            classes=tuple(class_of(ids, c) for c in order),
             message=(
                 f"mispredicted fraction of {plural(order.size, 'minority class', 'es')} has "
                 f"not fallen over the last {self.window_steps} steps ({shown}{more}) while "

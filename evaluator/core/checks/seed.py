@@ -16,6 +16,7 @@ from evaluator.core.checks.base import (
     Finding,
     IntArray,
     Tallies,
+    class_of,
     misprediction_fractions,
     plural,
 )
@@ -42,7 +43,9 @@ class ImbalanceCheck:
         return np.asarray(any_seen & (ratio > self.threshold), dtype=bool)
 
     def describe(self, tallies: Tallies, step: int) -> Finding | None:
-        return check_imbalance(tallies.samples, self.threshold, step, check=self.name)
+        return check_imbalance(
+            tallies.samples, self.threshold, step, check=self.name, classes=tallies.classes
+        )
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,20 @@ class MispredictionCheck:
 
     def describe(self, tallies: Tallies, step: int) -> Finding | None:
         return check_misprediction(
-            tallies.samples, tallies.mispredicted, self.threshold, step, check=self.name
+            tallies.samples,
+            tallies.mispredicted,
+            self.threshold,
+            step,
+            check=self.name,
+            classes=tallies.classes,
         )
 
 
 def imbalance_ratio(samples: IntArray) -> tuple[float, int, int] | None:
     """(largest / smallest count over classes seen, largest class, smallest class), or None.
 
-    Ties go to the lowest class index, so the result does not depend on evaluation order.
+    Ties go to the lowest class index, so the result does not depend on evaluation order. The
+    classes are columns of ``samples``: sorted compact columns tie-break alike.
     """
     seen = np.flatnonzero(samples)
     if seen.size == 0:
@@ -80,23 +89,30 @@ def imbalance_ratio(samples: IntArray) -> tuple[float, int, int] | None:
 
 
 def check_imbalance(
-    samples: IntArray, threshold: float, step: int, *, check: str = IMBALANCE
+    samples: IntArray,
+    threshold: float,
+    step: int,
+    *,
+    check: str = IMBALANCE,
+    classes: IntArray | None = None,
 ) -> Finding | None:
-    """A finding when largest/smallest class count is strictly above ``threshold``."""
+    """A finding when largest/smallest class count is strictly above ``threshold``
+    (``classes``: the class id of each column, as ``Tallies.classes``)."""
     result = imbalance_ratio(samples)
     if result is None or not result[0] > threshold:
         return None
     ratio, largest, smallest = result
+    big, small = class_of(classes, largest), class_of(classes, smallest)
     return Finding(
         check=check,
         step=step,
         value=ratio,
         threshold=threshold,
-        classes=(largest, smallest),
+        classes=(big, small),
         message=(
             f"largest/smallest class count {samples[largest]}/{samples[smallest]} = {ratio:.4g} "
-            f"is above threshold_imbalance {threshold:g} (largest class {largest}, smallest "
-            f"class {smallest})"
+            f"is above threshold_imbalance {threshold:g} (largest class {big}, smallest "
+            f"class {small})"
         ),
     )
 
@@ -109,6 +125,7 @@ def check_misprediction(
     *,
     check: str = MISPREDICTION,
     over: str = "",
+    classes: IntArray | None = None,
 ) -> Finding | None:
     """A finding when some class's misprediction fraction is strictly above ``threshold``;
     ``over`` says over what, when not the whole evaluation (" over the last 50 steps")."""
@@ -120,7 +137,8 @@ def check_misprediction(
     order = above[np.lexsort((above, -fractions[above]))]
     worst = int(order[0])
     shown = ", ".join(
-        f"class {c}: {mispredicted[c]}/{samples[c]} = {fractions[c]:.3f}" for c in order[:5]
+        f"class {class_of(classes, c)}: {mispredicted[c]}/{samples[c]} = {fractions[c]:.3f}"
+        for c in order[:5]
     )
     more = f" and {order.size - 5} more" if order.size > 5 else ""
     return Finding(
@@ -128,7 +146,7 @@ def check_misprediction(
         step=step,
         value=float(fractions[worst]),
         threshold=threshold,
-        classes=tuple(int(c) for c in order),
+        classes=tuple(class_of(classes, c) for c in order),
         message=(
             f"misprediction fraction{over} above threshold_misprediction {threshold:g} for "
             f"{plural(order.size, 'class')} ({shown}{more})"

@@ -9,14 +9,15 @@ settings group: the reader ``trial``, the loop ``trial`` and ``following``, the 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from container import __version__
 from container.actions import ActionOutcome, ActionRunner, boto3_client
+from container.atomic import FileWriteError, remove_stale_temporaries
 from container.checkpoint import (
     Checkpoint,
     Checkpointer,
@@ -34,7 +35,13 @@ from container.server import MetricsBindError
 from container.serving import MetricsEndpoint
 from container.sharding import ShardState, part_selection, save_state, shard_info
 from container.snapshot import Progress, Snapshot, SnapshotBox, take_snapshot
-from container.status import RunInfo, Status, exit_code, too_few_labels_warning
+from container.status import (
+    RunInfo,
+    Status,
+    StatusFileError,
+    exit_code,
+    too_few_labels_warning,
+)
 from container.stopping import StopRequest
 from container.watch import StepWaiter
 from evaluator import compiled
@@ -45,9 +52,12 @@ from evaluator.core import (
     RuleParameters,
     StepLedger,
     StepResult,
+    TensorSelector,
     WindowLimitError,
+    name_list,
+    quoted,
 )
-from evaluator.trial import TrialError, TrialReader, open_trial
+from evaluator.trial import ReaderProblems, TrialError, TrialReader, open_trial
 
 log = logging.getLogger("classimbalance")
 
@@ -61,6 +71,8 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     shard_state: str | None = None
     """Where this shard's state was written (``emit_state``), once it was."""
+    status_written: bool = True
+    """Whether the status file holds ``document`` (false: it could not be written)."""
 
     @property
     def exit_code(self) -> int:
@@ -108,6 +120,8 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
         shard=shard_info(settings),
     )
     publisher = Publisher(settings.outputs, info, box, managed_root=runtime.managed_root)
+    own_files = (settings.checkpoints.file, settings.sharding.emit_state)
+    remove_stale_temporaries([*publisher.written_paths(), *(Path(p) for p in own_files if p)])
     page = publisher.live_page if settings.outputs.html_report else None
     endpoint = MetricsEndpoint(_shard_metrics(settings), box, page, runtime.metrics_port_ready)
     try:
@@ -118,15 +132,19 @@ def run(settings: Settings, runtime: Runtime | None = None) -> Outcome:
                 return _fail(
                     publisher, info, _rule_snapshot(rule, settings, Status.ERROR), str(exc)
                 )
-        outcome = _evaluate(
-            settings,
-            runtime,
-            stop=stop,
-            rule=rule,
-            info=info,
-            publisher=publisher,
-            endpoint=endpoint,
-        )
+        try:
+            outcome = _evaluate(
+                settings,
+                runtime,
+                stop=stop,
+                rule=rule,
+                info=info,
+                publisher=publisher,
+                endpoint=endpoint,
+            )
+        except StatusFileError as exc:  # the first status, before the loop (which ends on one)
+            error = _rule_snapshot(rule, settings, Status.ERROR)
+            outcome = _fail(publisher, info, error, str(exc))
         _log_ended(outcome, stop)
         if not settings.sharding.emit_state:  # a shard's figures are its part's: the merge pushes
             push_final_metrics(settings.metrics, box.get())
@@ -290,9 +308,8 @@ def _evaluate(
     waiter = StepWaiter(reader.local_path)
     try:
         if settings.following.once and not reader.exists():
-            return _fail(
-                publisher, info, evaluation.snapshot(Status.ERROR), _missing_trial(info.trial)
-            )
+            missing = _missing_trial(info.trial, reader.problems())
+            return _fail(publisher, info, evaluation.snapshot(Status.ERROR), missing)
         log.info(
             "following trial %s (reader: %s%s)",
             info.trial,
@@ -323,6 +340,7 @@ def _evaluate(
         LedgerLimitError,
         MetricsBindError,
         Misconfigured,
+        StatusFileError,
     ) as exc:
         return _fail(publisher, info, evaluation.snapshot(Status.ERROR), str(exc))
     except Exception as exc:  # the last line of defence: a status, never a bare traceback
@@ -479,8 +497,12 @@ def _conclude(
         shard_state = _emit_state(evaluation, settings, info, end)
     except OSError as exc:
         message = (
-            f"cannot write the shard state {settings.sharding.emit_state}: {exc}; set "
-            f"emit_state to a writable path"
+            str(exc)
+            if isinstance(exc, FileWriteError)
+            else (
+                f"cannot write the shard state {settings.sharding.emit_state}: {exc}; set "
+                f"emit_state to a writable path"
+            )
         )
         return _fail(publisher, info, evaluation.snapshot(Status.ERROR), message)
     document = publisher.terminal(evaluation.snapshot(status, ready=False), info)
@@ -531,22 +553,24 @@ def _no_data_error(evaluation: Evaluation, settings: Settings, end: EndReason) -
     if rule.samples > 0:
         return None
     if end is EndReason.IDLE_TIMEOUT and not evaluation.reader.exists():
-        return _missing_trial(trial)
+        return _missing_trial(trial, evaluation.reader.problems())
     if evaluation.steps_seen == 0:
-        return (
+        return _storage_failed(trial, evaluation.reader.problems()) or (
             f"No debugging data was saved by the training job: expected index files under "
             f"{trial}/index/ (written by an smdebug hook), but found none; check base_trial "
             f"and that the hook saves the labels and predictions collections"
         )
     names = sorted(evaluation.tensor_names_seen)
+    # RE2, never Python's re: the names are the trial's, which anyone can write
+    selector = TensorSelector(settings.rule.labels_regex, settings.rule.predictions_regex)
     for role in ("labels", "predictions"):
         regex = getattr(settings.rule, f"{role}_regex")
         looked = rule.skipped_batches.get(f"missing_{role}", 0) or evaluation.steps_without_tensors
-        if looked and not any(re.search(regex, n) for n in names):
+        if looked and not any(selector.matches(role, n) for n in names):
             return (
-                f"no tensor in the trial matches {role}_regex {regex!r}; the tensors saved "
-                f"are: {', '.join(names) or 'none'}; set {role}_regex to match the "
-                f"{role} tensor"
+                f"no tensor in the trial matches {role}_regex {quoted(regex)}; the tensors "
+                f"saved are: {name_list(names, quote=False) or 'none'}; set {role}_regex to "
+                f"match the {role} tensor"
             )
     if rule.steps_evaluated == 0:
         return (
@@ -603,13 +627,28 @@ def _misconfigured(evaluation: Evaluation, settings: Settings) -> str | None:
     )
 
 
-def _missing_trial(trial: str) -> str:
-    return (
+def _missing_trial(trial: str, problems: ReaderProblems) -> str:
+    return _storage_failed(trial, problems) or (
         f"expected a trial at {trial} (a folder with index/ and events/ written by an smdebug "
         f"hook), but it does not exist: check --trial / base_trial"
     )
 
 
+def _storage_failed(trial: str, problems: ReaderProblems) -> str | None:
+    """Why nothing was found when the storage kept failing while the reader looked (the
+    reader rides an outage out, so it ends here, at the idle timeout), else None."""
+    failed = problems.notices.get("storage_unavailable", 0)  # evaluator.trial.problems'
+    if not failed:
+        return None
+    return (
+        f"expected steps of the trial {trial}, but its storage failed {failed} time(s) while "
+        f"they were looked for, and none was found (the latest failure: "
+        f"{problems.examples.get('storage_unavailable', '?')}): check that the storage answers "
+        f"(s3_endpoint_url / AWS_ENDPOINT_URL, the network, a proxy, throttling), then run again"
+    )
+
+
 def _fail(publisher: Publisher, info: RunInfo, snapshot: Snapshot, error: str) -> Outcome:
     log.error("%s", error, extra={"event": "error"})
-    return Outcome(Status.ERROR, publisher.terminal(snapshot, info, error))
+    document = publisher.terminal(snapshot, info, error)
+    return Outcome(Status.ERROR, document, status_written=publisher.status_written)

@@ -88,7 +88,12 @@ def save_checkpoint(path: str, identity: Mapping[str, Any], checkpoint: Checkpoi
         "rule_state": checkpoint.rule_state,
         "actions": list(checkpoint.actions),
     }
-    write_text_atomically(path, json.dumps(document, separators=(",", ":")))
+    write_text_atomically(
+        path,
+        json.dumps(document, separators=(",", ":")),
+        what="the checkpoint",
+        setting="checkpoint_file",
+    )
 
 
 def load_checkpoint(path: str, identity: Mapping[str, Any]) -> Checkpoint | None:
@@ -161,7 +166,11 @@ def _difference(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: st
 
 class Checkpointer:
     """Saves a checkpoint every ``every_steps`` evaluated steps or ``every_seconds``, whichever
-    comes first, and when asked (at the end); does nothing without ``file``."""
+    comes first, and when asked (at the end); does nothing without ``file``.
+
+    A checkpoint that cannot be saved (a full disk) is not fatal: the previous one stays whole,
+    the evaluation goes on, and the next save tries again. The first failure of a run of them
+    is logged, and the save that succeeds after them, not every failed save in between."""
 
     def __init__(
         self,
@@ -176,6 +185,8 @@ class Checkpointer:
         self._clock = clock
         self._last_save = clock()
         self._steps_at_save = steps_evaluated
+        self._failed_saves = 0
+        """Saves that failed since the last one that succeeded."""
 
     def maybe_save(self, steps_evaluated: int, checkpoint: Callable[[], Checkpoint]) -> None:
         """Save if enough steps or time passed since the last save."""
@@ -196,12 +207,24 @@ class Checkpointer:
         try:
             save_checkpoint(path, self._identity, checkpoint())
         except OSError as exc:
-            log.error(
-                "cannot save the checkpoint %s: %s; set checkpoint_file to a writable path",
-                path,
-                exc,
-                extra={"event": "checkpoint_failed"},
-            )
+            if not self._failed_saves:
+                log.error(
+                    "%s; the evaluation goes on, the previous checkpoint stays, and each later "
+                    "save tries again",
+                    exc,
+                    extra={"event": "checkpoint_failed"},
+                )
+            self._failed_saves += 1
+            self._last_save = self._clock()  # the next try after the interval, not each step
+            self._steps_at_save = steps_evaluated
             return
+        if self._failed_saves:
+            log.info(
+                "checkpoint %s saved again, after %d failed saves",
+                path,
+                self._failed_saves,
+                extra={"event": "checkpoint_saved", "failed_saves": self._failed_saves},
+            )
+            self._failed_saves = 0
         self._last_save = self._clock()
         self._steps_at_save = steps_evaluated

@@ -28,7 +28,7 @@ from container.config import (
     load_settings,
     parse_flags,
 )
-from container.logs import configure_logging
+from container.logs import configure_logging, escape_control
 from container.sharding import part_selection
 from container.snapshot import take_snapshot
 from container.status import EXIT_CODES, RunInfo, Status, build_status, write_status
@@ -111,8 +111,9 @@ def _say_error(message: str, *, json_logs: bool) -> None:
     log is JSON, so that stream holds nothing but JSON objects."""
     if json_logs:
         log.error("%s", message, extra={"event": "error"})
-    else:
-        print(f"error: {message}", file=sys.stderr)
+    else:  # a list of invalid settings keeps its lines; each line its control characters escaped
+        lines = (escape_control(line) for line in message.split("\n"))
+        print("error: " + "\n".join(lines), file=sys.stderr)
 
 
 def _settings_error(exc: ConfigError, *, json_logs: bool) -> int:
@@ -138,10 +139,8 @@ def _settings_error(exc: ConfigError, *, json_logs: bool) -> int:
     )
     try:
         write_status(fallback.status_file, document)
-    except OSError as error:
-        _say_error(
-            f"cannot write the status file {fallback.status_file}: {error}", json_logs=json_logs
-        )
+    except OSError as error:  # a StatusFileError: it names the file, the reason, what to do
+        _say_error(str(error), json_logs=json_logs)
     return EXIT_CODES[Status.ERROR]
 
 
@@ -151,11 +150,12 @@ def _print_verdict(outcome: Outcome, settings: Settings) -> None:
     if settings.logs.format == "json":
         return
     outputs = settings.outputs
+    written = outcome.status_written
     summary = format_summary(
         outcome.document,
-        status_file=outputs.status_file,
+        status_file=outputs.status_file if written else f"{outputs.status_file}, not written",
         warnings=outcome.warnings,
-        report_file=outputs.report_path if outputs.html_report else None,
+        report_file=outputs.report_path if outputs.html_report and written else None,
     )
     sys.stdout.write(summary)
     if outcome.shard_state is not None:

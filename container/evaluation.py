@@ -30,7 +30,12 @@ from evaluator.trial import StepRef, TrialError, TrialIdentity, TrialReader, Wor
 
 log = logging.getLogger("classimbalance.evaluation")
 
-_NAMES_KEPT = 64  # distinct tensor names remembered for "no tensor matched" messages
+_NAMES_KEPT = 64
+"""Distinct tensor names remembered for the "no tensor matched" message, and sets of names
+whose answer is remembered."""
+_KEPT_NAMES_CHARS = 16 * 1024
+"""Longest name, and most characters of a set of names, remembered: the names come from index
+files anyone can write, and real steps save a few names of a few dozen characters each."""
 TRANSIENT_READ_ERRORS = frozenset({"missing_event_file", "truncated", "length_mismatch"})
 """Read errors that may clear up: a file still being copied or written."""
 
@@ -192,6 +197,14 @@ class Evaluation:
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
 
+    def _remember(self, names: frozenset[str]) -> None:
+        """Keep a few of the trial's names for messages, never memory that follows them."""
+        for name in names:
+            if len(self.tensor_names_seen) >= _NAMES_KEPT:
+                return
+            if len(name) <= _KEPT_NAMES_CHARS:
+                self.tensor_names_seen.add(name)
+
     def _batches(self, ref: StepRef) -> list[WorkerBatch] | None:
         """The step's worker batches, or None when its mode or step is not selected."""
         if self.start_step is not None and ref.step < self.start_step:
@@ -204,10 +217,9 @@ class Evaluation:
         wanted = self._wanted.get(names)
         if wanted is None:
             # A trial saves the same few names at nearly every step: decide each set once.
-            if len(self.tensor_names_seen) < _NAMES_KEPT:
-                self.tensor_names_seen.update(names)
+            self._remember(names)
             wanted = any(self.rule.wants(name) for name in names)
-            if len(self._wanted) < _NAMES_KEPT:
+            if len(self._wanted) < _NAMES_KEPT and sum(map(len, names)) <= _KEPT_NAMES_CHARS:
                 self._wanted[names] = wanted
         if not wanted:
             self.steps_without_tensors += 1

@@ -6,6 +6,10 @@ file per step) but immediate when a finding appears; snapshots are cheap and fol
 closely so metrics lag a new step by milliseconds. Every output of one moment is built from one
 ``Snapshot``, so the status file and the metrics never disagree. The publisher takes its own
 settings group (``outputs``) and a source of snapshots; it never sees the rule or the reader.
+
+Only the status file is essential: a status that cannot be written raises ``StatusFileError``
+(the run ends with it); a report or the message file that cannot be written is logged and the
+evaluation goes on.
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ from typing import Any
 from container.atomic import write_text_atomically
 from container.config import OutputSettings
 from container.snapshot import Snapshot, SnapshotBox
-from container.status import RunInfo, build_status, readable_json, write_status
+from container.status import (
+    RunInfo,
+    StatusFileError,
+    build_status,
+    readable_json,
+    write_status,
+)
 from evaluator.core import StepResult
 
 log = logging.getLogger("classimbalance")
@@ -61,19 +71,19 @@ def write_message(path: Path, text: str) -> bool:
     rename cannot replace (EBUSY) and whose folder the container cannot write (EACCES), and
     which is read only once the container has exited, so a write in place is whole by then."""
     try:
-        write_text_atomically(path, text)
+        write_text_atomically(path, text, what="the message file", setting="message_file")
         return True
     except OSError as exc:
         if not path.is_file():
-            log.error("cannot write the message file %s: %s", path, exc)
+            log.error("%s", exc, extra={"event": "output_failed"})
             return False
         atomic_error = exc
     try:
-        with path.open("w", encoding="utf-8") as stream:
+        with path.open("w", encoding="utf-8", errors="backslashreplace") as stream:
             stream.write(text)
         return True
     except OSError as exc:
-        log.error("cannot write the message file %s: %s (in place: %s)", path, atomic_error, exc)
+        log.error("%s (in place: %s)", atomic_error, exc, extra={"event": "output_failed"})
         return False
 
 
@@ -102,6 +112,9 @@ class Publisher:
         self._last_status_write = -float("inf")
         self._last_snapshot = -float("inf")
         self._terminal_document: dict[str, Any] | None = None
+        self.status_written = True
+        """Whether the last status write succeeded: false once the status file could not be
+        written (the file holds the last document that could)."""
         self._page_lock = threading.Lock()
         self._page: tuple[Snapshot, float, str] | None = None
         """The live page, the snapshot it shows and when it was made: made again only for a
@@ -144,16 +157,26 @@ class Publisher:
     def terminal(
         self, snapshot: Snapshot, run_info: RunInfo, error: str | None = None
     ) -> dict[str, Any]:
-        """Write the verdict everywhere it is read; the snapshot says the terminal status."""
+        """Write the verdict everywhere it is read; the snapshot says the terminal status.
+
+        A verdict whose status file cannot be written raises ``StatusFileError``: the run
+        ends in error instead. An error's status that cannot be written either (the error
+        is, say, that the disk is full) is given up silently, the error already says why:
+        the file keeps its last document, and the report and message file still say it."""
         self._run_info = run_info
         snapshot = replace(snapshot, ready=False)
-        document = self._write_status(snapshot, error, terminal=True)
+        document = self._document(snapshot, error, terminal=True)
+        try:
+            self._write(document)
+        except StatusFileError:
+            if error is None:
+                raise
         self._box.publish(snapshot)
         self._terminal_document = document
         self._write_report(document)
         if self._message_file is not None:
             write_message(self._message_file, truncate_utf8(document["message"], MESSAGE_LIMIT))
-        if self._outputs.html_report:  # last: the verdict's files first, the page after
+        if self._outputs.html_report and self.status_written:  # the page beside the status
             self._write_html_report(document)
         return document
 
@@ -186,12 +209,24 @@ class Publisher:
     ) -> dict[str, Any]:
         return build_status(snapshot, self._run_info, error=error, terminal=terminal)
 
-    def _write_status(
-        self, snapshot: Snapshot, error: str | None = None, *, terminal: bool = False
-    ) -> dict[str, Any]:
-        document = self._document(snapshot, error, terminal=terminal)
-        write_status(self._outputs.status_file, document)
+    def _write_status(self, snapshot: Snapshot) -> dict[str, Any]:
+        document = self._document(snapshot)
+        self._write(document)
         return document
+
+    def _write(self, document: dict[str, Any]) -> None:
+        self.status_written = False
+        write_status(self._outputs.status_file, document)
+        self.status_written = True
+
+    def written_paths(self) -> list[Path]:
+        """Every file this publisher may write (for ``atomic.remove_stale_temporaries``)."""
+        paths = [Path(self._outputs.status_file), *self.html_report_paths()]
+        if self._report_dir is not None:
+            paths.append(self._report_dir / REPORT_NAME)
+        if self._message_file is not None:
+            paths.append(self._message_file)
+        return paths
 
     def html_report_paths(self) -> list[Path]:
         """Where the HTML report is written at the end."""
@@ -210,16 +245,23 @@ class Publisher:
         except Exception:
             log.exception("rendering the HTML report failed; the status file has the verdict")
             return
-        for path in self.html_report_paths():
+        for path, setting in zip(
+            self.html_report_paths(), ("report_file", "report_dir"), strict=False
+        ):
             try:
-                write_text_atomically(path, page)
+                write_text_atomically(path, page, what="the HTML report", setting=setting)
             except OSError as exc:
-                log.error("cannot write the HTML report %s: %s", path, exc)
+                log.error("%s", exc, extra={"event": "output_failed"})
 
     def _write_report(self, document: dict[str, Any]) -> None:
         if self._report_dir is None:
             return
         try:
-            write_text_atomically(self._report_dir / REPORT_NAME, readable_json(document) + "\n")
+            write_text_atomically(
+                self._report_dir / REPORT_NAME,
+                readable_json(document) + "\n",
+                what="the rule report",
+                setting="report_dir",
+            )
         except OSError as exc:
-            log.error("cannot write the rule report in %s: %s", self._report_dir, exc)
+            log.error("%s", exc, extra={"event": "output_failed"})

@@ -130,12 +130,12 @@ def main(argv: Sequence[str]) -> int:
     out = args.out or _beside(args.source)
     try:
         page = render_source(args.source, args.class_names_file)
-        write_text_atomically(out, page)
+        write_text_atomically(out, page, what="the HTML report")
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
-        print(f"error: cannot write {out}: {error}; give --out a writable path", file=sys.stderr)
+    except OSError as error:  # a FileWriteError: the file, the reason, what to change
+        print(f"error: {error}; give --out a writable path", file=sys.stderr)
         return 2
     print(f"report written to {out} ({len(page.encode()):,} bytes)")
     return 0

@@ -102,7 +102,12 @@ def save_state(path: str, state: ShardState) -> None:
         "reader": problems_to_json(state.reader),
         "rule_state": state.rule_state,
     }
-    write_text_atomically(path, json.dumps(document, separators=(",", ":")))
+    write_text_atomically(
+        path,
+        json.dumps(document, separators=(",", ":")),
+        what="the shard state",
+        setting="emit_state",
+    )
 
 
 def read_state(path: str) -> ShardState:

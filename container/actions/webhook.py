@@ -42,6 +42,10 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
+MAX_HEADERS_BYTES = 64 * 1024
+"""Most of a ``headers_file`` read: a few tokens are a few hundred bytes, and a mounted file
+that is not what was meant (a log, a device) must not be read whole into every action."""
+
 
 def headers(action: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
     """The extra headers: the file's, then the variable's lines, ``Name: value`` each."""
@@ -50,9 +54,18 @@ def headers(action: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, 
     if "headers_file" in action:
         path = Path(str(action["headers_file"]))
         try:
-            sources.append((f"headers_file {path}", path.read_text(encoding="utf-8")))
-        except OSError as exc:
-            raise HeaderError(f"cannot read headers_file {path}: {exc.strerror or exc}") from exc
+            with path.open("rb") as file:
+                content = file.read(MAX_HEADERS_BYTES + 1)
+            text = content.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
+            raise HeaderError(f"cannot read headers_file {path}: {reason}") from exc
+        if len(content) > MAX_HEADERS_BYTES:
+            raise HeaderError(
+                f"headers_file {path} is larger than {MAX_HEADERS_BYTES:,} bytes, the most it "
+                f"may hold: give the file of 'Name: value' lines"
+            )
+        sources.append((f"headers_file {path}", text))
     if "headers_env" in action:
         variable = str(action["headers_env"])
         if variable not in environ:

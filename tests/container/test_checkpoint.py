@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from container.checkpoint import (
     Checkpoint,
+    Checkpointer,
     CheckpointError,
     fingerprint,
     load_checkpoint,
@@ -94,3 +96,36 @@ def test_a_checkpoint_older_than_a_parameter_resumes_while_it_keeps_its_default(
     changed = settings.changed(rule=RuleParameters(binary_threshold=0.8))
     with pytest.raises(CheckpointError, match=r"rule\.binary_threshold: saved 0\.5, now 0\.8"):
         load_checkpoint(str(path), fingerprint(changed))
+
+
+def test_a_failing_save_is_logged_once_retried_at_the_next_save_and_its_end_told(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk must not end the evaluation, nor log a line (and serialise the state) at
+    every step: the first failure is said, the next try comes at the next due save, and the
+    save that succeeds again is said too."""
+    caplog.set_level(logging.INFO, logger="classimbalance.checkpoint")
+    folder = tmp_path / "checkpoints"
+    folder.write_text("")  # a file where the folder should be: every save fails
+    path = folder / "c.json"
+    settings = Settings.of(base_trial="t", checkpoint_file=str(path), checkpoint_every_steps=10)
+    now = [0.0]
+    taken: list[int] = []
+    checkpointer = Checkpointer(settings.checkpoints, fingerprint(settings), clock=lambda: now[0])
+
+    def checkpoint() -> Checkpoint:
+        taken.append(1)
+        return Checkpoint(1, evaluated_rule(2).to_state(), 2)
+
+    for steps in range(1, 40):
+        checkpointer.maybe_save(steps, checkpoint)
+    assert len(taken) == 3, "tried at steps 10, 20 and 30, not at every step after the first"
+    failures = [r for r in caplog.records if getattr(r, "event", None) == "checkpoint_failed"]
+    assert len(failures) == 1
+    assert failures[0].getMessage().startswith(f"cannot write the checkpoint {path}: ")
+    assert "set checkpoint_file to a writable path" in failures[0].getMessage()
+    folder.unlink()
+    checkpointer.maybe_save(40, checkpoint)
+    assert path.exists()
+    (saved,) = [r for r in caplog.records if getattr(r, "event", None) == "checkpoint_saved"]
+    assert "after 3 failed saves" in saved.getMessage()

@@ -226,3 +226,25 @@ def test_a_resumed_evaluation_reads_nothing_until_the_trial_is_its_own(tmp_path:
     assert evaluation.rule.last_step == 4
     assert polls == [1]
     assert evaluation.resumed_from is None
+
+
+def test_the_names_remembered_for_messages_stay_few_and_short(tmp_path: Path) -> None:
+    trial = tmp_path / "trial"
+    export_collections(str(trial), "worker_0", 1)
+    for step in range(3):
+        tensors = labels_and_predictions(step)
+        # names anyone can write: many, and long (an index file holds whatever it is given)
+        tensors.update({f"{step}_{i}_" + "x" * 20_000: np.zeros(1) for i in range(80)})
+        write_step(str(trial), step, "worker_0", tensors)
+    end_training(str(trial))
+    evaluation = Evaluation(
+        open_trial(str(trial)),
+        ClassImbalanceRule(RuleParameters()),
+        trial=TrialSettings(str(trial)),
+        following=FollowSettings(once=True),
+    )
+    assert evaluation.follow() is EndReason.END_OF_TRAINING
+    assert evaluation.rule.steps_evaluated == 3
+    assert 0 < len(evaluation.tensor_names_seen) <= 64
+    assert max(map(len, evaluation.tensor_names_seen)) <= 16 * 1024
+    assert not evaluation._wanted, "sets of 1.6 MB of names are decided, not remembered"

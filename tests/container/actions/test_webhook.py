@@ -201,3 +201,25 @@ def test_a_header_http_cannot_carry_fails_without_showing_it(tmp_path: Path) -> 
     assert outcome == FAILED
     assert "line 1 has characters an HTTP header cannot carry" in detail
     assert "tok" not in detail
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        pytest.param(
+            b"X-Token: " + b"a" * (1 << 20), "is larger than 65,536 bytes", id="too_large"
+        ),
+        pytest.param(b"X-Token: \xff\xfe\n", "not UTF-8", id="not_utf8"),
+    ],
+)
+def test_a_headers_file_that_is_not_one_fails_without_reading_it_whole(
+    tmp_path: Path, content: bytes, phrase: str
+) -> None:
+    headers = tmp_path / "headers"
+    headers.write_bytes(content)
+    outcome, detail = run(
+        {"name": "webhook", "url": "http://127.0.0.1:9/x", "headers_file": str(headers)}
+    )
+    assert outcome == FAILED
+    assert phrase in detail
+    assert "aaaa" not in detail

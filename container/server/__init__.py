@@ -1,14 +1,17 @@
 """The HTTP endpoint beside the evaluation: ``/metrics``, ``/healthz``, ``/readyz`` and the
 live HTML report at ``/report``.
 
-One stdlib ``ThreadingHTTPServer`` serves them all so a pod needs one port for scraping, probes
-and a ``kubectl port-forward`` to the report. Handlers run on daemon threads and only read
-the current snapshot, so a slow or stuck client never holds up the evaluation loop or the
-process's exit.
+One server answers them all so a pod needs one port for scraping, probes and a
+``kubectl port-forward`` to the report. One thread owns every connection and answers the probes
+itself; a fixed pool of daemon threads builds ``/metrics`` and ``/report`` from the current
+snapshot (``loop.py``). Threads stay fixed and memory bounded whatever the clients do, every
+client has a deadline, and a probe never waits behind a slow client or a flood of scrapes
+(the bounds: ``limits.py``). Nothing of it holds up the evaluation loop or the process's exit.
 
-This module is what the runtime imports (``MetricsServer``, ``MetricsBindError``); the HTTP
-machinery (``handler.py``: http.server, prometheus_client's exposition, the collector) is
-imported when a server is made, so a run that serves nothing never imports it (~30 ms).
+This module is what the runtime imports (``MetricsServer``, ``MetricsBindError``,
+``ServerLimits``); the HTTP machinery (``loop.py``, ``handler.py``: http.server,
+prometheus_client's exposition, the collector) is imported when a server is made, so a run that
+serves nothing never imports it (~30 ms).
 """
 
 from __future__ import annotations
@@ -19,19 +22,22 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from container.server.limits import ServerLimits
 from container.snapshot import SnapshotBox
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-    from container.server.handler import MetricsHTTPServer
+    from container.server.loop import ConnectionLoop
+
+__all__ = ["MetricsBindError", "MetricsServer", "ReportPage", "ServerLimits"]
 
 logger = logging.getLogger(__name__)
 
-_POLL_INTERVAL = 0.01
-"""How often the serving loop looks for a stop request: the bound on how long ``stop`` takes
-(a replay of a thousand steps takes a fraction of a second; stopping should not add to it).
-A hundred wake-ups a second cost next to nothing."""
+_STOP_TIMEOUT = 5.0
+"""How long ``stop`` waits for the loop's thread: it ends within a wake-up (``stop`` wakes it),
+so this is only a bound against a bug, never a wait (a daemon thread left does not hold the
+exit)."""
 
 ReportPage = Callable[[], str]
 """Renders the report as the evaluation stands (called per request, on the handler's thread)."""
@@ -47,6 +53,8 @@ class MetricsServer:
     Nothing is bound until ``start``; ``port`` 0 picks a free port, readable from ``.port``
     after ``start``. The registry is private unless one is injected (the collector is
     registered into it either way), so nothing leaks into client_python's global registry.
+    ``limits`` bounds what clients can hold (the defaults suit every deployment; the tests
+    shrink the times).
     """
 
     def __init__(
@@ -60,6 +68,7 @@ class MetricsServer:
         registry: CollectorRegistry | None = None,
         report: ReportPage | None = None,
         info_labels: Sequence[tuple[str, str]] = (),
+        limits: ServerLimits | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"Expected `metrics_port` to be in [0, 65535], but got {port!r}")
@@ -82,8 +91,9 @@ class MetricsServer:
         self.registry = registry
         self.report = report
         """The live report's page; None: ``/report`` says the report is turned off."""
+        self._limits = ServerLimits() if limits is None else limits
         self._lock = threading.Lock()
-        self._server: MetricsHTTPServer | None = None
+        self._server: ConnectionLoop | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -101,11 +111,13 @@ class MetricsServer:
         with self._lock:
             if self._server is not None:
                 raise RuntimeError("the metrics server is already running")
-            from container.server.handler import MetricsHTTPServer  # noqa: PLC0415  (lazy)
+            from container.server.handler import Responder  # noqa: PLC0415  (lazy)
+            from container.server.loop import ConnectionLoop  # noqa: PLC0415
 
+            responder = Responder(self._box, self.registry, self.report)
             try:
-                server = MetricsHTTPServer(
-                    (self._address, self._requested_port), self._box, self.registry, self.report
+                server = ConnectionLoop(
+                    (self._address, self._requested_port), responder, self._limits
                 )
             except OSError as error:
                 raise MetricsBindError(
@@ -114,12 +126,7 @@ class MetricsServer:
                     f"CLASSIMBALANCE_METRICS_PORT; 0 picks a free port) or metrics_address, or "
                     f"set metrics_enabled to false (auto serves only while following)."
                 ) from error
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": _POLL_INTERVAL},
-                name="metrics-server",
-                daemon=True,
-            )
+            thread = threading.Thread(target=server.serve, name="metrics-server", daemon=True)
             thread.start()
             self._server, self._thread = server, thread
         logger.debug(
@@ -135,9 +142,8 @@ class MetricsServer:
             self._server = self._thread = None
         if server is None or thread is None:
             return
-        server.shutdown()  # returns within _POLL_INTERVAL; in-flight handlers are daemons
-        server.server_close()
-        thread.join(timeout=5.0)
+        server.stop()  # the loop closes every connection and the socket on its way out
+        thread.join(timeout=_STOP_TIMEOUT)
 
     def __enter__(self) -> MetricsServer:
         self.start()

@@ -412,6 +412,7 @@ LAZY_UNTIL_NEEDED = {
     "prometheus_client": "the metrics server (auto: from the first wait) and the Pushgateway",
     "container.metrics": "the metrics server and the Pushgateway",
     "container.server.handler": "the metrics server",
+    "container.server.loop": "the metrics server",
     "container.actions.webhook": "the webhook action",
     "boto3": "S3 trials and the AWS actions",
     "botocore": "S3 trials and the AWS actions",

@@ -377,3 +377,78 @@ def test_a_report_that_fails_to_render_is_500_and_health_still_answers(box: Snap
     with MetricsServer(box, HOST, 0, 3, report=broken) as server:
         assert request(server.port, "/report").status == 500
         assert request(server.port, "/healthz").status == 200
+
+
+# -- the connection loop's parts ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("buffer", "end"),
+    [
+        (b"GET / HTTP/1.0\r\n\r\n", 18),
+        (b"GET / HTTP/1.0\r\nHost: x\r\n\r\nbody", 27),
+        (b"GET / HTTP/1.0\n\n", 16),
+        (b"GET / HTTP/1.0\nHost: x\n\r\n", 25),
+        (b"GET / HTTP/1.0\r\nHost: x\r\n", -1),
+        (b"GET / HTT", -1),
+        (b"", -1),
+    ],
+)
+def test_a_head_ends_at_its_blank_line(buffer: bytes, end: int) -> None:
+    from container.server.loop import head_end
+
+    assert head_end(buffer) == end
+
+
+@pytest.mark.parametrize(
+    ("head", "built"),
+    [
+        (b"GET /metrics HTTP/1.1\r\n\r\n", True),
+        (b"HEAD /metrics?name[]=x HTTP/1.1\r\n\r\n", True),
+        (b"GET /report HTTP/1.0\r\n\r\n", True),
+        (b"GET /healthz HTTP/1.1\r\n\r\n", False),
+        (b"GET /readyz HTTP/1.1\r\n\r\n", False),
+        (b"POST /metrics HTTP/1.1\r\n\r\n", False),
+        (b"GET /metricsx HTTP/1.1\r\n\r\n", False),
+        (b"GET http://pod:9410/metrics HTTP/1.1\r\n\r\n", True),
+        (b"\r\n\r\n", False),
+    ],
+)
+def test_only_metrics_and_the_report_wait_for_a_worker(head: bytes, built: bool) -> None:
+    from container.server.handler import Responder
+
+    assert Responder.needs_worker(head) is built
+
+
+def test_limits_that_cannot_work_are_refused() -> None:
+    from container.server import ServerLimits
+
+    with pytest.raises(ValueError, match="head_timeout"):
+        ServerLimits(head_timeout=0)
+    with pytest.raises(ValueError, match="workers"):
+        ServerLimits(workers=0)
+
+
+def test_a_flood_of_scrapes_reuses_one_build_until_the_snapshot_changes(
+    server: MetricsServer, box: SnapshotBox
+) -> None:
+    """Scrapes within SCRAPE_REUSE_SECONDS of a build, of the same snapshot, get the same bytes
+    (the process metrics in them included); a new snapshot is built at once."""
+    box.publish(ratio_snapshot((10, 3)))
+    first = request(server.port, "/metrics").body
+    assert all(request(server.port, "/metrics").body == first for _ in range(5))
+    gzipped = request(server.port, "/metrics", {"Accept-Encoding": "gzip"})
+
+    def evaluation_lines(body: bytes) -> list[bytes]:
+        return [line for line in body.splitlines() if b"classimbalance" in line]
+
+    assert evaluation_lines(gzip.decompress(gzipped.body)) == evaluation_lines(first), (
+        "a variant of its own (built apart, so its process metrics may differ)"
+    )
+    box.publish(ratio_snapshot((10, 4)))
+    assert request(server.port, "/metrics").body != first
+
+
+def test_other_methods_are_501_and_answered_at_once(server: MetricsServer) -> None:
+    assert request(server.port, "/metrics", method="POST").status == 501
+    assert request(server.port, "/healthz", method="DELETE").status == 501

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CODE := evaluator container devtools
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test lint typecheck layers unit fuzz venv clean prometheus-tools browser-tools
+.PHONY: demo test lint typecheck layers unit fuzz fuzz-kernels fuzz-parsers fuzz-config venv clean prometheus-tools browser-tools
 
 # $(call debian-tools,PRESENT,PACKAGES,FOR): install Debian PACKAGES unless the shell test
 # PRESENT passes; silent when present, and without root or apt-get only a warning (the tests
@@ -76,18 +76,28 @@ layers: $(VENV)/.installed
 unit: kernels prometheus-tools deploy-tools browser-tools
 	$(BIN)/pytest -q
 
-## fuzz: evaluator/compiled/_kernels.c built again with AddressSanitizer and UBSan, then the
-## differential fuzzer (devtools/fuzz_kernels.py) for FUZZ_SECONDS against the Python reference
-## on mutants of event files it writes with smdebug's writer (FUZZ_ARGS='--corpus DIR' adds
-## more). Any mismatch or sanitizer report fails it, the reproducer in $(FUZZ_DIR)/findings.
-## Without gcc it only warns locally, and fails under CI=true.
+## fuzz: three fuzzers, each for a fixed time and deterministic by seed; any finding fails it,
+## its reproducer in $(FUZZ_DIR)/<fuzzer>:
+## - fuzz-kernels: evaluator/compiled/_kernels.c built again with AddressSanitizer and UBSan, then
+##   the differential fuzzer (devtools/fuzz_kernels.py) for FUZZ_SECONDS against the Python
+##   reference on mutants of event files it writes with smdebug's writer (FUZZ_ARGS='--corpus
+##   DIR' adds more). Without gcc it only warns locally, and fails under CI=true.
+## - fuzz-parsers: every Python parser of trial bytes (devtools/fuzz_parsers.py) for
+##   PARSER_FUZZ_SECONDS: only the typed errors come out, each input in bounded time.
+## - fuzz-config: the settings loader (devtools/fuzz_config.py) for CONFIG_FUZZ_SECONDS: YAML,
+##   environment and flags, only the typed configuration error, each input in bounded time.
 FUZZ_SECONDS ?= 60
+PARSER_FUZZ_SECONDS ?= 30
+CONFIG_FUZZ_SECONDS ?= 30
 FUZZ_DIR ?= $(CURDIR)/build/fuzz
 FUZZ_CFLAGS := -O1 -g -std=c11 -Wall -Wextra -fsanitize=address,undefined \
   -fno-sanitize-recover=all -fno-omit-frame-pointer -shared -fPIC
 FUZZ_ENV := PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:abort_on_error=1
-fuzz: $(VENV)/.installed
+
+fuzz: fuzz-kernels fuzz-parsers fuzz-config
+
+fuzz-kernels: $(VENV)/.installed
 	@if ! command -v gcc >/dev/null 2>&1; then \
 	  if [ "$$CI" = true ]; then echo "error: gcc is missing, and CI=true: the kernels must be fuzzed"; exit 1; fi; \
 	  echo "warning: gcc missing: the kernels' fuzz run is skipped (apt-get install gcc; it fails under CI=true)"; \
@@ -101,7 +111,13 @@ fuzz: $(VENV)/.installed
 	echo "fuzzing $$so for $(FUZZ_SECONDS) s under AddressSanitizer and UBSan"; \
 	env LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" $(FUZZ_ENV) \
 	  $(PY) -m devtools.fuzz_kernels --seconds $(FUZZ_SECONDS) --kernels "$$so" \
-	  --out "$(FUZZ_DIR)/findings" $(FUZZ_ARGS)
+	  --out "$(FUZZ_DIR)/kernels" $(FUZZ_ARGS)
+
+fuzz-parsers: $(VENV)/.installed
+	$(PY) -m devtools.fuzz_parsers --seconds $(PARSER_FUZZ_SECONDS) --out "$(FUZZ_DIR)/parsers"
+
+fuzz-config: $(VENV)/.installed
+	$(PY) -m devtools.fuzz_config --seconds $(CONFIG_FUZZ_SECONDS) --out "$(FUZZ_DIR)/config"
 
 ## browser-tools: Debian's chromium for the report's tests in a real headless browser, when
 ## missing. Silent when present; without root or apt-get it only warns (those tests then skip

@@ -1,9 +1,14 @@
 """Run a case in a child process that cannot hang the suite or eat the machine.
 
 ``run_bounded`` kills the child's whole process group after ``seconds`` and caps its address
-space, and reports its peak resident memory (from ``wait4``, the child's own, not the
-maximum over every child the test process ever reaped). A hang fails the test with the output
-so far, instead of holding CI until its own limit.
+space, and reports its peak resident memory. A hang fails the test with the output so far,
+instead of holding CI until its own limit.
+
+The peak is measured by a small launcher (``_LAUNCHER``) that forks the command and reads its
+``wait4`` usage. A direct child of the test process could not be measured so: Linux keeps a
+process's peak across ``exec``, and a forked child's peak starts at its parent's resident size
+(hundreds of MiB for a pytest session), which would hide any case below it. The launcher is a
+bare interpreter (``-S``, a few MiB), so the floor of what is measured is that.
 """
 
 from __future__ import annotations
@@ -26,6 +31,32 @@ REPO = Path(__file__).resolve().parents[2]
 ADDRESS_SPACE_MIB = 4096
 """The default cap on a child's address space: far above what a bounded case needs (numpy
 alone reserves a few hundred MiB of it), far below what would hurt a 24 GB machine."""
+
+
+_LAUNCHER = """
+import os, signal, sys
+peak_file, command = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(command[0], command)
+    finally:
+        os._exit(127)
+while True:
+    try:
+        _, status, usage = os.wait4(pid, 0)
+        break
+    except InterruptedError:
+        continue
+with open(peak_file, "w") as out:
+    out.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+"""Runs the command as its own child and writes that child's peak RSS (KiB) to a file; ends
+as the command ended (its exit code, or killed by the same signal)."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +91,15 @@ def run_bounded(
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        peak_file = Path(scratch) / "peak"
         start = time.monotonic()
         process = subprocess.Popen(
-            list(command),
+            [sys.executable, "-S", "-c", _LAUNCHER, str(peak_file), *command],
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -88,7 +124,7 @@ def run_bounded(
                     process.stdin.close()
                 except BrokenPipeError:
                     pass
-            _, status, usage = os.wait4(process.pid, 0)
+            _, status = os.waitpid(process.pid, 0)
         finally:
             timer.cancel()
             # nothing of the case outlives it, its own children included
@@ -102,7 +138,7 @@ def run_bounded(
             returncode=process.returncode,
             stdout=out.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
-            peak_rss_mib=usage.ru_maxrss / 1024,
+            peak_rss_mib=_peak_kib(peak_file) / 1024,
             seconds=elapsed,
         )
     if killed.is_set():
@@ -121,3 +157,12 @@ def evaluator(*arguments: str) -> list[str]:
 def python(code: str) -> list[str]:
     """A child Python running ``code`` (for cases that call the library directly)."""
     return [sys.executable, "-c", code]
+
+
+def _peak_kib(peak_file: Path) -> float:
+    """The command's peak RSS as the launcher wrote it; 0 when the launcher was killed first
+    (a hang: the caller raises Hung instead)."""
+    try:
+        return float(peak_file.read_text())
+    except (OSError, ValueError):
+        return 0.0

@@ -19,14 +19,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from container.atomic import write_text_atomically
+from container.atomic import FileWriteError, write_text_atomically
 from container.config import CheckpointSettings, Settings
-from evaluator.core import Check, RuleParameters, rule_checks
+from evaluator.core import Check, ClassCounts, RuleParameters, rule_checks
 from evaluator.trial import TrialIdentity
 
 log = logging.getLogger("classimbalance.checkpoint")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The format of a checkpoint some of whose counts are sparse (``ClassCounts.to_dict`` gives
+them ``classes``, the id of each entry). Versions before sparse counts read only format 1 and
+refuse this one (``format != 1``), rather than ignore ``classes`` and take the entries for the
+classes 0..n-1."""
+DENSE_FORMAT_VERSION = 1
+"""The format of a checkpoint whose counts are all dense, which every version reads: still
+written whenever it suffices, so that a rollback to an older version resumes from it."""
+READ_FORMATS = (DENSE_FORMAT_VERSION, FORMAT_VERSION)
 
 
 class CheckpointError(ValueError):
@@ -76,9 +84,11 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str, identity: Mapping[str, Any], checkpoint: Checkpoint) -> None:
-    """Save atomically, with the ``fingerprint`` of the evaluation it belongs to."""
+    """Save atomically, with the ``fingerprint`` of the evaluation it belongs to; in format 1
+    unless some counts are sparse (``FORMAT_VERSION``)."""
+    sparse = _has_sparse_counts(checkpoint.rule_state)
     document = {
-        "format": FORMAT_VERSION,
+        "format": FORMAT_VERSION if sparse else DENSE_FORMAT_VERSION,
         "fingerprint": dict(identity),
         "delivered_through": checkpoint.delivered_through,
         "steps_seen": checkpoint.steps_seen,
@@ -94,6 +104,12 @@ def save_checkpoint(path: str, identity: Mapping[str, Any], checkpoint: Checkpoi
         what="the checkpoint",
         setting="checkpoint_file",
     )
+
+
+def _has_sparse_counts(rule_state: Mapping[str, Any]) -> bool:
+    """Whether any mode's counts are saved sparse, with their class ids."""
+    counts = rule_state.get("counts_by_mode") or {}
+    return any("classes" in mode for mode in counts.values())
 
 
 def load_checkpoint(path: str, identity: Mapping[str, Any]) -> Checkpoint | None:
@@ -117,11 +133,14 @@ def read_checkpoint(path: str) -> tuple[dict[str, Any], Checkpoint]:
     to (``classimbalance-rule report`` renders any); CheckpointError if it cannot be read."""
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
-        if document.get("format") != FORMAT_VERSION:
+        version = document.get("format")
+        if type(version) is not int or version not in READ_FORMATS:
             raise CheckpointError(
-                f"checkpoint {path} has format {document.get('format')!r}, expected "
-                f"{FORMAT_VERSION}: delete it to start over"
+                f"checkpoint {path} has format {version!r}, expected one of "
+                f"{', '.join(map(str, READ_FORMATS))} (it was written by another version of "
+                f"the evaluator): delete it to start over"
             )
+        _check_counts(document["rule_state"])
         saved = _with_parameters_added_since(document["fingerprint"])
         return saved, Checkpoint(
             int(document["delivered_through"]),
@@ -137,6 +156,14 @@ def read_checkpoint(path: str) -> tuple[dict[str, Any], Checkpoint]:
             f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); it was not "
             f"written by this evaluator or was damaged: delete it to start over"
         ) from error
+
+
+def _check_counts(rule_state: Mapping[str, Any]) -> None:
+    """ValueError (``ClassCounts.from_dict``'s, which says what is wrong) when a mode's counts
+    are not ones this evaluator writes, such as a negative class id or one of 2**31 or more:
+    the checkpoint is refused as it is read, not when the rule is restored from it."""
+    for counts in rule_state["counts_by_mode"].values():
+        ClassCounts.from_dict(counts)
 
 
 def _with_parameters_added_since(saved: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,10 +235,11 @@ class Checkpointer:
             save_checkpoint(path, self._identity, checkpoint())
         except OSError as exc:
             if not self._failed_saves:
+                replaced = isinstance(exc, FileWriteError) and exc.replaced
                 log.error(
-                    "%s; the evaluation goes on, the previous checkpoint stays, and each later "
-                    "save tries again",
+                    "%s; the evaluation goes on%s, and each later save tries again",
                     exc,
+                    "" if replaced else ", the previous checkpoint stays",
                     extra={"event": "checkpoint_failed"},
                 )
             self._failed_saves += 1

@@ -21,7 +21,11 @@ from container.config import Settings
 from evaluator.trial import PartSelection, ReaderProblems, TrialIdentity
 
 STATE_FORMAT = "classimbalance-rule shard state"
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Version 2: a rule state's counts may be sparse (their class ids beside them). Mergers before
+it read only version 1 and refuse this one, rather than take sparse entries for the classes
+0..n-1; this version still reads version 1 (dense counts only)."""
+READ_VERSIONS = (1, STATE_VERSION)
 
 
 class StateError(ValueError):
@@ -127,10 +131,10 @@ def read_state(path: str) -> ShardState:
             f"(a status file or a checkpoint?)"
         )
     version = document.get("version")
-    if type(version) is not int or version != STATE_VERSION:
+    if type(version) is not int or version not in READ_VERSIONS:
         raise StateError(
-            f"shard state {path} has version {version!r}, expected "
-            f"{STATE_VERSION}: evaluate its shard again with this version"
+            f"shard state {path} has version {version!r}, expected one of "
+            f"{', '.join(map(str, READ_VERSIONS))}: evaluate its shard again with this version"
         )
     try:
         shard = document["shard"]

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from container.config.limits import MAX_REPORTED_UNKNOWN, closest, quote, shorten
+from container.config.limits import MAX_REPORTED_UNKNOWN, closest, quote
 from container.config.settings import (
     ALIASES,
     DEFAULT_STATUS_FILE,
@@ -21,7 +21,7 @@ from container.config.settings import (
     LogLevel,
     Settings,
 )
-from evaluator.core import PARAMETER_NAMES, ParameterError, ParameterProblem
+from evaluator.core import PARAMETER_NAMES, ParameterError, ParameterProblem, shortened
 from evaluator.trial import Reader
 
 
@@ -61,7 +61,7 @@ class ConfigProblem(ParameterProblem):
         the core quotes it whole, and a value can be a billion laughs."""
         if self.detail:
             return self.detail
-        name = shorten(self.name) if isinstance(self.name, str) else _Quoted(quote(self.name))
+        name = shortened(self.name) if isinstance(self.name, str) else _Quoted(quote(self.name))
         return ParameterProblem(
             name, _Quoted(quote(self.value)), self.expected, self.source
         ).describe()
@@ -116,7 +116,7 @@ class Report:
             return
         close = closest(key.lower(), [*SETTING_NAMES, *ALIASES])
         if isinstance(value, dict):  # a nested group such as rule: {samples: 500}
-            names = shorten(", ".join(map(str, list(value)[:MAX_REPORTED_UNKNOWN])))
+            names = shortened(", ".join(map(str, list(value)[:MAX_REPORTED_UNKNOWN])))
             hint = f"settings are flat keys: write {names} at the top level"
         elif close:
             hint = f"did you mean {close!r}?"
@@ -133,7 +133,7 @@ class Report:
                     "config",
                     None,
                     None,
-                    f"{len(more):,} more unknown settings ({shorten(', '.join(more[:10]))}"
+                    f"{len(more):,} more unknown settings ({shortened(', '.join(more[:10]))}"
                     f"{', ...' if len(more) > 10 else ''}); every setting is listed by --help",
                 )
             )

@@ -19,11 +19,10 @@ from container.config.limits import (
     MAX_REPORTED_UNKNOWN,
     closest,
     quote,
-    shorten,
 )
 from container.config.printing import default_text, setting_docs
 from container.config.settings import DECLARED
-from evaluator.core import ParameterProblem
+from evaluator.core import ParameterProblem, shortened
 
 
 @dataclass(frozen=True)
@@ -189,7 +188,7 @@ def parse_flags(argv: Sequence[str]) -> Flags:
     try:
         namespace, extras = parser.parse_known_args(list(argv), argparse.Namespace(entries=[]))
     except _FlagError as exc:
-        found = problem("flags", list(argv), "command line", f"{shorten(str(exc))}; see --help")
+        found = problem("flags", list(argv), "command line", f"{shortened(str(exc))}; see --help")
         return Flags(help="-h" in argv or "--help" in argv, problems=(found,))
     problems: list[ParameterProblem] = []
     known = [o for action in parser._actions for o in action.option_strings]
@@ -200,7 +199,7 @@ def parse_flags(argv: Sequence[str]) -> Flags:
             if len(problems) >= MAX_REPORTED_UNKNOWN:  # each suggestion costs time
                 unreported += 1
             elif extra.startswith("-"):
-                flag = shorten(extra.split("=", 1)[0])
+                flag = shortened(extra.split("=", 1)[0])
                 close = closest(flag, known)
                 hint = f"did you mean {close}?" if close else "see --help"
                 problems.append(

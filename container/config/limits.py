@@ -16,6 +16,8 @@ import reprlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from evaluator.core import QUOTED_CHARS, quoted
+
 MAX_FILE_BYTES = 256 * 1024
 """Largest YAML file or job config read: PyYAML's pure-Python parser takes seconds per MiB,
 and 256 KiB holds every setting with thousands of class names (``class_names_file`` takes
@@ -35,9 +37,9 @@ MAX_KEYS = 1_000
 MAX_DEPTH = 32
 """Deepest nesting of lists and maps in a document: settings are flat, actions three levels
 deep, the managed service's job config a few more; Python's own recursion limit is 1,000."""
-MAX_QUOTED = 200
-"""Longest value a message quotes (the rest is cut, saying how long the whole was): a message
-goes to the log, the status file and the managed service's message file."""
+MAX_QUOTED = QUOTED_CHARS
+"""Longest value a message quotes (the rest is cut, saying how long the whole was): the rule
+core's bound for every layer (``evaluator.core.text``)."""
 MAX_REPORTED_UNKNOWN = 20
 """Unknown keys, flags and variables reported one by one (each with a closest-name suggestion,
 which costs time); the others are counted in one more line."""
@@ -74,9 +76,7 @@ def quote(value: Any, limit: int = MAX_QUOTED) -> str:
     cut: the work is bounded too, whatever the value holds (``repr`` of a billion laughs is
     not)."""
     if isinstance(value, str):
-        if len(value) <= limit:
-            return repr(value)
-        return f"{value[:limit]!r}... ({len(value):,} characters in all)"
+        return quoted(value, limit)
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
         if value.bit_length() > 14_000:  # past 4,300 digits Python will not write it
             return f"a whole number of about {int(value.bit_length() * 0.30103):,} digits"
@@ -92,14 +92,6 @@ def quote(value: Any, limit: int = MAX_QUOTED) -> str:
     if len(text) > limit:
         return f"{text[:limit]}...{size}"
     return f"{text}{size}" if "..." in text else text
-
-
-def shorten(text: str, limit: int = MAX_QUOTED) -> str:
-    """``text`` as it is, or its first ``limit`` characters and how long the whole was: for a
-    path or a name a message repeats unquoted."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text):,} characters in all)"
 
 
 def closest(word: str, names: Iterable[str], cutoff: float = 0.6) -> str | None:

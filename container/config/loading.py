@@ -36,7 +36,6 @@ from container.config.limits import (
     TooLarge,
     check_document,
     quote,
-    shorten,
 )
 from container.config.settings import (
     DECLARED,
@@ -54,6 +53,7 @@ from evaluator.core import (
     ParameterProblem,
     RuleParameters,
     accepted,
+    shortened,
 )
 
 DEFAULT_JOB_CONFIG = "/opt/ml/config/processingjobconfig.json"
@@ -144,7 +144,7 @@ def _read(
     report: Report,
 ) -> str | None:
     """A missing file is an error only when someone named it."""
-    shown = shorten(path)
+    shown = shortened(path)
     try:
         text = read_text(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path

@@ -29,10 +29,9 @@ from container.config.limits import (
     check_document,
     closest,
     quote,
-    shorten,
 )
 from container.config.settings import ALIASES, DECLARED, SETTING_NAMES
-from evaluator.core import PARAMETER_NAMES
+from evaluator.core import PARAMETER_NAMES, shortened
 
 ENV_PREFIX = "CLASSIMBALANCE_"
 """What every setting's environment variable may start with, and a runtime setting's must."""
@@ -82,7 +81,7 @@ def keyed_entries(
         elif _UNUSED_MANAGED_KEY.fullmatch(key):
             report.unused(key, str(source(key)))
         else:
-            report.unknown(key, value, str(source(shorten(key))))
+            report.unknown(key, value, str(source(shortened(key))))
     return _single_values(entries, report)
 
 
@@ -155,7 +154,7 @@ class _NearMisses:
             close = closest(variable, _PREFIXED)
             hint = f"did you mean {close}?" if close else "see --help for the settings"
             self._warn(
-                f"{shorten(variable)} (from {self.source(shorten(variable))}) is no setting; "
+                f"{shortened(variable)} (from {self.source(shortened(variable))}) is no setting; "
                 f"{hint} It is ignored."
             )
             return
@@ -206,7 +205,9 @@ def job_entries(text: str, name: str, report: Report) -> list[list[Entry]]:
         )
         return []
     except ValueError as exc:  # a number Python cannot hold, as 10**5000
-        report.problems.append(problem("job config", None, name, f"not valid: {shorten(str(exc))}"))
+        report.problems.append(
+            problem("job config", None, name, f"not valid: {shortened(str(exc))}")
+        )
         return []
     if not isinstance(document, dict):
         report.problems.append(

@@ -21,9 +21,9 @@ from container.config.limits import (
     TooLarge,
     check_document,
     quote,
-    shorten,
 )
 from container.config.sources import keyed_entries, kind_of
+from evaluator.core import shortened
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -104,7 +104,7 @@ def _load(text: str, name: str, report: Report) -> tuple[yaml.Node | None, Any]:
         return None, None
     except (ValueError, OverflowError) as exc:  # a number Python cannot hold, as 10**5000
         report.problems.append(
-            problem("config", None, name, f"not a valid settings file: {shorten(str(exc))}")
+            problem("config", None, name, f"not a valid settings file: {shortened(str(exc))}")
         )
         return None, None
     finally:

@@ -3,9 +3,12 @@
 
 The stdlib's ``BaseHTTPRequestHandler`` parses and answers a request head the connection loop
 (``loop.py``) has already read whole, into bytes the loop then writes: no handler ever touches a
-socket, so no client, however slow, holds one. ``Responder.needs_worker`` sorts the lanes: the
-probes and every error are answered on the loop's own thread (microseconds, from the snapshot's
-flags), ``/metrics`` and ``/report`` (the encoding, the page) on the worker pool.
+socket, so no client, however slow, holds one. The handler's own parse sorts the lanes: the
+probes and every error are answered on the loop's own thread (``Responder.respond_unless_built``:
+microseconds, from the snapshot's flags), and a request the handler routes to ``/metrics`` or
+``/report`` (the encoding, the page) is handed to the worker pool (``Responder.respond``), however
+its bytes spell it: a second parse of our own could differ from the stdlib's (its whitespace,
+its ``//`` folding) and let a client have the page built on the loop's thread.
 
 Imported by ``MetricsServer.start`` only: http.server, gzip and prometheus_client's exposition
 cost a run that serves nothing ~30 ms of start-up.
@@ -95,18 +98,16 @@ class Responder:
         self.scrapes = _RecentScrapes()
 
     def respond(self, head: bytes, client_address: tuple[str, int]) -> bytes:
-        """The response to ``head`` (a request line, headers and the blank line)."""
-        return _Handler(head, client_address, self).response()
+        """The response to ``head`` (a request line, headers and the blank line), built if it
+        asks for ``/metrics`` or ``/report``: a worker's lane."""
+        return _Handler(head, client_address, self, build=True).response()
 
-    @staticmethod
-    def needs_worker(head: bytes) -> bool:
-        """Whether answering ``head`` builds something (``/metrics``, ``/report``); anything
-        else, probes and malformed requests included, is answered without waiting for one."""
-        line = head.split(b"\n", 1)[0].split()
-        if len(line) < 2 or line[0] not in (b"GET", b"HEAD"):
-            return False
-        # As the handler routes it: an absolute-form target (http://host/metrics) included.
-        return urlsplit(line[1].decode("latin-1")).path in _WORKER_PATHS
+    def respond_unless_built(self, head: bytes, client_address: tuple[str, int]) -> bytes | None:
+        """The response to ``head`` if answering it builds nothing (the probes, every error: the
+        loop's lane), else None: the handler routed it to ``/metrics`` or ``/report``, which a
+        worker builds (``respond``, the same parse of the same bytes)."""
+        handler = _Handler(head, client_address, self, build=False)
+        return None if handler.needs_worker else handler.response()
 
 
 def plain_response(status: HTTPStatus, body: bytes, headers: dict[str, str] | None = None) -> bytes:
@@ -130,9 +131,14 @@ class _Handler(BaseHTTPRequestHandler):
     server: Responder  # type: ignore[assignment]  # not a socketserver: what it reads from
     server_version = SERVER_VERSION
 
-    def __init__(self, head: bytes, client_address: tuple[str, int], server: Responder) -> None:
+    def __init__(
+        self, head: bytes, client_address: tuple[str, int], server: Responder, *, build: bool
+    ) -> None:
         self._head = head
         self._out = io.BytesIO()
+        self._build = build
+        self.needs_worker = False
+        """Routed to a built answer, asked not to build it: nothing was written."""
         # BaseRequestHandler.__init__ runs setup, handle (parse and answer) and finish.
         super().__init__(None, client_address, server)  # type: ignore[arg-type]
 
@@ -154,6 +160,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, *, with_body: bool) -> None:
         url = urlsplit(self.path)
+        if url.path in _WORKER_PATHS and not self._build:
+            self.needs_worker = True  # the one gate: never built on the loop's thread
+            return
         if url.path == "/metrics":
             self._metrics(parse_qs(url.query), with_body=with_body)
         elif url.path == "/healthz":

@@ -24,6 +24,14 @@ WRITE_TIMEOUT = 10.0
 scrape timeout, after which a scraper has given up anyway. A client that never reads (or reads a
 byte a second) is dropped then, and its unsent response freed."""
 
+BUILD_TIMEOUT = 10.0
+"""Seconds a ``/metrics`` or ``/report`` request has, from when its head is read, to wait for a
+worker and be built: Prometheus's default scrape timeout, after which a scraper has given up
+anyway. Past it the client is answered 503 with ``Retry-After`` and its connection freed. A
+build still running then keeps its worker until it returns (a thread cannot be stopped), is
+logged as a warning, and keeps its place in MAX_QUEUED: with every worker held, the queue
+fills and further scrapes are answered 503 at once, while the loop answers the probes."""
+
 MAX_HEAD_BYTES = 32 * 1024
 """Largest request head read: real requests are a few hundred bytes (a ``name[]`` filter of a
 hundred metric names is ~5 KiB); a larger one is answered 414 or 431 and closed, so a client
@@ -73,6 +81,7 @@ class ServerLimits:
 
     head_timeout: float = HEAD_TIMEOUT
     write_timeout: float = WRITE_TIMEOUT
+    build_timeout: float = BUILD_TIMEOUT
     max_head_bytes: int = MAX_HEAD_BYTES
     max_connections: int = MAX_CONNECTIONS
     listen_backlog: int = LISTEN_BACKLOG
@@ -82,7 +91,7 @@ class ServerLimits:
     stalled_after: float = STALLED_AFTER
 
     def __post_init__(self) -> None:
-        for name in ("head_timeout", "write_timeout", "stalled_after"):
+        for name in ("head_timeout", "write_timeout", "build_timeout", "stalled_after"):
             if not getattr(self, name) > 0:
                 raise ValueError(
                     f"Expected `{name}` to be positive, but got {getattr(self, name)!r}"

@@ -8,7 +8,9 @@ reads request heads without blocking, answers the probes (and every error) itsel
 writes every response without blocking. No thread ever waits on a client, so a slowloris client,
 a half-open connection or one that never reads costs a file descriptor and its buffers until its
 deadline (``limits.py``), and a probe is answered as soon as its head is read, whatever the
-crowd. Each response closes its connection (HTTP/1.0, as the stdlib server answered).
+crowd. Each response closes its connection (HTTP/1.0, as the stdlib server answered). A request
+handed to the workers has a deadline too (``build_timeout``): past it, its client is answered 503
+and a build still running is logged, its worker held until it returns.
 
 Imported by ``MetricsServer.start`` only, with the handler.
 """
@@ -45,6 +47,9 @@ is accepted: the loop takes a burst in large rounds, and a probe already accepte
 for one round at most."""
 _SWEEP_INTERVAL = 0.1
 """How often deadlines are checked: the precision of HEAD_TIMEOUT and WRITE_TIMEOUT."""
+_OUT_OF_DESCRIPTORS_WARNING = 60.0
+"""Seconds between two warnings of running out of descriptors: at the limit, accepting pauses
+and resumes on every sweep, and each pause would repeat it."""
 _RESET = struct.pack("ii", 1, 0)
 """SO_LINGER on, for 0 s: closing sends a reset and drops what the kernel still holds to send."""
 _BUSY = plain_response(
@@ -56,6 +61,14 @@ _URI_TOO_LONG = plain_response(HTTPStatus.REQUEST_URI_TOO_LONG, b"request line t
 _HEAD_TOO_LARGE = plain_response(
     HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, b"request headers too large\n"
 )
+_TOO_SLOW = plain_response(
+    HTTPStatus.SERVICE_UNAVAILABLE,
+    b"building the response took too long; retry shortly\n",
+    {"Retry-After": "1"},
+)
+_INTERNAL_ERROR = plain_response(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n")
+_BLANK_LINES = (b"\r\n\r\n", b"\n\n", b"\n\r\n")
+_LONGEST_BLANK = max(len(blank) for blank in _BLANK_LINES)
 
 
 @dataclass(eq=False)
@@ -69,15 +82,30 @@ class _Connection:
     unsent: memoryview | None = None
     progressed: float = 0.0
     """When the client last took bytes of its response."""
+    abandoned: bool = False
+    """Handed to a worker, then answered 503 at its build deadline: what the worker builds (or
+    would) is dropped."""
 
 
-def head_end(buffer: bytes | bytearray) -> int:
+@dataclass(eq=False)
+class _Build:
+    """What one worker is building, for the loop to warn of one that runs past its bound."""
+
+    started: float
+    request_line: bytes
+    warned: bool = False
+
+
+def head_end(buffer: bytes | bytearray, searched: int = 0) -> int:
     """The length of the request head at the start of ``buffer`` (through its blank line), or
-    -1 while it is incomplete. Lines may end in CRLF or a bare LF, as http.server accepts."""
+    -1 while it is incomplete. Lines may end in CRLF or a bare LF, as http.server accepts.
+
+    ``searched``: the length of ``buffer`` already searched and found incomplete; only what a
+    blank line ending past it can start in is searched again, so a head arriving a byte at a
+    time is searched once in all, not once per byte."""
+    start = max(0, searched - (_LONGEST_BLANK - 1))
     ends = [
-        found + len(blank)
-        for blank in (b"\r\n\r\n", b"\n\n", b"\n\r\n")
-        if (found := buffer.find(blank)) >= 0
+        found + len(blank) for blank in _BLANK_LINES if (found := buffer.find(blank, start)) >= 0
     ]
     return min(ends) if ends else -1
 
@@ -114,17 +142,29 @@ class ConnectionLoop:
         """Connections waiting for their head, oldest first: the ones closed to make room."""
         self._writing: dict[int, _Connection] = {}
         """Connections with a response being written, in the order their deadlines fall."""
+        self._handed: dict[int, _Connection] = {}
+        """Connections whose request a worker is to build, in the order their deadlines fall."""
         self._unsent_bytes = 0
         self._queued = 0
-        """Requests handed to the workers and not yet answered (touched by the loop only)."""
+        """Requests handed to the workers that no worker has given back yet (touched by the
+        loop only): one answered 503 at its deadline still counts, so workers held by builds
+        that never return fill the queue, and past it scrapes are answered 503 at once."""
         self._work: queue.SimpleQueue[tuple[_Connection, bytes] | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[tuple[_Connection, bytes]] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[_Connection, bytes | None]] = queue.SimpleQueue()
+        self._builds: list[_Build | None] = [None] * limits.workers
+        """What each worker is building (each writes its own slot), None while it waits."""
         self._stopping = threading.Event()
         self._workers = [
-            threading.Thread(target=self._work_loop, name=f"metrics-worker-{n}", daemon=True)
+            threading.Thread(
+                target=self._work_loop, args=(n,), name=f"metrics-worker-{n}", daemon=True
+            )
             for n in range(limits.workers)
         ]
-        self._accept_paused_until = 0.0
+        self._accept_paused_until: float | None = None
+        """While out of descriptors: when to watch the listener again (it is not watched
+        meanwhile, or select would return at once on every pass, the backlog being readable)."""
+        self._out_of_descriptors_warned = -_OUT_OF_DESCRIPTORS_WARNING
+        """When running out of descriptors was last warned of."""
         self._next_sweep = 0.0
 
     # -- the loop's thread ---------------------------------------------------------------------
@@ -175,8 +215,10 @@ class ConnectionLoop:
                 self._read(connection)
 
     def _accept(self) -> None:
-        if time.monotonic() < self._accept_paused_until:
-            return
+        # Connections accepted in this round are not idle (their heads are not read yet), so
+        # never closed for room: out of descriptors, the kernel refuses an accept even with
+        # nothing waiting, and closing the one just accepted would reset every new client.
+        fresh = 0
         for _ in range(_ACCEPTS_PER_WAKE):
             try:
                 sock, address = self._listener.accept()
@@ -185,9 +227,9 @@ class ConnectionLoop:
             except OSError as error:
                 if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # Out of descriptors: make room from the idle, or wait a moment.
-                    if not self._close_oldest_reading():
-                        self._accept_paused_until = time.monotonic() + _SWEEP_INTERVAL
-                        logger.warning("metrics server out of file descriptors: %s", error)
+                    idle = len(self._reading) > fresh  # the oldest first, this round's last
+                    if not (idle and self._close_oldest_reading()):
+                        self._pause_accepting(error)
                         return
                     continue
                 logger.debug("accepting a metrics client failed: %s", error)
@@ -197,12 +239,23 @@ class ConnectionLoop:
                 sock.close()  # every connection is being answered: this one waits its turn
                 continue
             sock.setblocking(False)
+            fresh += 1
             connection = _Connection(
                 sock, address[:2], time.monotonic() + self._limits.head_timeout
             )
             self._connections[sock.fileno()] = connection
             self._reading[sock.fileno()] = connection
             self._selector.register(sock, selectors.EVENT_READ, None)
+
+    def _pause_accepting(self, error: OSError) -> None:
+        """Stop watching the listener until the next sweep: no descriptor to take a connection
+        with, and none idle to close for one (every connection is being answered)."""
+        now = time.monotonic()
+        self._accept_paused_until = now + _SWEEP_INTERVAL
+        self._selector.unregister(self._listener)
+        if now - self._out_of_descriptors_warned >= _OUT_OF_DESCRIPTORS_WARNING:
+            self._out_of_descriptors_warned = now
+            logger.warning("metrics server out of file descriptors: %s", error)
 
     def _read(self, connection: _Connection) -> None:
         try:
@@ -217,8 +270,9 @@ class ConnectionLoop:
         if not data:  # the client left (or half-closed) before a whole head
             self._close(connection)
             return
+        searched = len(connection.head)
         connection.head += data
-        end = head_end(connection.head)
+        end = head_end(connection.head, searched)
         if end < 0:
             if len(connection.head) > self._limits.max_head_bytes:
                 too_long = b"\n" not in connection.head
@@ -227,16 +281,23 @@ class ConnectionLoop:
         head = bytes(connection.head[:end])
         if end > self._limits.max_head_bytes:
             self._answer(connection, _HEAD_TOO_LARGE)
-        elif not self._responder.needs_worker(head):
-            self._answer(connection, self._respond(head, connection.address))
+        elif (response := self._respond_here(head, connection.address)) is not None:
+            self._answer(connection, response)
         elif self._queued >= self._limits.max_queued or not self._room_to_send():
             self._answer(connection, _BUSY)
         else:
-            self._reading.pop(connection.sock.fileno())
-            self._selector.unregister(connection.sock)  # nothing to watch while it is built
-            connection.head = bytearray()
-            self._queued += 1
-            self._work.put((connection, head))
+            self._hand_over(connection, head)
+
+    def _hand_over(self, connection: _Connection, head: bytes) -> None:
+        """Queue ``head`` for a worker to build, its client to be answered by its deadline."""
+        descriptor = connection.sock.fileno()
+        del self._reading[descriptor]
+        self._selector.unregister(connection.sock)  # nothing to watch while it is built
+        connection.head = bytearray()
+        connection.deadline = time.monotonic() + self._limits.build_timeout
+        self._handed[descriptor] = connection
+        self._queued += 1
+        self._work.put((connection, head))
 
     def _room_to_send(self) -> bool:
         """Whether unsent responses leave room under max_unsent_bytes, after dropping those
@@ -300,7 +361,11 @@ class ConnectionLoop:
             except queue.Empty:
                 return
             self._queued -= 1
-            if self._connections.get(connection.sock.fileno()) is connection:
+            if response is None or connection.abandoned:
+                continue  # its client was answered 503 at the deadline
+            descriptor = connection.sock.fileno()
+            if self._connections.get(descriptor) is connection:
+                del self._handed[descriptor]
                 self._answer(connection, response)
 
     def _sweep(self, now: float) -> None:
@@ -317,13 +382,48 @@ class ConnectionLoop:
                     break
                 logger.debug("metrics client %s %s", connection.address, why)
                 self._close(connection, abort=waiting is self._writing)
+        self._expire_builds(now)
+        if self._accept_paused_until is not None and now >= self._accept_paused_until:
+            self._accept_paused_until = None
+            self._selector.register(self._listener, selectors.EVENT_READ, None)
+
+    def _expire_builds(self, now: float) -> None:
+        """Answer 503 to the clients whose request was not built in time (kept in the order of
+        their deadlines, as above), and warn, once each, of builds running past the bound."""
+        while self._handed:
+            connection = next(iter(self._handed.values()))
+            if connection.deadline > now:
+                break
+            del self._handed[connection.sock.fileno()]
+            connection.abandoned = True
+            logger.debug("metrics client %s: its answer was not built in time", connection.address)
+            self._answer(connection, _TOO_SLOW)
+        for build in list(self._builds):  # a worker may replace its slot meanwhile
+            if build is None or build.warned or now - build.started <= self._limits.build_timeout:
+                continue
+            build.warned = True
+            logger.warning(
+                "the metrics server has been building the answer to %r for %.1f s: its client "
+                "was answered 503, and its worker is held until the build returns",
+                build.request_line.decode("latin-1"),
+                now - build.started,
+            )
+
+    def _respond_here(self, head: bytes, address: tuple[str, int]) -> bytes | None:
+        """The loop's lane: the answer to ``head``, unless a worker is to build it (None)."""
+        try:
+            return self._responder.respond_unless_built(head, address)
+        except Exception:
+            logger.warning("metrics request from %s failed", address, exc_info=True)
+            return _INTERNAL_ERROR
 
     def _respond(self, head: bytes, address: tuple[str, int]) -> bytes:
+        """A worker's lane: the answer to ``head``, built."""
         try:
             return self._responder.respond(head, address)
         except Exception:
             logger.warning("metrics request from %s failed", address, exc_info=True)
-            return plain_response(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n")
+            return _INTERNAL_ERROR
 
     def _close_oldest_reading(self) -> bool:
         if not self._reading:
@@ -339,7 +439,7 @@ class ConnectionLoop:
         descriptor = connection.sock.fileno()
         if descriptor < 0:  # closed already
             return
-        for held in (self._connections, self._reading, self._writing):
+        for held in (self._connections, self._reading, self._writing, self._handed):
             if held.get(descriptor) is connection:
                 del held[descriptor]
         if connection.unsent is not None:  # counted from _answer until sent
@@ -364,10 +464,22 @@ class ConnectionLoop:
 
     # -- the workers' threads --------------------------------------------------------------------
 
-    def _work_loop(self) -> None:
+    def _work_loop(self, slot: int) -> None:
         while (item := self._work.get()) is not None:
             connection, head = item
-            self._done.put((connection, self._respond(head, connection.address)))
+            response = None
+            if not connection.abandoned:  # else its client was answered while it waited
+                build = _Build(time.monotonic(), head.split(b"\n", 1)[0][:200].rstrip())
+                self._builds[slot] = build
+                response = self._respond(head, connection.address)
+                self._builds[slot] = None
+                if build.warned:
+                    logger.warning(
+                        "the metrics server's build of %r returned after %.1f s",
+                        build.request_line.decode("latin-1"),
+                        time.monotonic() - build.started,
+                    )
+            self._done.put((connection, response))
             with contextlib.suppress(OSError):
                 self._wake.send(b"\0")
 

@@ -42,13 +42,15 @@ from evaluator.core.ledger import StepLedger
 from evaluator.core.normalise import IGNORED, WorkerBatch
 from evaluator.core.params import PARAMETER_NAMES, RuleParameters, accepted
 from evaluator.core.rule import RULE_NAME, ClassImbalanceRule, StepResult
-from evaluator.core.selection import TensorSelector, name_list, quoted
+from evaluator.core.selection import TensorSelector, name_list
 from evaluator.core.shards import ShardMergeError, merge_states
+from evaluator.core.text import QUOTED_CHARS, quoted, shortened
 
 __all__ = [
     "IGNORED",
     "MATRIX_CLASSES",
     "PARAMETER_NAMES",
+    "QUOTED_CHARS",
     "RULE_NAME",
     "TOP_CONFUSIONS",
     "Check",
@@ -90,6 +92,7 @@ __all__ = [
     "quoted",
     "rule_checks",
     "seed_checks",
+    "shortened",
     "top_confusions",
     "uses_window",
 ]

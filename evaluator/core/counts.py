@@ -22,6 +22,10 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 _PAIR_SHIFT = 32  # a pair key is label << 32 | predicted; class indices stay below 2**31
+CLASS_ID_LIMIT = 1 << (_PAIR_SHIFT - 1)
+"""Class ids are below this, 2**31, the largest ``max_classes``: a saved state (``from_dict``)
+with one at or above it, whose pair keys would run into the other id, or a negative one, which
+would index counts from their end, is refused."""
 _COMPACT_AFTER = 1 << 16  # pending pair keys folded in once this many accumulate
 _DENSE_PAIRS = 1 << 20
 """Buffered pairs over at most this many (label, predicted) cells are counted with one
@@ -360,19 +364,14 @@ class ClassCounts:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClassCounts:
+        """The counts ``to_dict`` saved; ValueError for a state it cannot have written: class
+        ids (``classes``, the confusion's labels and predictions) that are negative or at least
+        ``CLASS_ID_LIMIT``, sparse ids not strictly increasing or not one per count."""
         samples = np.asarray(data["samples"], dtype=np.int64)
         mispredicted = np.asarray(data["mispredicted"], dtype=np.int64)
         if "classes" in data:
-            classes = np.asarray(data["classes"], dtype=np.int64)
-            if (
-                classes.size != samples.size
-                or classes.size != mispredicted.size
-                or (classes.size > 1 and bool(np.any(np.diff(classes) <= 0)))
-            ):
-                raise ValueError(
-                    "expected sparse class counts with one sorted, distinct class id per "
-                    f"count, but got {classes.size} ids for {samples.size} counts"
-                )
+            classes = _class_ids(data["classes"], "sparse class ids")
+            _check_sparse_ids(classes, samples.size, mispredicted.size)
             keep = samples > 0
             restored = cls(
                 samples=samples[keep], mispredicted=mispredicted[keep], classes=classes[keep]
@@ -382,10 +381,61 @@ class ClassCounts:
             if not dense_enough(samples.size, int(np.count_nonzero(samples))):
                 restored._to_sparse()  # an older version's state of huge, sparse indices
         restored.total = int(restored.samples.sum())
-        labels, predicted, counts = (np.asarray(v, dtype=np.int64) for v in data["confusion"])
-        restored.confusion.keys = (labels << _PAIR_SHIFT) | predicted
-        restored.confusion.counts = counts
+        restored.confusion.keys, restored.confusion.counts = _pair_keys(data["confusion"])
         return restored
+
+
+def _class_ids(values: Any, what: str) -> IntArray:
+    """``values`` as class ids, each within [0, ``CLASS_ID_LIMIT``); ValueError naming
+    ``what`` otherwise."""
+    ids = np.asarray(values)
+    if ids.ndim == 1 and ids.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        raise ValueError(
+            f"expected {what} to be a list of whole numbers within [0, 2**31), but got "
+            f"{str(values)[:80]}"
+        )
+    outside = (ids < 0) | (ids >= CLASS_ID_LIMIT)
+    if outside.any():
+        raise ValueError(
+            f"expected {what} within [0, 2**31), the class indices max_classes allows, but got "
+            f"{int(ids[outside][0])}"
+        )
+    return ids.astype(np.int64)
+
+
+def _check_sparse_ids(classes: IntArray, samples: int, mispredicted: int) -> None:
+    """ValueError unless ``classes`` name one count each and increase strictly."""
+    if classes.size != samples or classes.size != mispredicted:
+        raise ValueError(
+            "expected sparse class counts with one sorted, distinct class id per count, but "
+            f"got {classes.size} ids for {samples} counts"
+        )
+    unordered = np.flatnonzero(np.diff(classes) <= 0)
+    if unordered.size:
+        at = int(unordered[0])
+        raise ValueError(
+            "expected sparse class counts with one sorted, distinct class id per count, but "
+            f"id {int(classes[at + 1])} follows {int(classes[at])}"
+        )
+
+
+def _pair_keys(confusion: Sequence[Any]) -> tuple[IntArray, IntArray]:
+    """(pair keys, counts) of saved confusion triples (labels, predicted, counts)."""
+    labels, predicted, counts = confusion
+    labels = _class_ids(labels, "the confusion's labels")
+    predicted = _class_ids(predicted, "the confusion's predicted classes")
+    counts = np.asarray(counts, dtype=np.int64)
+    if not labels.size == predicted.size == counts.size:
+        raise ValueError(
+            f"expected as many confusion labels, predicted classes and counts, but got "
+            f"{labels.size}, {predicted.size} and {counts.size}"
+        )
+    keys = (labels << _PAIR_SHIFT) | predicted
+    if bool(np.any(np.diff(keys) <= 0)):
+        raise ValueError("expected confusion pairs sorted by label, then predicted, each once")
+    return keys, counts
 
 
 def _accumulate(target: IntArray, classes: IntArray) -> None:

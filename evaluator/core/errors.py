@@ -6,8 +6,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-_QUOTED_CHARS = 300
-"""The longest value a problem quotes whole (the status file and the log repeat it)."""
+from evaluator.core.text import QUOTED_CHARS, quoted, shortened
 
 
 @dataclass(frozen=True)
@@ -27,10 +26,21 @@ class ParameterProblem:
             close = difflib.get_close_matches(str(self.name), known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {self.expected[7:]}"
             return f"unknown parameter {self.name!r}{where}{hint}"
-        got = repr(self.value)
-        if len(got) > _QUOTED_CHARS:  # a 10 MiB regex is named by its start and its length
-            got = f"{got[:_QUOTED_CHARS]}... ({len(got):,} characters in all)"
+        got = _value_quoted(self.value)
         return f"{self.name}{where}: expected {self.expected}, but got {got}"
+
+
+def _value_quoted(value: Any) -> str:
+    """A 10 MiB regex is named by its start and its length. A value that is not a plain string
+    is cut by its repr; one quoted already by its maker (the settings loader's, whose repr is
+    its quote: the bound and "(N characters in all)") fits, and is left whole."""
+    if type(value) is str:
+        return quoted(value)
+    return shortened(repr(value), _QUOTED_REPR_CHARS)
+
+
+_QUOTED_REPR_CHARS = QUOTED_CHARS + 64
+"""Room for a value quoted already: ``QUOTED_CHARS`` and its "(N characters in all)"."""
 
 
 class ParameterError(ValueError):

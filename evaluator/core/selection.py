@@ -25,6 +25,8 @@ from typing import Any, Final
 
 import re2
 
+from evaluator.core.text import quoted, shortened
+
 MAX_MATCHED_NAME_CHARS: Final = 4096
 """The longest tensor name the regexes are searched in; a longer one matches neither. Framework
 hooks write scope paths of at most a few hundred characters, so a name past 4 KiB is not one
@@ -48,9 +50,6 @@ _SPLITS_KEPT: Final = 256
 _KEPT_SPLIT_CHARS: Final = 16 * 1024
 """The most characters of all the names of one set whose split is remembered (4 MiB for all
 of them at most); a part with more names, or longer ones, is split again each time."""
-_QUOTED_CHARS: Final = 300
-"""The longest regex or name a message quotes whole; longer ones are cut, saying how long the
-whole was. A real tensor name is shorter, so it is always quoted as it is."""
 _NAMES_LISTED: Final = 50
 """The most tensor names a message lists; the others are counted."""
 
@@ -75,27 +74,14 @@ def _options() -> Any:
 _OPTIONS: Final = _options()
 
 
-def quoted(text: str, limit: int = _QUOTED_CHARS) -> str:
-    """``repr(text)``, or of its first ``limit`` characters and how long the whole was."""
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}... ({len(text):,} characters in all)"
-
-
-def _shortened(text: str, limit: int = _QUOTED_CHARS) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text):,} characters in all)"
-
-
 def name_list(names: Iterable[str], *, quote: bool = True) -> str:
     """Tensor names for a message, comma-separated: at most ``_NAMES_LISTED``, each at most
-    ``_QUOTED_CHARS`` characters, with how many others there are."""
+    ``QUOTED_CHARS`` characters, with how many others there are."""
     listed: list[str] = []
     others = 0
     for name in names:
         if len(listed) < _NAMES_LISTED:
-            listed.append(quoted(name) if quote else _shortened(name))
+            listed.append(quoted(name) if quote else shortened(name))
         else:
             others += 1
     if others:
@@ -204,7 +190,7 @@ def _explained(pattern: str, message: str) -> str:
             f"compiles to more than RE2's budget of {REGEX_MEMORY_BYTES:,} bytes (counted "
             f"repetitions such as {{1000}} make it large): write + or * instead"
         )
-    return f"is refused by RE2: {_shortened(message)}; see {_RE2_SYNTAX}"
+    return f"is refused by RE2: {shortened(message)}; see {_RE2_SYNTAX}"
 
 
 def _split_classes(pattern: str) -> tuple[str, str]:

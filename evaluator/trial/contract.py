@@ -18,17 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-QUOTED_CHARACTERS = 200
-"""The longest name or path a message repeats whole: a key comes from a folder anyone who can
-write the trial can fill, and a message goes into the log and the status file."""
-
-
-def shorten(text: str, limit: int = QUOTED_CHARACTERS) -> str:
-    """``text``, or its first ``limit`` characters and how long the whole was."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text):,} characters in all)"
-
 
 class TrialError(Exception):
     """The trial cannot be read at all (missing, unreadable or malformed beyond one step).

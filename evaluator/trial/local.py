@@ -28,8 +28,8 @@ folder on each call, as it always did:
   for good (``listing_repairs`` counts it).
 
 An entry that cannot be followed (a symbolic link that loops) is left out of listings and
-reported once (``take_unusable_entries``) for the reader to count as skipped; a folder this user
-may not read raises ``TrialError`` saying who the evaluator runs as and what to change.
+reported once for the reader to count as skipped (past ``UNUSABLE_ENTRIES_KEPT``, not named); a
+folder this user may not read raises ``TrialError`` saying who the evaluator runs as and why.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from evaluator.core.text import shortened
 from evaluator.linux.inotify import (
     IN_CREATE,
     IN_DELETE,
@@ -64,7 +65,7 @@ from evaluator.linux.inotify import (
     Event,
     Inotify,
 )
-from evaluator.trial.contract import TrialError, UnusableEntry, shorten
+from evaluator.trial.contract import TrialError, UnusableEntry
 from evaluator.trial.layout import is_safe_key
 
 log = logging.getLogger("classimbalance.trial.local")
@@ -91,9 +92,9 @@ _MOUNTINFO = "/proc/self/mountinfo"
 _DENIED = frozenset({errno.EACCES, errno.EPERM})
 
 UNUSABLE_ENTRIES_KEPT = 10_000
-"""Entries that cannot be followed whose keys are remembered, so that each is reported once
-although the folder holding it is scanned on every listing. A trial that holds more is hostile
-or broken beyond counting: the rest are still left out of listings, but reported no more."""
+"""Entries that cannot be followed whose keys are remembered, so that each is named once
+although its folder is scanned on every listing. Further ones (a hostile or broken trial) are
+left out and counted, not named (``unnamed_unusable_entries``)."""
 _MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
@@ -120,8 +121,7 @@ class LocalStorage:
         self._root_prefix = os.path.join(os.fspath(root), "")
         self.rescan_seconds = rescan_seconds
         self.listing_repairs = 0
-        """Rescans that found what the events had missed (each switches to scanning); a
-        diagnostic for tests."""
+        """Rescans that found what the events had missed (each switches to scanning): for tests."""
         self._lock = threading.Lock()
         self._decided = incremental is not None
         self._inotify: Inotify | None = None
@@ -133,6 +133,7 @@ class LocalStorage:
         self._unusable: list[UnusableEntry] = []
         """Entries met since the last ``take_unusable_entries`` that listings left out."""
         self._unusable_seen: set[str] = set()
+        self._unnamed: dict[str, int] = {}
         if incremental:
             self._start_inotify()
 
@@ -167,6 +168,13 @@ class LocalStorage:
             taken, self._unusable = self._unusable, []
         return taken
 
+    @property
+    def unnamed_unusable_entries(self) -> int:
+        """Entries left out past the ``UNUSABLE_ENTRIES_KEPT`` named ones: per folder the most one
+        scan met (none twice), one that cannot be opened as its key without ``/``."""
+        with self._lock:
+            return sum(self._unnamed.values())
+
     def list_keys(
         self, prefix: str, start_after: str | None = None, max_keys: int | None = None
     ) -> list[str]:
@@ -194,11 +202,9 @@ class LocalStorage:
         return keys
 
     def read_bytes(self, key: str) -> bytes:
-        """The whole object; FileNotFoundError when it is missing.
-
-        One unbuffered read of the size ``fstat`` gives (and one byte more, to see a file that
-        grew): half the cost of ``open().read()`` for the small event files read at every step.
-        """
+        """The whole object (FileNotFoundError when it is missing) in one unbuffered read of the
+        size ``fstat`` gives and one byte more, to see a file that grew: half the cost of
+        ``open().read()`` for the small event files read at every step."""
         descriptor = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
         try:
             size = os.fstat(descriptor).st_size
@@ -273,9 +279,8 @@ class LocalStorage:
         return False
 
     def _entries(self, folder_key: str, name_prefix: str) -> Sequence[str]:
-        """Sorted names of one folder, folder names ending with ``/``; called for every folder
-        a listing opens (tests wrap it to count them). Names not starting with ``name_prefix``
-        may be included.
+        """Sorted names of one folder, folder names ending with ``/``, some perhaps without
+        ``name_prefix``; called for every folder a listing opens (tests wrap it to count them).
 
         The trailing ``/`` makes sorting names give the lexical order of the full keys, as S3
         lists them (``a.b`` sorts before ``a/x``). The sequence may be a kept listing: callers
@@ -288,11 +293,11 @@ class LocalStorage:
         return self._scan(folder_key, name_prefix)
 
     def _scan(self, folder_key: str, name_prefix: str) -> list[str]:
-        """Sorted names read from the folder now (those starting with ``name_prefix``). An
-        entry whose kind cannot be told, or a folder that cannot be opened, is left out and
-        reported; one this user may not read raises ``TrialError``."""
+        """Sorted names read now (those starting with ``name_prefix``); an entry whose kind cannot
+        be told, or a folder that cannot be opened, is left out and reported; denied: TrialError."""
         path = self._folder_path(folder_key)
         names: list[str] = []
+        unnamed = 0
         try:
             with os.scandir(path) as scan:
                 for entry in scan:
@@ -301,28 +306,31 @@ class LocalStorage:
                     try:
                         names.append(f"{entry.name}/" if entry.is_dir() else entry.name)
                     except OSError as error:
-                        self._left_out(folder_key + entry.name, error)
+                        unnamed += self._left_out(folder_key + entry.name, error)
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as error:
             if error.errno in _DENIED:
                 raise TrialError(self._unusable_folder(path, error)) from error
-            self._left_out(folder_key, error)
+            self._unnamed[folder_key[:-1]] = self._left_out(folder_key, error)
             return []
+        if unnamed > self._unnamed.get(folder_key, 0):
+            self._unnamed[folder_key] = unnamed
         names.sort()
         return names
 
-    def _left_out(self, key: str, error: OSError) -> None:
-        """Remember an entry a listing leaves out, to be reported once."""
+    def _left_out(self, key: str, error: OSError) -> int:
+        """Remember an entry a listing leaves out, to be named once; 1 if past the kept ones."""
         if key in self._unusable_seen or len(self._unusable_seen) >= UNUSABLE_ENTRIES_KEPT:
-            return
+            return int(key not in self._unusable_seen)
         self._unusable_seen.add(key)
         why = f"[Errno {error.errno}] {error.strerror}" if error.strerror else str(error)
         self._unusable.append(UnusableEntry(key, why))
+        return 0
 
     def _unusable_folder(self, path: str, error: OSError) -> str:
         """Why a folder cannot be read, as what to change."""
-        where = shorten(path)
+        where = shortened(path)
         what = "the trial folder" if path == os.fspath(self.root) else "the trial's folder"
         if error.errno == errno.ELOOP:
             return (
@@ -377,8 +385,7 @@ class LocalStorage:
     def _start_inotify(self) -> None:
         inotify = Inotify()
         self._inotify = inotify
-        # Readers that are dropped without close() must not hold the descriptor (and the
-        # per-user inotify instance) until the process ends.
+        # A reader dropped without close() must not hold the descriptor till the process ends.
         self._release = weakref.finalize(self, inotify.close)
 
     def _stop_inotify(self) -> None:

@@ -38,7 +38,9 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Protocol, runtime_checkable
 
+from evaluator.core.text import shortened
 from evaluator.trial.completeness import (
     INCOMPLETE_STEP_WINDOW,
     ReleasedStep,
@@ -50,7 +52,6 @@ from evaluator.trial.contract import (
     TrialError,
     TrialStorage,
     UnusableEntry,
-    shorten,
 )
 from evaluator.trial.identity import IdentityOf, TrialIdentity
 from evaluator.trial.interface import ReaderProblems, StepRef, WorkerStep, WorkerTensors
@@ -97,7 +98,10 @@ UNREAD_STEP_LIMIT = 1024
 HELD_BYTES_LIMIT = 256 << 20
 """Event-file bytes kept between ``poll`` and ``read``. Replaying a finished trial returns many
 steps at once; beyond this, parts keep only their layout and ``read`` fetches the wanted
-tensors again (by range where the storage can) instead of memory growing with the trial."""
+tensors again (by range where the storage can) instead of memory growing with the trial.
+It is also the most one part's wanted tensors may claim once the rule holds them (at 8 bytes an
+element: 32 Mi elements), whatever ``held_bytes_limit`` a reader is given: past it the part is
+skipped as ``decode_error`` (``tensors.ElementBudget``)."""
 
 _Loaded = PartLayout | OSError | ValueError
 """What loading one part gives: the part, or the error to retry or report."""
@@ -110,6 +114,15 @@ class _Elsewhere:
 
 ELSEWHERE = _Elsewhere()
 _Held = PartLayout | _Elsewhere
+
+
+@runtime_checkable
+class _CountsUnnamedEntries(Protocol):
+    """A storage that names only so many of the entries its listings leave out and counts the
+    rest (``LocalStorage``: past ``UNUSABLE_ENTRIES_KEPT``)."""
+
+    @property
+    def unnamed_unusable_entries(self) -> int: ...
 
 
 class NativeTrialReader:
@@ -138,7 +151,10 @@ class NativeTrialReader:
         self._selection = selection
         """The parts this reader loads; the others are handed over as empty steps."""
         self._files = PartFiles(
-            storage, verify_payload_crc=verify_payload_crc, event_head_bytes=event_head_bytes
+            storage,
+            part_bytes_limit=HELD_BYTES_LIMIT,
+            verify_payload_crc=verify_payload_crc,
+            event_head_bytes=event_head_bytes,
         )
         self._steps: StepCompleteness[_Held] = StepCompleteness(
             window=incomplete_step_window, end_grace=end_grace
@@ -179,6 +195,10 @@ class NativeTrialReader:
         self._collections_workers: set[str] = set()
         """File workers that wrote a collections file: the names of workers that never wrote
         a step (reports only; completeness counts the workers that wrote index files)."""
+        self._unnamed_entries = 0
+        """Entries the storage's listings left out without naming them: the first is counted
+        by the message that says so, the rest are added to ``problems`` (``_merged``)."""
+        self._merged: tuple[ReaderProblems, int, ReaderProblems] | None = None
 
     # -- TrialReader ---------------------------------------------------------------------------
 
@@ -240,7 +260,15 @@ class NativeTrialReader:
         return results
 
     def problems(self) -> ReaderProblems:
-        return self._problems.snapshot()
+        problems = self._problems.snapshot()
+        extra = self._unnamed_entries - 1
+        if extra <= 0:
+            return problems
+        if self._merged is None or self._merged[0] is not problems or self._merged[1] != extra:
+            skipped = dict(problems.skipped_files)
+            skipped[UNREADABLE_ENTRY] = skipped.get(UNREADABLE_ENTRY, 0) + extra
+            self._merged = (problems, extra, replace(problems, skipped_files=skipped))
+        return self._merged[2]
 
     def identity(self) -> TrialIdentity | None:
         return self._identity.current()
@@ -411,8 +439,9 @@ class NativeTrialReader:
             self._steps.expected_workers = max(found)
 
     def _report_unusable(self) -> None:
-        """Count each entry the storage's listings left out (a symbolic link that loops), once;
-        an unusable ``index/`` leaves nothing to read, so it is the trial's error."""
+        """Count each entry the storage's listings left out (a symbolic link that loops), once,
+        named or, past what the storage names, by one message; an unusable ``index/`` leaves
+        nothing to read, so it is the trial's error."""
         if not isinstance(self._storage, ReportsUnusableEntries):
             return
         for entry in self._storage.take_unusable_entries():
@@ -423,6 +452,16 @@ class NativeTrialReader:
                     "points at what cannot be read; fix or remove it"
                 )
             self._problems.skipped(UNREADABLE_ENTRY, _unusable_message(entry, self._files.where))
+        if isinstance(self._storage, _CountsUnnamedEntries):
+            unnamed = self._storage.unnamed_unusable_entries
+            if unnamed and not self._unnamed_entries:
+                self._problems.skipped(
+                    UNREADABLE_ENTRY,
+                    f"{self.location}: more entries cannot be followed than are named; this one "
+                    "and further ones are counted under unreadable_entry, not named. smdebug "
+                    "writes no symbolic links: fix or remove the links that loop in the trial",
+                )
+            self._unnamed_entries = max(self._unnamed_entries, unnamed)
 
     # -- loading parts -------------------------------------------------------------------------
 
@@ -616,9 +655,9 @@ def _unusable_message(entry: UnusableEntry, where: Callable[[str], str]) -> str:
     else:
         lost = "it is left out"
     return (
-        f"{shorten(where(entry.key))} cannot be followed ({entry.why}): {lost}. smdebug writes no "
-        "symbolic links; a link that loops or points at what cannot be read was put there by "
-        "something else: fix or remove it"
+        f"{shortened(where(entry.key))} cannot be followed ({entry.why}): {lost}. smdebug "
+        "writes no symbolic links; a link that loops or points at what cannot be read was put "
+        "there by something else: fix or remove it"
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from evaluator import compiled
+from evaluator.core.text import quoted
 from evaluator.trial.interface import WorkerStep
 from evaluator.trial.layout import REDUCTIONS_PREFIX, index_key, is_safe_key, worker_label
 from evaluator.trial.problems import (
@@ -25,7 +26,6 @@ from evaluator.trial.problems import (
     MALFORMED_EVENT_FILE,
     MALFORMED_INDEX,
     TrialBytesError,
-    quoted,
 )
 from evaluator.trial.records import HEADER_SIZE, RECORD_OVERHEAD, iter_records
 from evaluator.trial.tensors import EventValue, describe_event

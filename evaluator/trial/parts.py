@@ -9,7 +9,9 @@ fetched, the index gives the layout, and the wanted records are fetched by range
 an event file with no tensor record (only the index says the mode).
 
 Reading never raises: a record that cannot be used makes the part's ``WorkerTensors`` carry the
-reason and a message naming the file, and the rule counts the batch as skipped.
+reason and a message naming the file, and the rule counts the batch as skipped. So do wanted
+tensors that claim together more elements than one part may (``ElementBudget``, the reader's
+``HELD_BYTES_LIMIT`` at 8 bytes an element): each is charged as it is decoded, still a view.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ from evaluator.trial.problems import (
     TrialBytesError,
 )
 from evaluator.trial.records import RECORD_OVERHEAD, RecordError, record_payload
-from evaluator.trial.tensors import decode_event_tensors, decode_tensor_at, tensor_view
+from evaluator.trial.tensors import (
+    ElementBudget,
+    ElementBudgetError,
+    decode_event_tensors,
+    decode_tensor_at,
+    tensor_view,
+)
 
 EVENT_HEAD_BYTES = 16 << 20
 """On a storage that reads ranges, how much of an event file the first GET asks for. Files this
@@ -55,10 +63,13 @@ class PartFiles:
         self,
         storage: TrialStorage,
         *,
+        part_bytes_limit: int,
         verify_payload_crc: bool = False,
         event_head_bytes: int = EVENT_HEAD_BYTES,
     ) -> None:
         self._storage = storage
+        self._part_bytes_limit = part_bytes_limit
+        """What the wanted tensors of one part may claim, at ``ELEMENT_BYTES`` an element."""
         self._ranges = storage if isinstance(storage, RangeReadable) else None
         """Checked once: a runtime Protocol check costs microseconds on every part."""
         self._verify_payload_crc = verify_payload_crc
@@ -106,24 +117,28 @@ class PartFiles:
     # -- reading ----------------------------------------------------------------------------
 
     def read(self, part: PartLayout, wanted: Callable[[str], bool]) -> WorkerTensors:
-        """All wanted tensors of one part, or none and the reason (never raises)."""
+        """All wanted tensors of one part, or none and the reason (never raises); none as well
+        when together they claim more elements than ``part_bytes_limit`` allows."""
         worker_step = part.worker_step
         result = WorkerTensors(worker_step.worker, part.mode, part.mode_step)
         spans = [span for span in part.spans if wanted(span.name)]
         if not spans:
             return result
         where = self.where(part.event_key)
+        budget = ElementBudget(self._part_bytes_limit)
         data = part.data
         if data is not None:
             # Scanned from held bytes: the framing was checked then, the tensors are decoded now.
             held = [s for s in spans if s.tensor_start >= 0 and s.tensor_stop <= len(data)]
             for span in held:
                 try:
-                    result.tensors[span.name] = (
+                    array = (
                         decode_tensor_at(data, span.tensor_start, span.tensor_stop, span.name)
                         if span.content is None
                         else tensor_view(data, span.content)
                     )
+                    budget.charge(span.name, array, result.tensors.get(span.name))
+                    result.tensors[span.name] = array
                 except ValueError as error:
                     return failed(worker_step, *_decode_failure(span, where, error))
             if len(held) == len(spans):
@@ -142,7 +157,7 @@ class PartFiles:
         except (OSError, ValueError) as error:
             return failed(worker_step, UNREADABLE_EVENT_FILE, f"{where}: {error}")
         for buf, span, span_where in located:
-            failure = self._decode_span(buf, span, span_where, wanted, result)
+            failure = self._decode_span(buf, span, span_where, wanted, result, budget=budget)
             if failure is not None:
                 return failed(worker_step, *failure)
         return result
@@ -179,16 +194,20 @@ class PartFiles:
         where: str,
         wanted: Callable[[str], bool],
         result: WorkerTensors,
+        *,
+        budget: ElementBudget,
     ) -> tuple[str, str] | None:
-        """Decode one record into ``result``; return ``(reason, message)`` when it fails."""
+        """Decode one record into ``result``, charging ``budget``; return ``(reason, message)``
+        when it fails."""
         try:
             payload = record_payload(
                 buf, span.start, span.length, verify_payload=self._verify_payload_crc, where=where
             )
-            decoded = decode_event_tensors(payload, wanted)
+            for tag, array in decode_event_tensors(payload, wanted):
+                budget.charge(tag, array, result.tensors.get(tag))
+                result.tensors[tag] = array
         except ValueError as error:
             return _decode_failure(span, where, error)
-        result.tensors.update(decoded)
         return None
 
 
@@ -227,6 +246,8 @@ def _decode_failure(span: TensorSpan, where: str, error: ValueError) -> tuple[st
     """``(reason, message)`` for a record that could not be decoded."""
     if isinstance(error, RecordError):
         return error.reason, f"tensor {span.name!r}: {error}"
+    if isinstance(error, ElementBudgetError):
+        return error.reason, f"{where}: {error}."
     return "decode_error", (
         f"tensor {span.name!r} in {where}: {error}. The record is not a tensor as "
         "smdebug writes it; check that the trial was written by smdebug."

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 
-from evaluator.trial.contract import QUOTED_CHARACTERS
 from evaluator.trial.interface import ReaderProblems
 
 log = logging.getLogger("classimbalance.trial")
@@ -41,15 +40,6 @@ UNREADABLE_ENTRY = "unreadable_entry"
 STORAGE_UNAVAILABLE = "storage_unavailable"
 UNHELD_PART = "unheld_part"
 FOREIGN_KEYS = "foreign_keys"
-
-
-def quoted(text: str, limit: int = QUOTED_CHARACTERS) -> str:
-    """``text`` quoted for a message, shortened to its first ``limit`` characters and how long
-    the whole was: names and values in a trial come from files anyone who can write it fills,
-    and a message goes into the log and the status file."""
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}... ({len(text):,} characters in all)"
 
 
 class TrialBytesError(ValueError):

@@ -13,6 +13,17 @@ breaks while it is read (``IncompleteRead``, a reset mid-read): such a GET is se
 with backoff, on a budget of its own (``BODY_ATTEMPTS``, ``BODY_RETRY_SECONDS``), separate from
 the reader's wait for a file that is not there yet. Credentials come from boto3's standard
 chain (environment, profile, container or instance role), never from here.
+
+What is bounded in time is every wait on the endpoint, not every transfer: an attempt waits at
+most ``CONNECT_TIMEOUT_SECONDS`` to connect and ``READ_TIMEOUT_SECONDS`` for each next bytes
+(the answer's first, then each chunk of a body); a request makes at most ``MAX_ATTEMPTS``
+attempts, with botocore's backoff between them; broken bodies start no GET past
+``BODY_RETRY_SECONDS``. So a read against an endpoint that stops answering gives up within
+``BODY_RETRY_SECONDS`` + ``MAX_ATTEMPTS`` x (``CONNECT_TIMEOUT_SECONDS`` +
+``READ_TIMEOUT_SECONDS``) + the backoff (at most 156 s) + one ``READ_TIMEOUT_SECONDS`` for the
+body: 30 + 250 + 156 + 20 s, under 8 minutes, where botocore's default timeouts (60 s each)
+allowed 24. A body that keeps arriving, however slowly (bytes less than
+``READ_TIMEOUT_SECONDS`` apart), is bounded by nothing but its size.
 """
 
 from __future__ import annotations
@@ -41,14 +52,32 @@ from botocore.exceptions import ConnectionError as EndpointUnreachable
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 from urllib3.exceptions import HTTPError as URLLib3Error
 
-from evaluator.trial.contract import StorageUnavailable, TrialError, shorten
+from evaluator.core.text import shortened
+from evaluator.trial.contract import StorageUnavailable, TrialError
 
 MAX_POOL = 10
 """HTTP connections kept to the endpoint: at least the reader's fetch threads (8 by default)."""
 
 MAX_ATTEMPTS = 10
 """Attempts per request in all, the first included (botocore's ``total_max_attempts``), in its
-standard retry mode: exponential backoff with jitter, up to 20 s between attempts."""
+standard retry mode: exponential backoff with full jitter between attempts, from 1 s doubling to
+20 s after throttling (50 ms doubling after other errors and timeouts), 5 s more where S3 asks
+(``x-amz-retry-after``): 156 s at most over the 9 waits of one request (botocore 1.44)."""
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+"""How long one attempt waits to open a connection to the endpoint (botocore's
+``connect_timeout``; its default is 60 s). Connecting to S3 takes milliseconds; an endpoint that
+drops packets fails each attempt in this time, so an unreachable endpoint is reported after
+``MAX_ATTEMPTS`` x 5 s and the backoff (under a minute) instead of ten minutes."""
+
+READ_TIMEOUT_SECONDS = 20.0
+"""How long one attempt waits for the next bytes on an open connection (botocore's
+``read_timeout``; its default is 60 s): for its answer to begin, and then between any two chunks
+of a body. It bounds silence, not transfer: a body is read however long it takes while bytes
+keep coming. A wait for an answer that times out is retried by botocore (within
+``MAX_ATTEMPTS``); a body that stalls this long breaks (``ReadTimeoutError``) and is fetched
+again as any broken body is. S3 answers within a second; 20 s leaves a loaded S3-compatible
+store room."""
 
 PAGE_SIZE = 1000
 """Keys per ListObjectsV2 page (S3's maximum): one request per 1000 index files."""
@@ -59,8 +88,10 @@ bodies cut (a bad link), six in a row fail once in 15,000 reads, and the reader'
 the part on later polls come on top; a link that breaks more often than that is an outage."""
 
 BODY_RETRY_SECONDS = 30.0
-"""Seconds one object's broken bodies are retried for, from its first GET: no further GET
-starts after this. Bounds how long one poll can spend on one file of a failing link."""
+"""Seconds from an object's first GET after which a broken body starts no further GET. It bounds
+when GETs start, not how long one takes: each is a request of up to ``MAX_ATTEMPTS`` attempts
+and then its body, whose waits ``CONNECT_TIMEOUT_SECONDS`` and ``READ_TIMEOUT_SECONDS`` bound
+(the module's docstring adds it up: under 8 minutes for one read of a failing endpoint)."""
 
 BODY_BACKOFF_SECONDS = 0.1
 """The wait before the second GET of a broken body; doubled before each next one, with full
@@ -108,9 +139,13 @@ def make_client(
     *,
     max_pool: int = MAX_POOL,
     max_attempts: int = MAX_ATTEMPTS,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
     session: Any = None,
 ) -> Any:
-    """An S3 client with standard retries and a connection pool sized for parallel fetches.
+    """An S3 client with standard retries, a connection pool sized for parallel fetches, and
+    every wait on the endpoint bounded (``connect_timeout``, ``read_timeout``, set here, so not
+    botocore's 60 s each, nor whatever a profile says).
 
     With no ``endpoint_url`` boto3 (>= 1.28) takes ``AWS_ENDPOINT_URL_S3`` or
     ``AWS_ENDPOINT_URL`` from the environment or the profile, else AWS itself. A new boto3
@@ -120,6 +155,8 @@ def make_client(
     config = Config(
         retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)},
         max_pool_connections=max_pool,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
     )
     # Not boto3's default session: creating clients from it is not thread-safe.
     if session is None:
@@ -301,10 +338,11 @@ class S3Storage:
         )
 
     def _read_object(self, key: str, **extra: Any) -> tuple[Any, bytes]:
-        """A GET's answer and its whole body, sent again while the body breaks mid-read, within
-        ``BODY_ATTEMPTS`` and ``BODY_RETRY_SECONDS``; then ``StorageUnavailable`` (the reader
-        tries the part again on a later poll). An object rewritten between two GETs is simply
-        read whole again: every GET is a request of its own."""
+        """A GET's answer and its whole body, sent again while the body breaks mid-read (a stall
+        of ``READ_TIMEOUT_SECONDS`` included), within ``BODY_ATTEMPTS`` GETs, none started past
+        ``BODY_RETRY_SECONDS``; then ``StorageUnavailable`` (the reader tries the part again on
+        a later poll). An object rewritten between two GETs is simply read whole again: every
+        GET is a request of its own."""
         started = time.monotonic()
         attempt = 0
         while True:
@@ -379,7 +417,7 @@ class S3Storage:
             )
         return StorageUnavailable(
             f"{self._uri(key)}: S3 {action} failed with {code or status} after "
-            f"retries ({shorten(str(details.get('Message', error)))})"
+            f"retries ({shortened(str(details.get('Message', error)))})"
         )
 
     def _uri(self, key: str) -> str:

@@ -20,6 +20,8 @@ would drive an allocation or a loop is held to what the record holds, or to a na
 before it is acted on: dimensions (each, their product, their number), a broadcast value's
 shape, the number of fields of a ``TensorProto`` (each unpacked value is one), the cells of a
 string array. A claim beyond them raises ``TensorDecodeError`` saying which bound and why.
+Those bounds hold one tensor; what the broadcast tensors taken from one part claim together is
+held to the reader's budget by :class:`ElementBudget`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from evaluator.core.text import quoted
 from evaluator.trial.dtypes import (
     CONTENT_DTYPES,
     DT_BFLOAT16,
@@ -47,7 +50,7 @@ from evaluator.trial.dtypes import (
     STRING_VAL,
     TYPED_FIELD_NAMES,
 )
-from evaluator.trial.problems import TrialBytesError, quoted
+from evaluator.trial.problems import TrialBytesError
 from evaluator.trial.protowire import (
     FIXED32,
     FIXED64,
@@ -66,10 +69,13 @@ from evaluator.trial.protowire import (
 
 __all__ = [
     "DTYPE_NAMES",
+    "ELEMENT_BYTES",
     "MAX_BROADCAST_ELEMENTS",
     "MAX_RANK",
     "MAX_STRING_CELLS",
     "MAX_TENSOR_FIELDS",
+    "ElementBudget",
+    "ElementBudgetError",
     "EventValue",
     "TensorDecodeError",
     "decode_event_tensors",
@@ -85,6 +91,10 @@ Array = npt.NDArray[Any]
 class TensorDecodeError(TrialBytesError):
     """A well-formed message whose tensor cannot be turned into an array (wrong element count,
     unsupported dtype, undecodable string)."""
+
+
+class ElementBudgetError(TensorDecodeError):
+    """The tensors taken from one part claim more elements than its budget (``ElementBudget``)."""
 
 
 _MAX_ELEMENTS: Final = 1 << 48
@@ -114,6 +124,56 @@ MAX_STRING_CELLS: Final = 1 << 24
 """Characters of a string array (elements x the longest element): NumPy's ``str`` arrays are
 fixed-width, 4 bytes a character, so this is 64 MiB. One long string beside many empty ones
 would otherwise claim terabytes."""
+
+ELEMENT_BYTES: Final = 8
+"""What one element of a labels or predictions tensor costs once the rule holds it: labels
+become int64 rows and scores float64 ones (``evaluator.core.normalise``), whatever the dtype
+they were written in, and a broadcast fills its whole shape."""
+
+
+class ElementBudget:
+    """The elements the broadcast tensors taken from one part claim, held to a budget.
+
+    Each tensor is within its own bounds (a broadcast within ``MAX_BROADCAST_ELEMENTS``), yet a
+    part may hold any number of tensors the regexes want, and the rule concatenates them: 100
+    broadcasts of 16 Mi elements would be 12.5 GiB from a few KiB of file. A broadcast is
+    charged its element count as it is decoded (it is still a view then), before anything is
+    materialised; past ``limit_bytes / ELEMENT_BYTES`` elements :meth:`charge` raises
+    ``ElementBudgetError`` and the part is skipped. A tensor whose every element is in the
+    file (``tensor_content``, or one typed value per element) is not charged: its size is paid
+    for by bytes someone wrote, and a real segmentation batch of 16 x 512 x 512 x 21 scores must
+    not be refused for its size.
+    """
+
+    __slots__ = ("claimed", "limit", "limit_bytes")
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = max(0, limit_bytes)
+        self.limit = self.limit_bytes // ELEMENT_BYTES
+        """Elements all tensors of the part may claim together."""
+        self.claimed = 0
+
+    def charge(self, tag: str, array: Array, replaced: Array | None = None) -> None:
+        """Charge ``array`` (named ``tag``), refunding the tensor of that name it replaces."""
+        self.claimed += _claimed(array) - (0 if replaced is None else _claimed(replaced))
+        if self.claimed > self.limit:
+            raise ElementBudgetError(
+                f"the broadcast tensors of this part that the regexes want claim more than "
+                f"{self.limit:,} elements: tensor {quoted(tag)} (shape {_shape_text(array.shape)}"
+                f", {array.size:,} elements) brings them to {self.claimed:,}. Held by the rule "
+                f"as int64 or float64 rows ({ELEMENT_BYTES} bytes each) they would take more than "
+                f"the {self.limit_bytes >> 20} MiB of the reader's HELD_BYTES_LIMIT, so the part "
+                "is skipped before any of them is materialised. smdebug writes one labels and "
+                "one predictions tensor per step and worker: check that labels_regex and "
+                "predictions_regex match only those"
+            )
+
+
+def _claimed(array: Array) -> int:
+    """The elements of ``array`` that no byte of the file holds: all of a broadcast view (a
+    stride of 0: one value repeated), none of a tensor whose elements were all written."""
+    return array.size if array.size > 1 and 0 in array.strides else 0
+
 
 _MAX_CACHED_KEY_BYTES: Final = 256
 """The longest shape or plugin metadata the decoding caches keep: smdebug's are a few dozen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -14,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from container.atomic import FileWriteError, remove_stale_temporaries, write_text_atomically
+from container import atomic
+from container.atomic import (
+    LEGACY_TEMPORARY_AGE,
+    FileWriteError,
+    _create_temporary,
+    _host_token,
+    remove_stale_temporaries,
+    write_text_atomically,
+)
 
 
 def test_replaces_the_content_whole(tmp_path: Path) -> None:
@@ -111,6 +120,54 @@ def test_the_folder_is_flushed_after_the_rename(
     assert flushed[-1] == (str(tmp_path), True), "the folder, after the rename"
 
 
+def test_no_unused_temporary_name_is_not_told_as_a_missing_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EEXIST for every temporary name tried: the folder is one, making it one is no advice."""
+    target = tmp_path / "status.json"
+
+    def taken(*_args: object) -> int:
+        raise FileExistsError(errno.EEXIST, "File exists")
+
+    monkeypatch.setattr("os.open", taken)
+    with pytest.raises(FileWriteError) as caught:
+        write_text_atomically(target, "new", what="the status file", setting="status_file")
+    message = str(caught.value)
+    assert message.startswith(f"cannot write the status file {target}: File exists (EEXIST): ")
+    assert "a folder" not in message
+    assert f"new random names for its temporary in {tmp_path} was reported as taken" in message
+    assert caught.value.errno == errno.EEXIST
+
+
+def test_a_folder_that_cannot_be_flushed_after_the_rename_says_the_file_was_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EIO from the folder's fsync: the rename happened, the new content is the file's, only
+    perhaps not on the disk; "cannot write" would say the old content stayed."""
+    target = tmp_path / "ck.json"
+    write_text_atomically(target, "old")
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        if os.readlink(f"/proc/self/fd/{descriptor}") == str(tmp_path):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr("os.fsync", fsync)
+    with pytest.raises(FileWriteError) as caught:
+        write_text_atomically(target, "new", what="the checkpoint", setting="checkpoint_file")
+    assert target.read_text() == "new"
+    assert caught.value.replaced
+    message = str(caught.value)
+    assert message.startswith(
+        f"the checkpoint {target} was replaced, but its folder could not be flushed to disk "
+        f"after the rename: Input/output error (EIO): the new content may not survive a crash"
+    )
+    assert "cannot write" not in message
+    assert message.endswith(f"check the device holding {tmp_path} (it reported an I/O error)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.json"]
+
+
 def test_text_utf8_cannot_hold_is_written_as_its_escape(tmp_path: Path) -> None:
     """A path of undecodable bytes reaches Python as lone surrogates; every output quotes it."""
     target = tmp_path / "report.html"
@@ -133,9 +190,31 @@ def dead_pid() -> int:
     return child.pid  # reaped: no process has it (until the kernel hands it out again)
 
 
+def here(pid: object) -> str:
+    """``PID-HOST`` of a writer in this machine's boot and this process's pid namespace."""
+    host = _host_token()
+    assert host is not None, "needs /proc"
+    return f"{pid}-{host}"
+
+
+def elsewhere(pid: object) -> str:
+    """``PID-HOST`` of a writer of another machine or pid namespace (another container)."""
+    return f"{pid}-{'0' * 8 if _host_token() != '0' * 8 else '1' * 8}"
+
+
+def test_a_temporary_is_named_after_its_file_writer_and_namespace(tmp_path: Path) -> None:
+    handle, name = _create_temporary(tmp_path / "status.json")
+    os.close(handle)
+    host = _host_token()
+    assert host is not None
+    assert re.fullmatch("[0-9a-f]{8}", host)
+    pattern = rf"\.status\.json\.{os.getpid()}-{host}-[0-9a-f]{{12}}\.tmp"
+    assert re.fullmatch(pattern, Path(name).name)
+
+
 def test_a_dead_writers_temporary_is_removed_at_the_first_write(tmp_path: Path) -> None:
     target = tmp_path / "status.json"
-    left = stale(tmp_path, f".status.json.{dead_pid()}-0123456789ab.tmp")
+    left = stale(tmp_path, f".status.json.{here(dead_pid())}-0123456789ab.tmp")
     write_text_atomically(target, "new")
     assert not left.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]
@@ -151,23 +230,67 @@ class Temporary:
     age: float = 0.0
 
 
+OLD = LEGACY_TEMPORARY_AGE + 60
+"""Seconds since a temporary whose writer cannot be asked was last written, for it to count
+as left behind; a recent one is 5 s old."""
+
 TEMPORARIES = (
-    Temporary("dead_writer", lambda: f".status.json.{dead_pid()}-0123456789ab.tmp", True),
-    Temporary("pid_beyond_any", lambda: ".status.json.99999999999999999999-0123456789ab.tmp", True),
+    Temporary("dead_writer", lambda: f".status.json.{here(dead_pid())}-0123456789ab.tmp", True),
+    Temporary(
+        "pid_beyond_any",
+        lambda: f".status.json.{here('99999999999999999999')}-0123456789ab.tmp",
+        True,
+    ),
     Temporary(
         "pid_reused_since",  # our pid, written long before this process started
-        lambda: f".status.json.{os.getpid()}-0123456789ab.tmp",
+        lambda: f".status.json.{here(os.getpid())}-0123456789ab.tmp",
         True,
         age=30 * 86400,
     ),
-    Temporary("this_process_live", lambda: f".status.json.{os.getpid()}-0123456789ab.tmp", False),
-    Temporary("live_writer", lambda: f".status.json.{os.getppid()}-0123456789ab.tmp", False),
-    Temporary("earlier_naming_old", lambda: ".status.json.0123456789ab.tmp", True, age=3600),
+    Temporary(
+        "this_process_live", lambda: f".status.json.{here(os.getpid())}-0123456789ab.tmp", False
+    ),
+    Temporary("live_writer", lambda: f".status.json.{here(os.getppid())}-0123456789ab.tmp", False),
+    # Another container's writer on a shared volume: its pid is no process here, or another.
+    Temporary(
+        "other_namespace_recent",
+        lambda: f".status.json.{elsewhere(dead_pid())}-0123456789ab.tmp",
+        False,
+        age=5,
+    ),
+    Temporary(
+        "other_namespace_old",
+        lambda: f".status.json.{elsewhere(dead_pid())}-0123456789ab.tmp",
+        True,
+        age=OLD,
+    ),
+    Temporary(
+        "other_namespace_pid_reused",  # here our pid, started after it was last written
+        lambda: f".status.json.{elsewhere(os.getpid())}-0123456789ab.tmp",
+        False,
+        age=30,
+    ),
+    # The naming with the pid but without HOST: whose namespace the pid is of is unknown.
+    Temporary(
+        "pid_naming_recent", lambda: f".status.json.{dead_pid()}-0123456789ab.tmp", False, age=5
+    ),
+    Temporary(
+        "pid_naming_old", lambda: f".status.json.{dead_pid()}-0123456789ab.tmp", True, age=OLD
+    ),
+    Temporary("earlier_naming_old", lambda: ".status.json.0123456789ab.tmp", True, age=OLD),
     Temporary("earlier_naming_recent", lambda: ".status.json.0123456789ab.tmp", False, age=5),
-    Temporary("another_file", lambda: f".other.json.{dead_pid()}-0123456789ab.tmp", False),
-    Temporary("longer_name", lambda: f".status.json.x.{dead_pid()}-0123456789ab.tmp", False),
-    Temporary("not_our_naming", lambda: ".status.json.notours.tmp", False, age=3600),
-    Temporary("uppercase_random", lambda: f".status.json.{dead_pid()}-0123456789AB.tmp", False),
+    Temporary("another_file", lambda: f".other.json.{here(dead_pid())}-0123456789ab.tmp", False),
+    Temporary("longer_name", lambda: f".status.json.x.{here(dead_pid())}-0123456789ab.tmp", False),
+    Temporary("not_our_naming", lambda: ".status.json.notours.tmp", False, age=OLD),
+    Temporary(
+        "uppercase_random", lambda: f".status.json.{here(dead_pid())}-0123456789AB.tmp", False
+    ),
+    Temporary(
+        "uppercase_host",
+        lambda: f".status.json.{here(dead_pid()).upper()}-0123456789ab.tmp",
+        False,
+        age=OLD,
+    ),
 )
 
 
@@ -178,6 +301,22 @@ def test_only_a_gone_writers_temporary_of_the_same_file_is_removed(
     left = stale(tmp_path, case.name(), age=case.age)
     assert remove_stale_temporaries([tmp_path / "status.json"]) == int(case.stale)
     assert left.exists() is not case.stale
+
+
+def test_without_a_namespace_of_its_own_every_temporary_is_judged_by_its_age(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No /proc to name this process's namespace: a pid in a name may be anyone's, and this
+    process's own temporaries are named without HOST."""
+    recent = stale(tmp_path, f".status.json.{here(dead_pid())}-0123456789ab.tmp", age=5)
+    old = stale(tmp_path, f".status.json.{here(dead_pid())}-ba9876543210.tmp", age=OLD)
+    monkeypatch.setattr(atomic, "_host_token", lambda: None)
+    assert remove_stale_temporaries([tmp_path / "status.json"]) == 1
+    assert recent.exists()
+    assert not old.exists()
+    handle, name = _create_temporary(tmp_path / "status.json")
+    os.close(handle)
+    assert re.fullmatch(rf"\.status\.json\.{os.getpid()}-[0-9a-f]{{12}}\.tmp", Path(name).name)
 
 
 def test_a_folder_that_cannot_be_listed_is_no_error(tmp_path: Path) -> None:

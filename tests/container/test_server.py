@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -17,9 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.core import Metric
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
@@ -31,6 +34,9 @@ from container.server import MetricsBindError, MetricsServer
 from container.snapshot import Snapshot, SnapshotBox
 from tests.container.test_metrics import batch, evaluated, rich_snapshot, snap
 from tests.integration.processes import terminate_process
+
+if TYPE_CHECKING:
+    from container.server.handler import Responder
 
 HOST = "127.0.0.1"
 T = TypeVar("T")
@@ -401,6 +407,89 @@ def test_a_head_ends_at_its_blank_line(buffer: bytes, end: int) -> None:
 
 
 @pytest.mark.parametrize(
+    ("buffer", "searched", "end"),
+    [
+        (b"GET / HTTP/1.0\r\n\r\n", 15, 18),
+        (b"GET / HTTP/1.0\r\n\r\n", 17, 18),
+        (b"GET / HTTP/1.0\n\n", 15, 16),
+        (b"GET / HTTP/1.0\nHost: x\n\r\n", 23, 25),
+        (b"GET / HTTP/1.0\r\nHost: x\r\n", 20, -1),
+    ],
+)
+def test_a_head_is_searched_only_where_its_end_can_be_new(
+    buffer: bytes, searched: int, end: int
+) -> None:
+    """A blank line that ends past what was searched is found, however far back it began."""
+    from container.server.loop import head_end
+
+    assert head_end(buffer, searched) == end
+
+
+def test_a_head_sent_a_byte_at_a_time_is_searched_once(
+    server: MetricsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each byte of its own segment: the loop searches what came since the last search (and
+    the few bytes a blank line can straddle), not the whole buffer again, which for a 32 KiB
+    head dripped a byte at a time was half a billion bytes searched."""
+    from container.server import loop
+
+    searched: list[int] = []
+    real_head_end = loop.head_end
+
+    def counting(buffer: bytes | bytearray, already: int = 0) -> int:
+        searched.append(len(buffer) - max(0, already - 3))
+        return real_head_end(buffer, already)
+
+    monkeypatch.setattr(loop, "head_end", counting)
+    head = b"GET /healthz HTTP/1.0\r\nX-a: " + b"b" * 6000 + b"\r\n\r\n"
+    with socket.create_connection((HOST, server.port), timeout=5) as client:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for offset, byte in enumerate(head):
+            client.sendall(bytes([byte]))
+            if offset % 20 == 0:
+                time.sleep(0.001)  # the loop reads apart what a busy machine would coalesce
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 200 "), answer[:100]
+    assert len(searched) > 20, f"the bytes arrived apart: read {len(searched)} times"
+    assert sum(searched) < 5 * len(head), f"{sum(searched)} bytes searched for {len(head)}"
+
+
+def _responder(built: list[str]) -> Responder:
+    """A Responder whose /report page and /metrics collector record that they were built."""
+    from container.server.handler import Responder
+
+    class Recording:
+        def collect(self) -> list[Metric]:
+            built.append("/metrics")
+            return []
+
+    registry = CollectorRegistry()
+    registry.register(Recording())
+
+    def page() -> str:
+        built.append("/report")
+        return "<p>report</p>"
+
+    return Responder(SnapshotBox(not_ready()), registry, page)
+
+
+ODD_SPELLINGS = [
+    b"GET //metrics HTTP/1.0\r\n\r\n",
+    b"GET ///report?x=1 HTTP/1.0\r\n\r\n",
+    b"GET\x85/report HTTP/1.0\r\n\r\n",
+    b"GET\xa0/metrics HTTP/1.0\r\n\r\n",
+    b"HEAD\x1c/report\x1fHTTP/1.0\r\n\r\n",
+    b"\x85GET /metrics\x1d\r\n\r\n",
+    b"GET /metrics\r\n\r\n",
+]
+"""Requests http.server routes to /metrics or /report that a split on ASCII whitespace and a
+``urlsplit`` of our own did not: it splits a latin-1 str (\\x85, \\xa0, \\x1c-\\x1f are
+whitespace) and folds a leading ``//`` (3.11.7 and later)."""
+
+
+@pytest.mark.parametrize(
     ("head", "built"),
     [
         (b"GET /metrics HTTP/1.1\r\n\r\n", True),
@@ -412,12 +501,77 @@ def test_a_head_ends_at_its_blank_line(buffer: bytes, end: int) -> None:
         (b"GET /metricsx HTTP/1.1\r\n\r\n", False),
         (b"GET http://pod:9410/metrics HTTP/1.1\r\n\r\n", True),
         (b"\r\n\r\n", False),
+        *((head, True) for head in ODD_SPELLINGS),
     ],
 )
 def test_only_metrics_and_the_report_wait_for_a_worker(head: bytes, built: bool) -> None:
-    from container.server.handler import Responder
+    """The loop's lane answers what builds nothing, and hands over (None) what the handler
+    routes to a built answer, as the handler's own parse routes it."""
+    recorded: list[str] = []
+    responder = _responder(recorded)
+    answered = responder.respond_unless_built(head, ("test", 0))
+    assert (answered is None) is built
+    assert recorded == [], "nothing built on the loop's lane"
+    if built:
+        responder.respond(head, ("test", 0))
+        assert recorded or b"name[]" in head, "the worker's lane builds it"
 
-    assert Responder.needs_worker(head) is built
+
+_SPACES = [chr(c).encode("latin-1") for c in range(256) if chr(c).isspace() and c != 10]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=80),
+        st.tuples(
+            st.sampled_from([b"GET", b"HEAD", b"POST", b"get", b""]),
+            st.sampled_from(_SPACES),
+            st.sampled_from([b"/", b"//", b"///", b"http://h/", b"http://h//", b""]),
+            st.sampled_from([b"metrics", b"report", b"healthz", b"readyz", b"x"]),
+            st.sampled_from([b"", b"?name[]=a", b"#f", b"/"]),
+            st.sampled_from(_SPACES),
+            st.sampled_from([b"HTTP/1.0", b"HTTP/1.1", b"HTTP/0.9", b"HTTP/2.0", b""]),
+        ).map(b"".join),
+    ),
+    st.sampled_from([b"\r\n\r\n", b"\n\n", b"\r\nHost: x\r\n\r\n"]),
+)
+def test_no_head_has_anything_built_on_the_loop_lane(start: bytes, blank: bytes) -> None:
+    recorded: list[str] = []
+    responder = _responder(recorded)
+    responder.respond_unless_built(start + blank, ("test", 0))
+    assert recorded == []
+
+
+@pytest.mark.parametrize("head", ODD_SPELLINGS)
+def test_no_spelling_of_metrics_or_the_report_is_built_on_the_loops_thread(
+    box: SnapshotBox, head: bytes
+) -> None:
+    """The loop's thread answers every probe; a page built on it would hold them all."""
+    built_on: list[str] = []
+
+    class Recording:
+        def collect(self) -> list[Metric]:
+            built_on.append(threading.current_thread().name)
+            return []
+
+    def page() -> str:
+        built_on.append(threading.current_thread().name)
+        return "<p>report</p>"
+
+    registry = CollectorRegistry()
+    registry.register(Recording())
+    with (
+        MetricsServer(box, HOST, 0, 3, registry=registry, report=page) as server,
+        socket.create_connection((HOST, server.port), timeout=5) as client,
+    ):
+        client.sendall(head)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    assert b"<p>report</p>" in answer or b"# TYPE" in answer or b"HEAD" in head, answer[:200]
+    assert built_on, "it was built"
+    assert all(name.startswith("metrics-worker-") for name in built_on), built_on
 
 
 def test_limits_that_cannot_work_are_refused() -> None:

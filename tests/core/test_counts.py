@@ -272,6 +272,63 @@ def test_a_sparse_state_whose_ids_disagree_is_refused() -> None:
         )
 
 
+def _sparse_state(
+    classes: list[object], confusion: list[list[object]] | None = None
+) -> dict[str, object]:
+    return {
+        "classes": classes,
+        "samples": [1] * len(classes),
+        "mispredicted": [0] * len(classes),
+        "confusion": confusion or [[], [], []],
+    }
+
+
+# What no version writes and restoring would get wrong: a pair key holds two ids of 32 bits
+# each (one of 2**31 or more runs into the other), and a negative id indexes from the end.
+DAMAGED_STATES = {
+    "negative_id": (_sparse_state([-1, 999_999]), r"sparse class ids within \[0, 2\*\*31\).*-1$"),
+    "repeated_id": (
+        _sparse_state([7, 7]),
+        "sorted, distinct class id per count, but id 7 follows 7",
+    ),
+    "descending_ids": (_sparse_state([9, 3]), "but id 3 follows 9"),
+    "id_of_2_31": (_sparse_state([0, 2**31]), r"within \[0, 2\*\*31\).*2147483648$"),
+    "id_beyond_int64": (_sparse_state([0, 2**64]), "whole numbers within"),
+    "fractional_id": (_sparse_state([0, 1.5]), "whole numbers within"),
+    "confusion_label_negative": (
+        _sparse_state([0, 999_999], [[-1], [0], [1]]),
+        r"confusion's labels within \[0, 2\*\*31\)",
+    ),
+    "confusion_predicted_of_2_31": (
+        _sparse_state([0, 999_999], [[0], [2**31], [1]]),
+        "confusion's predicted classes within",
+    ),
+    "confusion_unsorted": (
+        _sparse_state([0, 999_999], [[999_999, 0], [0, 999_999], [1, 1]]),
+        "confusion pairs sorted",
+    ),
+    "confusion_of_other_lengths": (
+        _sparse_state([0, 999_999], [[0, 999_999], [999_999], [1]]),
+        "as many confusion labels",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED_STATES, ids=list(DAMAGED_STATES))
+def test_a_state_of_ids_no_version_writes_is_refused(case: str) -> None:
+    state, message = DAMAGED_STATES[case]
+    with pytest.raises(ValueError, match=message):
+        ClassCounts.from_dict(state)
+
+
+def test_the_largest_class_id_max_classes_allows_round_trips() -> None:
+    top = 2**31 - 1
+    counts = _counts([0, top, top], [top, 0, top])
+    state = json.loads(json.dumps(counts.to_dict()))
+    assert state["classes"] == [0, top]
+    assert ClassCounts.from_dict(state).to_dict() == counts.to_dict()
+
+
 @ROWS_SETTINGS
 @given(
     st.lists(st.sampled_from([0, 1, 7, 40_000, 999_999]), max_size=30),

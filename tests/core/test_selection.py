@@ -147,6 +147,6 @@ def test_the_names_a_message_lists_are_bounded() -> None:
     listed = name_list(names)
     assert listed.startswith("'tensor_0', 'tensor_1'")
     assert listed.endswith("and 11 more")
-    assert name_list(["x" * 5000], quote=False) == "x" * 300 + "... (5,000 characters in all)"
+    assert name_list(["x" * 5000], quote=False) == "x" * 200 + "... (5,000 characters in all)"
     message = selector().missing_message("labels", ["loss", "predictions"])
     assert message == "no tensor matching labels_regex '.*labels' among ['loss', 'predictions']"

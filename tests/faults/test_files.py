@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from evaluator.core import QUOTED_CHARS
 from tests.container.trials import scores_batch, write_trial
 from tests.faults.bounded import REPO, Bounded, evaluator, run_bounded
 
@@ -176,6 +177,53 @@ def test_a_live_writers_temporary_is_left_alone(tmp_path: Path) -> None:
         child.communicate()
 
 
+def test_a_live_writers_temporary_in_another_pid_namespace_is_left_alone(tmp_path: Path) -> None:
+    """Another container or pod writing the same file on a shared volume: its pid names no
+    process here (or another one), so ``kill(pid, 0)`` cannot say whether it is still writing.
+    The holder runs in a new pid namespace under a pid that no process of this one has."""
+    unshare = in_private_mount_namespace()  # root and unshare, as for the full disks
+    trial = small_trial(tmp_path / "trial")
+    status = tmp_path / "status.json"
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    gone = child.pid  # reaped: no process of this namespace has it
+    holder = textwrap.dedent(
+        """
+        import sys, time
+        from pathlib import Path
+        from container.atomic import _create_temporary
+        _, name = _create_temporary(Path(sys.argv[1]))
+        print(name, flush=True)
+        time.sleep(120)
+        """
+    )
+    # The new namespace hands out ns_last_pid + 1 next; "exit" keeps sh from exec'ing python
+    # as its own pid 1.
+    script = 'echo $(($1 - 1)) > /proc/sys/kernel/ns_last_pid || exit 97; shift; "$@"; exit $?'
+    namespace = [unshare, "-p", "-f", "--mount-proc", "sh", "-c", script, "sh", str(gone)]
+    writer = subprocess.Popen(
+        [*namespace, sys.executable, "-c", holder, str(status)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert writer.stdout is not None
+        held = Path(writer.stdout.readline().strip())
+        assert held.name.startswith(f".status.json.{gone}-"), f"not the pid wanted: {held}"
+        run = run_bounded(
+            evaluator("--trial", str(trial), "--argmax", "true", "--status-file", str(status)),
+            seconds=SECONDS,
+        )
+        assert run.returncode in (0, 1), run.stderr
+        assert held.exists(), "another namespace's live writer's temporary was removed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(writer.pid, signal.SIGKILL)
+        writer.communicate()
+
+
 # -- a disk that fills mid-run ------------------------------------------------------------------
 
 
@@ -284,12 +332,12 @@ def test_a_full_disk_ends_in_one_clear_message_and_leaves_no_temporary(
 
 HOSTILE = (
     "x\n2026-01-01 00:00:00,000 ERROR classimbalance: forged by a newline"
-    "\r2026-01-01 00:00:00,000 ERROR classimbalance: forged by a carriage return"
-    "\x1b[2K\x1b[1Gforged by an ANSI erase"
-    "\u2028forged by a line separator\x85forged by a next line\x7f\u202eforged backwards"
+    "\r2026-01-01 00:00:00,000 ERROR x: by CR"
+    "\x1b[2K\x1b[1Gby ANSI"
+    "\u2028by LS\x85by NEL\x7f\u202eby RLO"
 )
 """Every way a value could end a log line or repaint the terminal, in one value (no ``/``: it
-is also a folder name)."""
+is also a folder name), short enough to be repeated whole (``evaluator.core.QUOTED_CHARS``)."""
 
 
 def unwritable_checkpoint(tmp_path: Path) -> list[str]:
@@ -345,3 +393,7 @@ def test_a_hostile_value_round_trips_through_json_log_lines(
     assert len(lines) == run.stderr.count("\n")
     entries = [json.loads(line) for line in lines]
     assert any(HOSTILE in entry["message"] for entry in entries), run.stderr
+
+
+def test_the_hostile_value_is_short_enough_to_be_repeated_whole() -> None:
+    assert len(f"labels{HOSTILE}") <= QUOTED_CHARS

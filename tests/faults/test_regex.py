@@ -149,7 +149,7 @@ def test_a_10_mib_pattern_is_refused_at_once_and_quoted_short() -> None:
     assert run.returncode == 0, run.stderr
     assert "labels_regex: expected" in run.stdout
     assert "this one is 10,485,761 characters long" in run.stdout
-    assert "(10,485,763 characters in all)" in run.stdout  # the quote: its start, its length
+    assert "(10,485,761 characters in all)" in run.stdout  # the quote: its start, its length
     assert len(run.stdout) < 2000
     assert run.seconds < 20
     assert run.peak_rss_mib < PEAK_MIB

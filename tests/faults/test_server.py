@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import socket
 import sys
 import threading
@@ -323,3 +324,136 @@ def test_a_burst_of_connections_is_accepted_not_refused() -> None:
         assert len(slowest) == 500
         assert max(slowest) < 0.9, "no connection waited for a SYN retry"
         assert_probes_fast(server.port)
+
+
+_OUT_OF_DESCRIPTORS = """
+import contextlib, json, logging, os, resource, socket, threading, time
+from container.server import MetricsServer, ServerLimits
+from container.snapshot import SnapshotBox
+from tests.container.test_metrics import rich_snapshot
+
+logging.basicConfig(level=logging.WARNING)
+release = threading.Event()
+
+def page() -> str:
+    release.wait(20)
+    return "<p>late</p>"
+
+limits = ServerLimits(workers=1, max_queued=1000)
+server = MetricsServer(SnapshotBox(rich_snapshot()), "127.0.0.1", 0, 3, report=page, limits=limits)
+server.start()
+clients = [socket.socket() for _ in range(40)]  # their descriptors taken before the cap
+open_now = len(os.listdir("/proc/self/fd"))
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 8, hard))
+for number, client in enumerate(clients):
+    if number == 20:  # the rest of the process's own descriptors (the evaluation's files)
+        taken = []
+        with contextlib.suppress(OSError):
+            while True:
+                taken.append(os.dup(0))
+    client.settimeout(10)
+    client.connect(("127.0.0.1", server.port))  # the kernel's backlog takes what is not accepted
+    client.sendall(b"GET /report HTTP/1.0\\r\\n\\r\\n")
+    time.sleep(0.02)  # read and handed to the worker before the next: none left idle
+time.sleep(0.3)
+before = resource.getrusage(resource.RUSAGE_SELF)
+time.sleep(1.0)
+after = resource.getrusage(resource.RUSAGE_SELF)
+cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+for descriptor in taken:
+    os.close(descriptor)
+release.set()
+answers = []
+for client in clients:
+    answer = b""
+    try:
+        while chunk := client.recv(65536):
+            answer += chunk
+    except ConnectionResetError:  # closed unread, idle, to make room
+        answer = b"reset"
+    answers.append(answer.split(b"\\r\\n", 1)[0].decode())
+print(json.dumps({"cpu_seconds": cpu, "answers": answers}))
+os._exit(0)
+"""
+"""A server that runs out of descriptors with every connection it holds being answered (none
+idle to close for room): 40 clients ask for a report its one worker is stuck building, with
+room for 8 descriptors, one after the other (none idle), and half way the process takes what
+descriptors are left, as the evaluation's own files would. It measures its own CPU for a
+second, then gives them back and lets the worker go."""
+
+
+def test_out_of_descriptors_with_none_idle_the_loop_waits_instead_of_spinning() -> None:
+    """The listener, readable with the backlog's connections, is not watched while accepting
+    is paused: before, select returned at once on every pass and the loop took a whole core
+    (and warned ten times a second) until a descriptor was freed. Once the worker answers,
+    descriptors free up and every client in the backlog is accepted and answered."""
+    code = _OUT_OF_DESCRIPTORS
+    result = run_bounded([sys.executable, "-c", code], seconds=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    print(figures["cpu_seconds"])  # the measured figure, for the record (-s)
+    assert figures["cpu_seconds"] < 0.3, figures["cpu_seconds"]
+    assert figures["answers"] == ["HTTP/1.0 200 OK"] * 40, figures["answers"]
+    warnings = result.stderr.count("out of file descriptors")
+    assert warnings == 1, f"warned once, not on every pass: {result.stderr[-3000:]}"
+
+
+def test_a_build_that_never_returns_is_answered_503_and_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A report page stuck for good holds its worker (a thread cannot be stopped), but not its
+    client, nor the probes: the client is answered 503 at the build deadline and the build is
+    logged as a warning once; the stuck build keeps its place in the queue, so past the queue
+    a scrape is told to retry at once. Before, the client waited as long as the build."""
+    caplog.set_level(logging.WARNING, logger="container.server")
+    release = threading.Event()
+
+    def stuck_report() -> str:
+        release.wait(CLIENT_TIMEOUT * 2)
+        return "<p>late</p>"
+
+    limits = ServerLimits(workers=1, max_queued=2, build_timeout=0.5)
+    with serving(limits, report=stuck_report) as server, connections() as held:
+        client = connect(server.port, held)
+        client.sendall(b"GET /report HTTP/1.0\r\n\r\n")
+        started = time.monotonic()
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        assert time.monotonic() - started < 0.5 + 1.0, "answered at the build deadline"
+        assert answer.startswith(b"HTTP/1.0 503 "), answer[:100]
+        assert b"Retry-After: 1" in answer
+        assert_probes_fast(server.port)
+        time.sleep(0.3)  # a sweep after the deadline: the warning
+        held_warnings = [r for r in caplog.records if "worker is held" in r.getMessage()]
+        assert len(held_warnings) == 1, [r.getMessage() for r in caplog.records]
+        assert "GET /report HTTP/1.0" in held_warnings[0].getMessage()
+
+        # The stuck build still counts: one more waits (503 at its deadline), then the queue
+        # is full and a scrape is told to retry at once.
+        waiting = connect(server.port, held)
+        waiting.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        time.sleep(0.1)
+        status, seconds, headers = timed_get(server.port, "/metrics")
+        assert (status, headers["Retry-After"]) == (503, "1")
+        assert seconds < PROBE_BOUND
+        assert_probes_fast(server.port)
+        assert closed_by_server(waiting, 2.0) is not None, "answered at its deadline"
+
+        release.set()
+        status, _, _ = wait_for_status(server.port, "/metrics", 200, within=3.0)
+        assert status == 200, "the worker is back once the build returns"
+    assert any("returned after" in r.getMessage() for r in caplog.records)
+
+
+def wait_for_status(
+    port: int, path: str, expected: int, within: float
+) -> tuple[int, float, http.client.HTTPMessage]:
+    """GETs ``path`` until it answers ``expected`` or ``within`` has passed; the last one."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = timed_get(port, path)
+        if answer[0] == expected or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.05)

@@ -501,3 +501,20 @@ def test_an_s3_listing_that_keeps_failing_ends_in_a_clear_error(
         run = run_bounded(command, seconds=SECONDS)
         assert proxy.faults[Fault.UNAVAILABLE] > 0, (dict(proxy.faults), run.stderr[-3000:])
     assert_clear_error(run, status, "storage failed", "SlowDown", "check that the storage answers")
+
+
+def test_links_that_loop_past_the_named_ones_are_all_counted(tmp_path: Path) -> None:
+    """Before: past ``UNUSABLE_ENTRIES_KEPT`` (10,000) entries that loop were neither named nor
+    counted, so 10,050 of them were reported as 10,000. Now every one is counted under
+    ``unreadable_entry``, the first 10,000 by name and the rest by one message."""
+    from evaluator.trial.local import UNUSABLE_ENTRIES_KEPT
+
+    trial = write_parts(tmp_path / "trial")
+    loops = UNUSABLE_ENTRIES_KEPT + 50
+    for number in range(loops):
+        (trial.path / "index" / f"loop_{number:05}").symlink_to(f"loop_{number:05}")
+    status = tmp_path / "status.json"
+    run = evaluate(str(trial.path), status)
+    document = assert_counted_exactly(run, status, trial.counts())
+    assert document["skipped"]["files"] == {"unreadable_entry": loops}
+    assert run.stderr.count("further ones are counted under unreadable_entry") == 1

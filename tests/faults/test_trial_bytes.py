@@ -205,6 +205,74 @@ def test_the_broadcast_bound_fits_the_readers_memory_budget() -> None:
     assert MAX_BROADCAST_ELEMENTS * 8 <= HELD_BYTES_LIMIT // 2
 
 
+def budget_busting_step() -> bytes:
+    """The event file of step BAD_STEP with 99 broadcasts, each within
+    ``MAX_BROADCAST_ELEMENTS``: 33 labels tensors of 16 Mi labels and 66 predictions tensors of
+    8 Mi x 2 scores, 1.66 Gi elements, 13 GiB once the rule holds them, in 30 KiB."""
+    meta = metadata(b"1", str(BAD_STEP).encode())
+    labels = tensor_proto(9, (MAX_BROADCAST_ELEMENTS,), typed=[varint_field(10, 1)])
+    scores = tensor_proto(
+        1, (MAX_BROADCAST_ELEMENTS // 2, 2), typed=[Field(5, FIXED32, struct.pack("<f", 0.5))]
+    )
+    values = [summary_value(f"labels_{i:02}".encode(), labels, meta) for i in range(33)]
+    values += [summary_value(f"predictions_{i:02}".encode(), scores, meta) for i in range(66)]
+    data = event_file([FILE_VERSION_EVENT, *(event(BAD_STEP, [value]) for value in values)])
+    assert len(data) < 64 << 10, "the claims cost the writer nothing"
+    return data
+
+
+def test_a_part_whose_tensors_claim_more_than_its_budget_is_skipped(tmp_path: Path) -> None:
+    """Before: the rule concatenated the 99 broadcasts of ``budget_busting_step`` (a
+    MemoryError in this child's 4 GiB, the evaluation ended as an internal error). The part's
+    tensors are held to ``HELD_BYTES_LIMIT`` (32 Mi elements at 8 bytes each): the third labels
+    tensor is past it, the part is skipped with ``decode_error`` before anything is
+    materialised, and every other step is counted exactly."""
+    trial = smdebug_trial(tmp_path / "trial")
+    (trial / event_key(BAD_STEP, "worker_0")).write_bytes(budget_busting_step())
+    run, status = evaluate(trial, tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert status["skipped"]["batches"] == {"decode_error": 1}
+    example = status["skipped"]["examples"]["decode_error"]
+    assert "claim more than 33,554,432 elements" in example, example
+    assert "'labels_02'" in example, example
+    assert "HELD_BYTES_LIMIT" in example, example
+    assert f"step {BAD_STEP}" in example, example
+    assert status["samples"] == (STEPS - 1) * BATCH
+    assert run.peak_rss_mib < PEAK_MIB
+
+
+@pytest.mark.parametrize("held_bytes_limit", [1 << 20, 0], ids=["held", "read_again"])
+def test_the_parts_budget_holds_whether_its_bytes_are_held_or_read_again(
+    tmp_path: Path, held_bytes_limit: int
+) -> None:
+    """Both ways a part's tensors are decoded are charged: from the bytes held since the poll,
+    and from the file read again at ``read`` (bytes over ``held_bytes_limit``). Decoded in this
+    process: the broadcasts are views until the rule would materialise them."""
+    from evaluator.trial.local import LocalStorage
+    from evaluator.trial.native import NativeTrialReader
+
+    trial = smdebug_trial(tmp_path / "trial")
+    (trial / event_key(BAD_STEP, "worker_0")).write_bytes(budget_busting_step())
+    reader = NativeTrialReader(
+        LocalStorage(trial, incremental=False), held_bytes_limit=held_bytes_limit
+    )
+    read = {}
+    while refs := reader.poll():
+        for ref in refs:
+            (read[ref.step],) = reader.read(ref, lambda _name: True)
+    reader.close()
+    assert sorted(read) == list(range(STEPS))
+    bad = read.pop(BAD_STEP)
+    assert bad.error_reason == "decode_error"
+    assert bad.error is not None
+    assert "'labels_02'" in bad.error
+    assert bad.tensors == {}
+    assert all(
+        part.error is None and set(part.tensors) == {"labels", "predictions"}
+        for part in read.values()
+    )
+
+
 # -- one TensorProto's claims, decoded in a bounded child -------------------------------------
 
 

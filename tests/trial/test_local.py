@@ -729,6 +729,69 @@ def test_a_link_that_loops_is_left_out_and_reported_once(
     assert storage.take_unusable_entries() == []
 
 
+def test_entries_past_the_kept_ones_are_counted_once_not_named(
+    tmp_path: Path, storage_of: Callable[[Path], LocalStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: past ``UNUSABLE_ENTRIES_KEPT`` entries were neither named nor counted, so the
+    status said fewer were left out than were. Now each is counted once however often its
+    folder is scanned (the most one scan of the folder met), without its key being kept."""
+    monkeypatch.setattr(local, "UNUSABLE_ENTRIES_KEPT", 2)
+    root = tmp_path / "trial"
+    write_tree(root, ("index/000000000/000000000000_worker_0.json", "index/000000001/x"))
+    storage = storage_of(root)
+    for name in ("a", "b", "c", "d", "e"):
+        (root / f"index/000000000/loop_{name}").symlink_to(f"loop_{name}")
+    (root / "index/000000001/loop").symlink_to("loop")
+    for _ in range(3):
+        assert storage.list_keys("index/") == [
+            "index/000000000/000000000000_worker_0.json",
+            "index/000000001/x",
+        ]
+    named = storage.take_unusable_entries()
+    assert len(named) == 2
+    assert storage.unnamed_unusable_entries == 4
+    (root / "index/000000001/another").symlink_to("another")
+    (root / "index/000000002").symlink_to("000000002")  # a folder that loops
+    for _ in range(2):
+        storage.list_keys("index/")
+    assert storage.take_unusable_entries() == []
+    assert storage.unnamed_unusable_entries == 6
+    storage.list_keys("index/000000002/")  # the folder itself, which cannot be opened
+    assert storage.unnamed_unusable_entries == 7
+    storage.list_keys("index/")
+    assert storage.unnamed_unusable_entries == 7
+
+
+def test_the_reader_counts_every_unusable_entry_and_says_once_that_it_stops_naming_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader counts the unnamed entries under the same reason as the named ones, and one
+    message says that further ones are counted without being named."""
+    from devtools.write_trial import end_training, export_collections, write_step
+    from evaluator.trial.native import NativeTrialReader
+
+    monkeypatch.setattr(local, "UNUSABLE_ENTRIES_KEPT", 3)
+    trial = tmp_path / "trial"
+    export_collections(str(trial), "worker_0", 1)
+    write_step(str(trial), 0, "worker_0", {"labels": [0, 1], "predictions": [0, 1]})
+    for number in range(7):
+        (trial / f"index/loop_{number}").symlink_to(f"loop_{number}")
+    end_training(str(trial))
+    reader = NativeTrialReader(LocalStorage(trial, incremental=False))
+    try:
+        assert [ref.step for ref in reader.poll()] == [0]
+        assert reader.poll() == []
+        problems = reader.problems()
+        assert problems.skipped_files == {"unreadable_entry": 7}
+        assert (
+            "further ones are counted under unreadable_entry"
+            in problems.examples["unreadable_entry"]
+        )
+        assert reader.problems() is problems, "unchanged, the same snapshot"
+    finally:
+        reader.close()
+
+
 def test_a_folder_that_loops_lists_as_empty_and_is_reported(
     tmp_path: Path, storage_of: Callable[[Path], LocalStorage]
 ) -> None:

@@ -83,16 +83,6 @@ def test_a_step_without_all_its_workers_is_counted_named_and_logged(
     )
 
 
-def test_values_quoted_from_a_trial_are_shortened_saying_how_long_they_were() -> None:
-    from evaluator.trial.problems import quoted
-
-    assert quoted("labels") == "'labels'"
-    long = quoted("x" * 1_000_000)
-    assert long.startswith("'xxx")
-    assert long.endswith("... (1,000,000 characters in all)")
-    assert len(long) < 300
-
-
 def test_every_parser_error_carries_the_reason_it_is_counted_under() -> None:
     from evaluator.trial.problems import DECODE_ERROR, TrialBytesError
 

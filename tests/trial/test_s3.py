@@ -933,3 +933,75 @@ def test_the_reader_counts_exactly_while_a_third_of_bodies_break(s3: S3, tmp_pat
         assert proxy.faults[Fault.CUT] > 0
     compare_with_local(parts, read_everything(native_reader(written.path)))
     assert given_up(reader) == {}
+
+
+# -- every wait on the endpoint is bounded ---------------------------------------------------------
+
+
+def test_the_client_bounds_each_wait_on_the_endpoint(s3: S3) -> None:
+    """Before: botocore's defaults, 60 s to connect and 60 s for each next bytes, per attempt."""
+    client = make_client(s3.endpoint, session=s3.session)
+    assert client.meta.config.connect_timeout == s3_module.CONNECT_TIMEOUT_SECONDS == 5.0
+    assert client.meta.config.read_timeout == s3_module.READ_TIMEOUT_SECONDS == 20.0
+    assert client.meta.config.retries["total_max_attempts"] == s3_module.MAX_ATTEMPTS
+    client.close()
+    storage = S3Storage(s3.bucket, PREFIX, endpoint_url=s3.endpoint)
+    assert storage.client.meta.config.read_timeout == s3_module.READ_TIMEOUT_SECONDS
+    storage.close()
+
+
+class _StallingServer:
+    """Answers every GET with its headers and the first bytes of a body, then goes silent."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.release = threading.Event()
+        self.gets = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.gets += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                self.wfile.write(b"x" * 10)
+                self.wfile.flush()
+                server.release.wait(30)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> _StallingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_body_that_stalls_is_cut_by_the_read_timeout_and_fetched_again(s3: S3) -> None:
+    """A body that stops arriving breaks after ``read_timeout`` (not botocore's 60 s) and is
+    fetched again as any broken body is, then given up on as an outage."""
+    with _StallingServer() as stalling:
+        client = make_client(stalling.endpoint, read_timeout=0.5, session=s3.session)
+        storage = S3Storage("bucket", PREFIX, client=client, body_attempts=2, sleep=lambda _: None)
+        started = time.monotonic()
+        with pytest.raises(s3_module.StorageUnavailable, match=r"broke .*, 2 time\(s\)"):
+            storage.read_bytes("events/x")
+        assert time.monotonic() - started < 10
+        assert stalling.gets == 2
+        assert storage.body_retries == 1
+        client.close()

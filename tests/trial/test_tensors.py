@@ -651,3 +651,26 @@ def test_strings_round_trip_through_smdebug(strings: list[str]) -> None:
     ((_, decoded),) = decode_event_tensors(event_payload([tensor_value("s", array)]))
     assert decoded.tolist() == strings
     assert decoded.dtype.kind == "U"
+
+
+def test_a_parts_budget_counts_the_elements_its_broadcasts_fill() -> None:
+    """A broadcast is charged the elements it fills, not the one value it holds; one that
+    replaces a broadcast of the same name gives its elements back; the limit itself is allowed;
+    a tensor whose every element was written is paid for by its bytes and not charged."""
+    from evaluator.trial.tensors import ELEMENT_BYTES, ElementBudget, ElementBudgetError
+
+    budget = ElementBudget(10 * ELEMENT_BYTES)
+    assert budget.limit == 10
+    budget.charge("a_labels", np.broadcast_to(np.int64(1), (6,)))
+    budget.charge("b_labels", np.broadcast_to(np.int64(1), (3,)))
+    budget.charge(
+        "b_labels", np.broadcast_to(np.int64(1), (4,)), replaced=np.broadcast_to(np.int64(1), (3,))
+    )
+    assert budget.claimed == 10
+    budget.charge("written_labels", np.zeros(1_000_000))  # every element in the file
+    budget.charge("one_value", np.broadcast_to(np.int64(1), (1,)))
+    assert budget.claimed == 10
+    with pytest.raises(ElementBudgetError, match=r"more than 10 elements: tensor 'c_labels'"):
+        budget.charge("c_labels", np.broadcast_to(np.float32(0), (2,)))
+    assert issubclass(ElementBudgetError, TensorDecodeError)
+    assert ElementBudgetError("x").reason == "decode_error"

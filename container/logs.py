@@ -53,8 +53,6 @@ _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 def escape_control(text: str) -> str:
     """``text`` with every character of ``_CONTROL`` as its Python escape (``\\n``,
     ``\\x1b``, ``\\u2028``); the rest, backslashes included, as it is."""
-    if not _CONTROL.search(text):
-        return text
     return _CONTROL.sub(_escape, text)
 
 

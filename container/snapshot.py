@@ -34,8 +34,8 @@ from evaluator.core import (
     RuleParameters,
     Tallies,
     aligned,
+    class_of,
     classes_that_matter,
-    column_of,
     confusion_matrix,
     describe_current,
     imbalance_ratio,
@@ -75,11 +75,7 @@ class ModeCounts:
 
     def class_at(self, column: int) -> int:
         """The class id of an entry."""
-        return int(column) if self.classes is None else int(self.classes[column])
-
-    def column(self, class_id: int) -> int | None:
-        """The entry of a class, None when it has none."""
-        return column_of(self.classes, class_id, self.samples.size)
+        return class_of(self.classes, column)
 
     @cached_property
     def confusions(self) -> dict[int, tuple[Confusion, ...]]:

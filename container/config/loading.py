@@ -77,11 +77,11 @@ def read_text_if_exists(path: str) -> str | None:
     except FileNotFoundError:
         return None
     if len(content) > MAX_FILE_BYTES:
-        raise FileTooLarge(errno.EFBIG, _too_large(path))
+        raise FileTooLarge(errno.EFBIG, _too_large())
     return content.decode("utf-8")
 
 
-def _too_large(path: str) -> str:
+def _too_large() -> str:
     return (
         f"it is larger than {MAX_FILE_BYTES:,} bytes, the most a configuration file may hold; "
         f"give long class name lists in class_names_file"
@@ -159,7 +159,7 @@ def _read(
         )
     if text is not None and len(text) > MAX_FILE_BYTES:
         report.problems.append(
-            problem("file", path, required_by or shown, f"cannot read {shown}: {_too_large(path)}")
+            problem("file", path, required_by or shown, f"cannot read {shown}: {_too_large()}")
         )
         return None
     return text
@@ -173,28 +173,14 @@ def _parse(name: str, entry: Entry, problems: list[ParameterProblem]) -> tuple[b
         check_document(entry.value, "the value")
         return True, declared.parse(entry.value)
     except TooLarge as exc:
-        problems.append(
-            ConfigProblem(
-                name,
-                entry.value,
-                declared.accepted,
-                str(entry.source),
-                f"{name} (from {entry.source}): refused: {exc.reason}",
-            )
-        )
+        said = f"refused: {exc.reason}"
     except Invalid as exc:
-        problems.append(
-            ConfigProblem(
-                name,
-                entry.value,
-                declared.accepted,
-                str(entry.source),
-                f"{name} (from {entry.source}): {exc.reason}; expected {declared.accepted}, but "
-                f"got {quote(entry.value)}",
-            )
-        )
+        said = f"{exc.reason}; expected {declared.accepted}, but got {quote(entry.value)}"
     except (ValueError, TypeError, OverflowError):
         problems.append(ParameterProblem(name, entry.value, declared.accepted, str(entry.source)))
+        return False, None
+    message = f"{name} (from {entry.source}): {said}"
+    problems.append(ConfigProblem(name, entry.value, declared.accepted, str(entry.source), message))
     return False, None
 
 

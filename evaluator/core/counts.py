@@ -19,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 
 IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 _PAIR_SHIFT = 32  # a pair key is label << 32 | predicted; class indices stay below 2**31
 CLASS_ID_LIMIT = 1 << (_PAIR_SHIFT - 1)
@@ -244,18 +243,18 @@ class ClassCounts:
             if not dense_enough(top, seen):
                 self._to_sparse()
         wrong = labels != predicted
-        any_wrong = bool(wrong.any())
+        wrong_labels = labels[wrong] if wrong.any() else None
         if self.classes is not None:
-            self._add_sparse(labels, wrong if any_wrong else None)
+            self._add_sparse(labels, wrong_labels)
         else:
             self._size = max(self.num_classes, top)
             self.samples = _grow(self.samples, top)
             self.mispredicted = _grow(self.mispredicted, top)
             _accumulate(self.samples, labels)
-            if any_wrong:
-                _accumulate(self.mispredicted, labels[wrong])
-        if any_wrong:
-            self.confusion.add(labels[wrong], predicted[wrong])
+            if wrong_labels is not None:
+                _accumulate(self.mispredicted, wrong_labels)
+        if wrong_labels is not None:
+            self.confusion.add(wrong_labels, predicted[wrong])
         self.total += int(labels.size)
 
     def _to_sparse(self) -> None:
@@ -265,12 +264,12 @@ class ClassCounts:
         self.samples = self.samples[seen].copy()
         self.mispredicted = self.mispredicted[seen].copy()
 
-    def _add_sparse(self, labels: IntArray, wrong: BoolArray | None) -> None:
-        """Count labels into sparse counts (``wrong``: which are mispredicted; None: none)."""
+    def _add_sparse(self, labels: IntArray, wrong_labels: IntArray | None) -> None:
+        """Count labels into sparse counts (``wrong_labels``: those mispredicted; None: none)."""
         new, new_samples = np.unique(labels, return_counts=True)
         new_wrong = np.zeros(new.size, dtype=np.int64)
-        if wrong is not None:
-            wrong_classes, wrong_counts = np.unique(labels[wrong], return_counts=True)
+        if wrong_labels is not None:
+            wrong_classes, wrong_counts = np.unique(wrong_labels, return_counts=True)
             new_wrong[np.searchsorted(new, wrong_classes)] = wrong_counts
         self._fold_sparse(new, new_samples.astype(np.int64), new_wrong)
 

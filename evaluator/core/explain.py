@@ -20,6 +20,7 @@ from evaluator.core.checks import (
     Check,
     Finding,
     Tallies,
+    class_of,
     describe_current,
     holds_now,
     imbalance_ratio,
@@ -193,9 +194,6 @@ def classes_that_matter(
         if len(chosen) < limit and column is not None and samples[column] > 0:
             chosen.setdefault(c, None)
 
-    def class_id(column: int) -> int:
-        return column if ids is None else int(ids[column])
-
     for c in first:
         take(int(c))
     seen = np.flatnonzero(samples)
@@ -203,10 +201,10 @@ def classes_that_matter(
     for index in np.lexsort((seen, -fractions)).tolist():
         if len(chosen) >= limit or fractions[index] == 0:
             break
-        c = class_id(int(seen[index]))
+        c = class_of(ids, int(seen[index]))
         take(c)
         for confusion in confusions.get(c, ())[:1]:
             take(confusion.predicted)
     for column in seen[np.lexsort((seen, -samples[seen]))].tolist():
-        take(class_id(column))
+        take(class_of(ids, column))
     return tuple(sorted(chosen))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from evaluator.core.checks import imbalance_ratio, misprediction_fractions
+from evaluator.core.checks import class_of, imbalance_ratio, misprediction_fractions
 
 IntArray = npt.NDArray[np.int64]
 
@@ -133,8 +133,7 @@ def worst_classes(
         seen, fractions = seen[keep], fractions[keep]
     order = np.lexsort((seen, -fractions))[:limit]
     return tuple(
-        (c if classes is None else int(classes[c]), int(samples[c]), int(mispredicted[c]))
-        for c in seen[order].tolist()
+        (class_of(classes, c), int(samples[c]), int(mispredicted[c])) for c in seen[order].tolist()
     )
 
 

@@ -152,15 +152,6 @@ class StepLedger:
         """The sorted classes with an entry."""
         return np.unique(_joined(self._classes))
 
-    def totals(self) -> tuple[IntArray, IntArray]:
-        """(samples, mispredicted) per class over every step."""
-        _, _, classes, samples, mispredicted = self.arrays()
-        width = self.width()
-        return (
-            np.bincount(classes, weights=samples, minlength=width).astype(np.int64),
-            np.bincount(classes, weights=mispredicted, minlength=width).astype(np.int64),
-        )
-
     def dense(
         self, start: int, stop: int, width: int, ids: IntArray | None = None
     ) -> tuple[IntArray, IntArray]:

@@ -260,8 +260,6 @@ class TensorSelector:
         self._predictions = compile_regex(predictions_regex)
         self._splits: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
         self._roles: dict[str, tuple[bool, bool]] = {}
-        self.overlong_names = 0
-        """How many times a name longer than MAX_MATCHED_NAME_CHARS was asked about."""
         self.overlong_example: str | None = None
         """The first such name, shortened for messages."""
 
@@ -272,7 +270,6 @@ class TensorSelector:
         if roles is not None:
             return roles
         if len(tensor_name) > MAX_MATCHED_NAME_CHARS:
-            self.overlong_names += 1
             if self.overlong_example is None:
                 self.overlong_example = quoted(tensor_name, 80)
             return False, False

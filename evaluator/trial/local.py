@@ -89,7 +89,6 @@ _ADDED = IN_CREATE | IN_MOVED_TO
 _REMOVED = IN_DELETE | IN_MOVED_FROM
 _GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT
 _MOUNTINFO = "/proc/self/mountinfo"
-_DENIED = frozenset({errno.EACCES, errno.EPERM})
 
 UNUSABLE_ENTRIES_KEPT = 10_000
 """Entries that cannot be followed whose keys are remembered, so that each is named once
@@ -309,9 +308,9 @@ class LocalStorage:
                         unnamed += self._left_out(folder_key + entry.name, error)
         except (FileNotFoundError, NotADirectoryError):
             return []
+        except PermissionError as error:
+            raise TrialError(self._unusable_folder(path, error)) from error
         except OSError as error:
-            if error.errno in _DENIED:
-                raise TrialError(self._unusable_folder(path, error)) from error
             self._unnamed[folder_key[:-1]] = self._left_out(folder_key, error)
             return []
         if unnamed > self._unnamed.get(folder_key, 0):
@@ -337,7 +336,7 @@ class LocalStorage:
                 f"Expected {what} {where} to be a folder, but it is a symbolic link that loops "
                 f"({error.strerror}): point --trial / base_trial at the real folder"
             )
-        if error.errno not in _DENIED:
+        if not isinstance(error, PermissionError):
             return f"Expected to read {what} {where}, but cannot ({error}): check it"
         try:
             owner = os.lstat(path)

@@ -30,8 +30,8 @@ from evaluator.trial.parsers import (
     scan_event_file,
 )
 from evaluator.trial.problems import (
+    DECODE_ERROR,
     MALFORMED_EVENT_FILE,
-    MALFORMED_INDEX,
     MISSING_EVENT_FILE,
     UNREADABLE_EVENT_FILE,
     TrialBytesError,
@@ -220,8 +220,6 @@ def source_key(step: int, file_worker: str, error: Exception | None = None) -> s
 
 def skip_reason(error: Exception) -> str:
     """The reason a part that could not be loaded is counted under."""
-    if isinstance(error, MalformedIndexError):
-        return MALFORMED_INDEX
     if isinstance(error, FileNotFoundError):
         return MISSING_EVENT_FILE
     if isinstance(error, OSError):
@@ -248,7 +246,7 @@ def _decode_failure(span: TensorSpan, where: str, error: ValueError) -> tuple[st
         return error.reason, f"tensor {span.name!r}: {error}"
     if isinstance(error, ElementBudgetError):
         return error.reason, f"{where}: {error}."
-    return "decode_error", (
+    return DECODE_ERROR, (
         f"tensor {span.name!r} in {where}: {error}. The record is not a tensor as "
         "smdebug writes it; check that the trial was written by smdebug."
     )
